@@ -1,0 +1,261 @@
+//! outpost configuration: the YAML schema of SPEC §2, parsed with exact error locations,
+//! `defaults` merged into every server, and validated into typed settings.
+//!
+//! Architecture Invariant: this crate does no networking and knows nothing about AWS or
+//! tokio; it turns text into [`Config`] or into a [`ConfigError`] naming file, line and
+//! column.
+
+mod raw;
+mod units;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use units::{parse_duration, parse_size};
+
+/// The default configuration file, used when neither `-c` nor `$OUTPOST_CONFIG` is given.
+pub const DEFAULT_PATH: &str = "/etc/outpost/outpost.yaml";
+
+/// The canned ACL on every PutObject and CreateMultipartUpload (SPEC §2). Not configurable.
+pub const ENFORCED_ACL: &str = "bucket-owner-full-control";
+
+/// A configuration error: where it was written and why it is wrong, in one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// The configuration file.
+    pub file: PathBuf,
+    /// 1-based line of the offending value, when known.
+    pub line: Option<usize>,
+    /// 1-based column of the offending value, when known.
+    pub column: Option<usize>,
+    /// One-line reason.
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let (Some(l), Some(c)) = (self.line, self.column) {
+            write!(f, ":{l}:{c}")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The spool: one folder per server, plus `.outpost/`, `.failed/`, `.archive/`.
+    pub spool_dir: PathBuf,
+    /// Address of the HTTP endpoint (`/metrics`, `/healthz`, `/readyz`).
+    pub listen: SocketAddr,
+    /// The publisher's AWS account, used by `outpost policy`; else found through STS.
+    pub publisher_account_id: Option<String>,
+    /// Files in flight over all servers.
+    pub max_concurrent_uploads: usize,
+    /// Time SIGTERM gives uploads in flight.
+    pub shutdown_grace: Duration,
+    /// How often the whole spool is rescanned to catch events the kernel missed.
+    pub rescan_interval: Duration,
+    /// Servers by name (= spool folder name).
+    pub servers: BTreeMap<String, Server>,
+}
+
+/// One destination after `defaults` were merged in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    /// Name, which is also the spool folder.
+    pub name: String,
+    /// Destination bucket.
+    pub bucket: String,
+    /// Prepended to the relative path to form the key.
+    pub prefix: String,
+    /// AWS region of the bucket.
+    pub region: String,
+    /// Custom endpoint (S3-compatible services, tests).
+    pub endpoint: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`).
+    pub path_style: bool,
+    /// The integrity check the store verifies on every PUT and part.
+    pub checksum: Checksum,
+    /// Whose identity writes the objects.
+    pub credentials: Credentials,
+    /// Sent as `x-amz-expected-bucket-owner` when set.
+    pub expected_bucket_owner: Option<String>,
+    /// Server-side encryption.
+    pub sse: Option<Sse>,
+    /// Storage class of the objects.
+    pub storage_class: Option<String>,
+    /// Globs of control files published after the data beside them.
+    pub publish_last: Vec<String>,
+    /// When a dropped file counts as complete.
+    pub completion: Completion,
+    /// What happens to a file once S3 acknowledged it.
+    pub after_upload: AfterUpload,
+    /// Age after which archived files are pruned.
+    pub archive_retention: Option<Duration>,
+    /// Files in flight for this server.
+    pub max_concurrent_uploads: usize,
+    /// Multipart settings.
+    pub multipart: Multipart,
+    /// Retry limits.
+    pub retry: Retry,
+    /// Request timeouts.
+    pub timeouts: Timeouts,
+}
+
+impl Server {
+    /// The object key of a file at `rel` (relative path with `/` separators).
+    pub fn key_for(&self, rel: &str) -> String {
+        format!("{}{}", self.prefix, rel)
+    }
+}
+
+/// Integrity check sent with every PUT and part (SPEC §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checksum {
+    /// `x-amz-checksum-crc32c` (AWS, most stores).
+    Crc32c,
+    /// `x-amz-checksum-crc64nvme` (AWS).
+    Crc64Nvme,
+    /// `Content-MD5` (stores that verify only that, such as Ceph radosgw).
+    Md5,
+}
+
+/// Credentials mode (SPEC §2).
+#[derive(Clone, PartialEq)]
+pub enum Credentials {
+    /// The daemon's own identity through the standard AWS chain.
+    Internal,
+    /// An access key whose secret lives in a file only the daemon can read.
+    Static {
+        /// The access key id (not a secret).
+        access_key_id: String,
+        /// The file holding the secret access key.
+        secret_access_key_file: PathBuf,
+    },
+    /// STS AssumeRole into the customer's role.
+    AssumeRole {
+        /// The role to assume.
+        role_arn: String,
+        /// `sts:ExternalId` the customer's trust policy requires.
+        external_id: Option<String>,
+    },
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credentials::Internal => f.write_str("internal"),
+            Credentials::Static { access_key_id, .. } => write!(f, "static({access_key_id})"),
+            Credentials::AssumeRole { role_arn, .. } => write!(f, "assume_role({role_arn})"),
+        }
+    }
+}
+
+/// Server-side encryption (SPEC §2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sse {
+    /// SSE-S3.
+    Aes256,
+    /// SSE-KMS with the customer's key (a full key ARN).
+    Kms {
+        /// Full ARN of the key.
+        kms_key_id: String,
+    },
+}
+
+/// When a file in the spool counts as complete (SPEC §1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completion {
+    /// Complete once renamed into place under a name that is not in-progress.
+    Rename,
+    /// Complete once `<name><suffix>` exists.
+    Marker {
+        /// Marker suffix, default `.ready`.
+        suffix: String,
+    },
+    /// Complete once size and mtime have not changed for `period`.
+    Quiet {
+        /// How long the file must stay unchanged.
+        period: Duration,
+    },
+}
+
+/// What happens to a file after S3 acknowledged it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterUpload {
+    /// Remove it.
+    Delete,
+    /// Move it under `.archive/<server>/`.
+    Archive,
+}
+
+/// Multipart settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Multipart {
+    /// Files of this size or more go by multipart upload.
+    pub threshold: u64,
+    /// Size of each part (grown so that no upload needs more than 10,000 parts).
+    pub part_size: u64,
+    /// Parts in flight per file.
+    pub concurrency: usize,
+}
+
+/// Retry limits of the per-file retry policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// First backoff.
+    pub initial_backoff: Duration,
+    /// Cap of the backoff.
+    pub max_backoff: Duration,
+    /// Attempts before a file goes to `.failed/`.
+    pub max_attempts: u32,
+}
+
+/// Request timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP/TLS connect.
+    pub connect: Duration,
+    /// Time without a byte read from the server.
+    pub read: Duration,
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            line: None,
+            column: None,
+            reason: format!("cannot read configuration: {e}"),
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Validates `text` as read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        raw::parse(path, text)
+    }
+}
+
+/// Where `-c` points when not given: `$OUTPOST_CONFIG`, then [`DEFAULT_PATH`].
+pub fn default_config_path() -> PathBuf {
+    std::env::var_os("OUTPOST_CONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
+}
+
+/// Whether `name` is a valid server name: `[A-Za-z0-9_][A-Za-z0-9_.-]*`.
+pub fn valid_server_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,125 @@
+//! Table-driven tests: each bad configuration names the line, the column and the reason.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::*;
+
+const GOOD: &str = r#"
+spool_dir: /var/spool/outpost
+listen: 127.0.0.1:9464
+max_concurrent_uploads: 8
+defaults:
+  region: eu-west-1
+  multipart: { threshold: 32MiB, concurrency: 2 }
+  retry: { max_attempts: 5 }
+  credentials:
+    mode: assume_role
+    role_arn: arn:aws:iam::111122223333:role/writer
+servers:
+  acme:
+    bucket: acme-data
+    prefix: "out/"
+    multipart:
+      part_size: 8MiB
+    credentials: { mode: internal }
+  beta:
+    bucket: beta-data
+    completion: marker
+    sse: { mode: "aws:kms", kms_key_id: "arn:aws:kms:eu-west-1:111122223333:key/abc" }
+"#;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(Path::new("/etc/outpost/outpost.yaml"), text)
+}
+
+#[test]
+fn good_config_merges_defaults() {
+    let c = parse(GOOD).expect("valid");
+    assert_eq!(c.max_concurrent_uploads, 8);
+    assert_eq!(c.shutdown_grace, Duration::from_secs(30));
+    let acme = &c.servers["acme"];
+    assert_eq!(acme.region, "eu-west-1");
+    assert_eq!(
+        acme.multipart,
+        Multipart {
+            threshold: 32 << 20,
+            part_size: 8 << 20,
+            concurrency: 2
+        }
+    );
+    assert_eq!(acme.retry.max_attempts, 5);
+    assert_eq!(acme.retry.initial_backoff, Duration::from_secs(1));
+    // credentials replaced whole: mode internal never inherits role_arn
+    assert_eq!(acme.credentials, Credentials::Internal);
+    assert_eq!(acme.key_for("a/b.csv"), "out/a/b.csv");
+    let beta = &c.servers["beta"];
+    assert!(matches!(beta.credentials, Credentials::AssumeRole { .. }));
+    assert_eq!(
+        beta.completion,
+        Completion::Marker {
+            suffix: ".ready".into()
+        }
+    );
+    assert!(matches!(beta.sse, Some(Sse::Kms { .. })));
+    assert_eq!(beta.checksum, Checksum::Crc32c);
+}
+
+#[test]
+fn errors_name_line_column_and_reason() {
+    // (yaml, line, column, words the reason must contain)
+    let cases: &[(&str, usize, usize, &str)] = &[
+        ("servers:\n  a:\n    bucket: b\n    bukket: c\n", 4, 5, "unknown field `bukket`"),
+        ("servers:\n  a:\n    bucket: b\n    max_concurrent_uploads: many\n", 4, 29, "invalid type"),
+        ("servers:\n  a:\n    bucket: b\n    retry: { initial_backoff: 10 parsecs }\n", 4, 12, "unknown unit"),
+        ("servers:\n  a:\n    bucket: b\n    multipart: { part_size: 1MiB }\n", 4, 5, "between 5MiB and 5GiB"),
+        ("servers:\n  \"bad name\":\n    bucket: b\n", 2, 3, "invalid server name"),
+        ("servers:\n  a:\n    prefix: x/\n", 2, 3, "missing required key `bucket`"),
+        ("servers:\n  a:\n    bucket: b\n    checksum: sha1\n", 4, 15, "unknown variant `sha1`"),
+        ("servers:\n  a:\n    bucket: b\n    credentials: { mode: static, access_key_id: AK }\n", 3, 5, "secret_access_key_file"),
+        ("servers:\n  a:\n    bucket: b\n    sse: { mode: \"aws:kms\", kms_key_id: alias/mine }\n", 4, 5, "full key ARN"),
+        ("listen: nowhere\nservers:\n  a:\n    bucket: b\n", 1, 9, "invalid socket address"),
+        ("defaults:\n  retry:\n    max_attempts: 0\nservers:\n  a:\n    bucket: b\n", 3, 5, "max_attempts must be at least 1"),
+        ("spool_dir: relative/spool\nservers:\n  a:\n    bucket: b\n", 1, 1, "absolute path"),
+        ("servers:\n  a:\n    bucket: b\n  a:\n    bucket: c\n", 2, 3, "duplicate"),
+        ("servers: {}\n", 1, 1, "no servers"),
+        ("servers:\n  a:\n    bucket: b\n    credentials: { mode: internal, role_arn: x }\n", 3, 5, "unknown field `role_arn`"),
+    ];
+    let mut bad = Vec::new();
+    for (yaml, line, column, words) in cases {
+        let e = parse(yaml).expect_err(yaml);
+        assert!(
+            e.reason.contains(words),
+            "{yaml:?}: reason {:?} lacks {words:?}",
+            e.reason
+        );
+        if (e.line, e.column) != (Some(*line), Some(*column)) {
+            bad.push(format!("{yaml:?}: {e}"));
+        }
+        assert!(!e.reason.contains('\n'), "one-line reason: {e}");
+    }
+    assert!(bad.is_empty(), "wrong locations:\n{}", bad.join("\n"));
+}
+
+#[test]
+fn sizes_and_durations() {
+    assert_eq!(parse_size("8MiB"), Ok(8 << 20));
+    assert_eq!(parse_size("64MB"), Ok(64_000_000));
+    assert_eq!(parse_size("17"), Ok(17));
+    assert!(parse_size("8 parsecs").is_err());
+    assert!(parse_size("-1MiB").is_err());
+    assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+    assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+    assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+    assert!(parse_duration("30").is_err());
+}
+
+#[test]
+fn server_names() {
+    for ok in ["acme", "a_b", "A.b-c", "_x", "0"] {
+        assert!(valid_server_name(ok), "{ok}");
+    }
+    for bad in ["", ".hidden", "-x", "a/b", "a b", "é"] {
+        assert!(!valid_server_name(bad), "{bad}");
+    }
+}
