@@ -1,1 +1,69 @@
-//! stub
+//! outpost scheduler: one pending index per server, a per-server and a global
+//! concurrency limit shared round-robin, same-path ordering, and per-file retry timing.
+//!
+//! Architecture Invariant: the scheduler knows nothing about S3 or the file system. It
+//! orders opaque items and calls [`Work`]; *whether* an error is worth a retry is the
+//! worker's verdict ([`Outcome`]), *when* to retry is decided here.
+
+mod backoff;
+mod queue;
+
+pub use backoff::{RetryPolicy, full_jitter};
+pub use queue::{Scheduler, ServerStats, Stats};
+
+use std::future::Future;
+use std::time::SystemTime;
+
+use tokio_util::sync::CancellationToken;
+
+/// What the scheduler needs to know of an item.
+pub trait Item: Send + Sync + Clone + 'static {
+    /// Items with the same key run one at a time, in `seq` order.
+    fn order_key(&self) -> &str;
+    /// Arrival order.
+    fn seq(&self) -> u64;
+    /// Bytes, for queue totals.
+    fn size(&self) -> u64;
+    /// When the item was dropped, for the oldest-pending age.
+    fn dropped_at(&self) -> SystemTime;
+}
+
+/// The verdict of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Delivered and finished; forget the item.
+    Done,
+    /// A transient error: retry after a backoff, or give up after the last attempt.
+    Retry(String),
+    /// The worker already dealt with it (e.g. moved it to `.failed/`); forget it.
+    Dropped,
+    /// Shutdown interrupted the attempt; the item stays claimed on disk for next time.
+    Interrupted,
+}
+
+/// Attempt history handed to [`Work::give_up`].
+#[derive(Debug, Clone)]
+pub struct History {
+    /// Attempts made.
+    pub attempts: u32,
+    /// First attempt.
+    pub first_attempt: SystemTime,
+    /// Last attempt.
+    pub last_attempt: SystemTime,
+    /// Last error.
+    pub last_error: String,
+}
+
+/// The work the scheduler drives.
+pub trait Work<I: Item>: Send + Sync + 'static {
+    /// One attempt (1-based `attempt`). `stop` fires when shutdown's grace ran out.
+    fn attempt(
+        &self,
+        server: &str,
+        item: &I,
+        attempt: u32,
+        stop: CancellationToken,
+    ) -> impl Future<Output = Outcome> + Send;
+    /// Retries are exhausted.
+    fn give_up(&self, server: &str, item: I, history: History) -> impl Future<Output = ()> + Send;
+}

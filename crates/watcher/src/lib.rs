@@ -1,1 +1,127 @@
-//! stub
+//! outpost spool: discovery of completed batch files, the completion rules, and every
+//! move of a spool file — claim, finish (delete or archive), fail, requeue.
+//!
+//! Architecture Invariant: this is the only crate that renames, writes or deletes
+//! anything under `spool_dir`; the uploader only opens claimed files read-only. It knows
+//! nothing about S3: upload journals are opaque bytes it keeps beside a claim.
+
+mod discover;
+mod fsx;
+pub mod rules;
+mod spool;
+
+pub use discover::{Discovery, DiscoveryHandle, ServerRule, run_discovery};
+pub use spool::{FailRecord, ServerStatus, Spool, SpoolError, default_instance, rfc3339};
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+/// A file taken over by this daemon: renamed into `.outpost/<instance>/claims/<server>/`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Claim {
+    /// Server the file was dropped for.
+    pub server: String,
+    /// Claim order, per instance; equal relative paths are published in this order.
+    pub seq: u64,
+    /// Relative path below the server folder, `/`-separated (always UTF-8).
+    pub rel: String,
+    /// Size when claimed.
+    pub size: u64,
+    /// Modification time when claimed (nanoseconds since the epoch): the drop time used
+    /// for the oldest-pending age.
+    pub mtime_ns: i128,
+    /// Marker file removed with this claim (marker completion rule), relative path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marker: Option<String>,
+}
+
+impl Claim {
+    /// When the exporter last wrote the file.
+    pub fn dropped_at(&self) -> SystemTime {
+        let ns = self.mtime_ns.max(0) as u128;
+        SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(ns.min(u64::MAX as u128) as u64)
+    }
+}
+
+/// Why a spool entry was refused without being published (a closed set: metric labels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    /// A symbolic link (never followed).
+    Symlink,
+    /// A FIFO, socket or device.
+    Special,
+    /// A folder or file that cannot be read.
+    Unreadable,
+    /// A folder for a server that is not configured (files left untouched).
+    UnknownServer,
+}
+
+impl RejectReason {
+    /// Every reason, so metrics can start at zero.
+    pub const ALL: [RejectReason; 4] = [
+        RejectReason::Symlink,
+        RejectReason::Special,
+        RejectReason::Unreadable,
+        RejectReason::UnknownServer,
+    ];
+    /// Metric label and log word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::Symlink => "symlink",
+            RejectReason::Special => "special_file",
+            RejectReason::Unreadable => "unreadable",
+            RejectReason::UnknownServer => "unknown_server",
+        }
+    }
+}
+
+/// Why a file can never be published and went to `.failed/` (a closed set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailReason {
+    /// Retries exhausted on transient errors.
+    RetriesExhausted,
+    /// The name is not UTF-8 (S3 keys are UTF-8).
+    NameNotUtf8,
+    /// The key would exceed S3's 1,024-byte limit.
+    KeyTooLong,
+    /// Larger than S3's object size limit.
+    TooLarge,
+    /// Cannot be opened or read.
+    Unreadable,
+    /// The store refused the object itself (not the server).
+    Rejected,
+}
+
+impl FailReason {
+    /// Every reason, so metrics can start at zero.
+    pub const ALL: [FailReason; 6] = [
+        FailReason::RetriesExhausted,
+        FailReason::NameNotUtf8,
+        FailReason::KeyTooLong,
+        FailReason::TooLarge,
+        FailReason::Unreadable,
+        FailReason::Rejected,
+    ];
+    /// Metric label and record word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailReason::RetriesExhausted => "retries_exhausted",
+            FailReason::NameNotUtf8 => "name_not_utf8",
+            FailReason::KeyTooLong => "key_too_long",
+            FailReason::TooLarge => "too_large",
+            FailReason::Unreadable => "unreadable",
+            FailReason::Rejected => "rejected",
+        }
+    }
+}
+
+/// What discovery reports besides claims; the binary logs and counts each in one place.
+pub trait SpoolEvents: Send + Sync {
+    /// An entry was refused (reported once per entry per run).
+    fn rejected(&self, server: &str, reason: RejectReason, path: &std::path::Path);
+    /// A file went to `.failed/` during discovery.
+    fn failed_at_discovery(&self, server: &str, reason: FailReason, path: &std::path::Path);
+}
+
+/// Where a failed or archived copy went.
+pub type Destination = PathBuf;

@@ -1,0 +1,407 @@
+//! The dispatcher: one task owns every server's pending index and starts attempts
+//! round-robin across servers within the per-server and global limits.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::{History, Item, Outcome, RetryPolicy, Work};
+
+/// Live totals of one server, for metrics and `status`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerStats {
+    /// Files not yet acknowledged (waiting or in flight).
+    pub queue_files: u64,
+    /// Their bytes.
+    pub queue_bytes: u64,
+    /// Files being uploaded now.
+    pub in_flight: u64,
+    /// Drop time of the oldest file not yet acknowledged.
+    pub oldest_dropped: Option<SystemTime>,
+}
+
+/// Shared view of every server's totals.
+pub type Stats = Arc<Mutex<HashMap<String, ServerStats>>>;
+
+/// A file waiting in a server's index.
+struct Pending<I> {
+    item: I,
+    /// Failed attempts so far.
+    failures: u32,
+    /// Not to be attempted before this.
+    not_before: Option<Instant>,
+    first_attempt: Option<SystemTime>,
+    last_attempt: Option<SystemTime>,
+    last_error: String,
+}
+
+/// One server's pending index and limits.
+struct ServerQueue<I> {
+    /// Waiting items by arrival order (seq).
+    waiting: BTreeMap<u64, Pending<I>>,
+    /// Items being attempted.
+    running: HashMap<u64, Pending<I>>,
+    /// Order keys being attempted: later items of the same key wait.
+    running_keys: HashSet<String>,
+    /// (drop time, seq) of every unacknowledged item, for the oldest age.
+    by_age: BTreeSet<(SystemTime, u64)>,
+    bytes: u64,
+    max_in_flight: usize,
+    retry: RetryPolicy,
+    /// Set when the server was removed by a reload: drain, then forget.
+    removed: bool,
+}
+
+impl<I: Item> ServerQueue<I> {
+    fn new(max_in_flight: usize, retry: RetryPolicy) -> Self {
+        ServerQueue {
+            waiting: BTreeMap::new(),
+            running: HashMap::new(),
+            running_keys: HashSet::new(),
+            by_age: BTreeSet::new(),
+            bytes: 0,
+            max_in_flight,
+            retry,
+            removed: false,
+        }
+    }
+
+    /// The first waiting item that may start now: not behind an earlier item of the same
+    /// key, not in backoff.
+    fn pick(&self, now: Instant) -> Option<u64> {
+        if self.running.len() >= self.max_in_flight || self.removed {
+            return None;
+        }
+        let mut held: HashSet<&str> = HashSet::new();
+        for (seq, p) in &self.waiting {
+            let key = p.item.order_key();
+            if self.running_keys.contains(key) || held.contains(key) {
+                continue;
+            }
+            if p.not_before.is_some_and(|t| t > now) {
+                held.insert(key);
+                continue;
+            }
+            return Some(*seq);
+        }
+        None
+    }
+
+    fn next_wake(&self) -> Option<Instant> {
+        self.waiting.values().filter_map(|p| p.not_before).min()
+    }
+
+    fn stats(&self) -> ServerStats {
+        ServerStats {
+            queue_files: (self.waiting.len() + self.running.len()) as u64,
+            queue_bytes: self.bytes,
+            in_flight: self.running.len() as u64,
+            oldest_dropped: self.by_age.first().map(|(t, _)| *t),
+        }
+    }
+
+    fn forget(&mut self, p: &Pending<I>) {
+        self.bytes = self.bytes.saturating_sub(p.item.size());
+        self.by_age.remove(&(p.item.dropped_at(), p.item.seq()));
+    }
+}
+
+/// A finished attempt, reported by its task.
+struct Finished {
+    server: String,
+    seq: u64,
+    outcome: Outcome,
+}
+
+/// Commands into the dispatcher.
+#[derive(Debug)]
+pub enum Command<I> {
+    /// A new item for a server.
+    Add {
+        /// Server name.
+        server: String,
+        /// The item.
+        item: I,
+    },
+    /// Adds a server or changes its limits.
+    Configure {
+        /// Server name.
+        server: String,
+        /// Files in flight for it.
+        max_in_flight: usize,
+        /// Its retry policy.
+        retry: RetryPolicy,
+    },
+    /// Removes a server once its queue is empty; no new attempt starts for it.
+    Remove {
+        /// Server name.
+        server: String,
+    },
+}
+
+/// The dispatcher.
+pub struct Scheduler<I: Item, W: Work<I>> {
+    work: Arc<W>,
+    global: usize,
+    servers: BTreeMap<String, ServerQueue<I>>,
+    /// Round-robin position over `servers`.
+    cursor: usize,
+    running: usize,
+    stats: Stats,
+    done_tx: mpsc::UnboundedSender<Finished>,
+    done_rx: mpsc::UnboundedReceiver<Finished>,
+    /// Fired when shutdown's grace ran out: attempts stop and leave their state on disk.
+    stop: CancellationToken,
+}
+
+impl<I: Item, W: Work<I>> std::fmt::Debug for Scheduler<I, W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler").field("global", &self.global).finish()
+    }
+}
+
+impl<I: Item, W: Work<I>> Scheduler<I, W> {
+    /// A dispatcher running at most `global` attempts at once.
+    pub fn new(work: Arc<W>, global: usize) -> Self {
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        Scheduler {
+            work,
+            global: global.max(1),
+            servers: BTreeMap::new(),
+            cursor: 0,
+            running: 0,
+            stats: Arc::default(),
+            done_tx,
+            done_rx,
+            stop: CancellationToken::new(),
+        }
+    }
+
+    /// The shared totals, updated as the queues change.
+    pub fn stats(&self) -> Stats {
+        self.stats.clone()
+    }
+
+    fn apply(&mut self, cmd: Command<I>) {
+        match cmd {
+            Command::Add { server, item } => {
+                let Some(q) = self.servers.get_mut(&server) else {
+                    tracing::warn!(server, "item for an unknown server ignored");
+                    return;
+                };
+                q.bytes += item.size();
+                q.by_age.insert((item.dropped_at(), item.seq()));
+                q.waiting.insert(
+                    item.seq(),
+                    Pending {
+                        item,
+                        failures: 0,
+                        not_before: None,
+                        first_attempt: None,
+                        last_attempt: None,
+                        last_error: String::new(),
+                    },
+                );
+                self.publish(&server);
+            }
+            Command::Configure {
+                server,
+                max_in_flight,
+                retry,
+            } => {
+                let q = self
+                    .servers
+                    .entry(server.clone())
+                    .or_insert_with(|| ServerQueue::new(max_in_flight, retry));
+                q.max_in_flight = max_in_flight.max(1);
+                q.retry = retry;
+                q.removed = false;
+                self.publish(&server);
+            }
+            Command::Remove { server } => {
+                if let Some(q) = self.servers.get_mut(&server) {
+                    q.removed = true;
+                }
+                self.reap(&server);
+            }
+        }
+    }
+
+    fn reap(&mut self, server: &str) {
+        if self
+            .servers
+            .get(server)
+            .is_some_and(|q| q.removed && q.running.is_empty())
+        {
+            self.servers.remove(server);
+            self.stats
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(server);
+        }
+    }
+
+    fn publish(&self, server: &str) {
+        if let Some(q) = self.servers.get(server) {
+            self.stats
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(server.to_owned(), q.stats());
+        }
+    }
+
+    /// Starts attempts while limits allow, visiting servers round-robin.
+    fn dispatch(&mut self) {
+        let now = Instant::now();
+        let names: Vec<String> = self.servers.keys().cloned().collect();
+        if names.is_empty() {
+            return;
+        }
+        while self.running < self.global {
+            let mut started = false;
+            for i in 0..names.len() {
+                let idx = (self.cursor + i) % names.len();
+                let name = &names[idx];
+                let Some(q) = self.servers.get_mut(name) else {
+                    continue;
+                };
+                let Some(seq) = q.pick(now) else { continue };
+                let Some(mut p) = q.waiting.remove(&seq) else {
+                    continue;
+                };
+                let t = SystemTime::now();
+                p.first_attempt.get_or_insert(t);
+                p.last_attempt = Some(t);
+                q.running_keys.insert(p.item.order_key().to_owned());
+                let item = p.item.clone();
+                let attempt = p.failures + 1;
+                q.running.insert(seq, p);
+                self.running += 1;
+                self.cursor = idx + 1;
+                let work = self.work.clone();
+                let tx = self.done_tx.clone();
+                let server = name.clone();
+                let stop = self.stop.clone();
+                tokio::spawn(async move {
+                    let outcome = work.attempt(&server, &item, attempt, stop).await;
+                    let _ = tx.send(Finished {
+                        server,
+                        seq: item.seq(),
+                        outcome,
+                    });
+                });
+                self.publish(name);
+                started = true;
+                break;
+            }
+            if !started {
+                break;
+            }
+        }
+    }
+
+    async fn finished(&mut self, f: Finished) {
+        self.running = self.running.saturating_sub(1);
+        let Some(q) = self.servers.get_mut(&f.server) else {
+            return;
+        };
+        let Some(mut p) = q.running.remove(&f.seq) else {
+            return;
+        };
+        q.running_keys.remove(p.item.order_key());
+        match f.outcome {
+            Outcome::Done | Outcome::Dropped => q.forget(&p),
+            Outcome::Interrupted => {
+                // Stays claimed on disk; back in the index in case the run continues.
+                q.waiting.insert(f.seq, p);
+            }
+            Outcome::Retry(err) => {
+                p.failures += 1;
+                p.last_error = err;
+                if p.failures >= q.retry.max_attempts {
+                    q.forget(&p);
+                    let history = History {
+                        attempts: p.failures,
+                        first_attempt: p.first_attempt.unwrap_or_else(SystemTime::now),
+                        last_attempt: p.last_attempt.unwrap_or_else(SystemTime::now),
+                        last_error: p.last_error.clone(),
+                    };
+                    self.publish(&f.server);
+                    self.work.give_up(&f.server, p.item, history).await;
+                } else {
+                    let delay = q.retry.delay(p.failures);
+                    p.not_before = Some(Instant::now() + delay);
+                    tracing::debug!(server = %f.server, seq = f.seq, failures = p.failures, delay_ms = delay.as_millis() as u64, "retry scheduled");
+                    q.waiting.insert(f.seq, p);
+                }
+            }
+        }
+        self.publish(&f.server);
+        self.reap(&f.server);
+    }
+
+    fn next_wake(&self) -> Option<Instant> {
+        self.servers.values().filter_map(|q| q.next_wake()).min()
+    }
+
+    /// Runs until `shutdown` fires, then gives attempts in flight `grace` to finish and
+    /// interrupts the rest.
+    pub async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command<I>>,
+        shutdown: CancellationToken,
+        grace: Duration,
+    ) {
+        let mut open = true;
+        loop {
+            self.dispatch();
+            let wake = self.next_wake();
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                Some(f) = self.done_rx.recv() => self.finished(f).await,
+                cmd = commands.recv(), if open => match cmd {
+                    Some(c) => self.apply(c),
+                    None => open = false,
+                },
+                _ = sleep_until(wake), if wake.is_some() => {}
+            }
+        }
+        // Draining: no new attempt starts.
+        let deadline = Instant::now() + grace;
+        if self.running > 0 {
+            tracing::info!(in_flight = self.running, grace_s = grace.as_secs_f64(), "waiting for uploads in flight");
+        }
+        while self.running > 0 {
+            tokio::select! {
+                Some(f) = self.done_rx.recv() => self.finished(f).await,
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(in_flight = self.running, "shutdown grace over; interrupting uploads (their state stays recorded)");
+                    self.stop.cancel();
+                    let hard = Instant::now() + Duration::from_secs(10);
+                    while self.running > 0 {
+                        tokio::select! {
+                            Some(f) = self.done_rx.recv() => self.finished(f).await,
+                            _ = tokio::time::sleep_until(hard) => return,
+                        }
+                    }
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,538 @@
+//! Discovery: inotify events (through `notify`), a start-up scan and a periodic rescan
+//! find complete files by each server's completion rule and claim them. Runs on its own
+//! thread: file-system calls block, and no server's queue can make it wait.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use notify::{RecursiveMode, Watcher};
+use outpost_config::Completion;
+
+use crate::fsx::{self, FileType};
+use crate::rules::{in_progress, key_problem, marker_target};
+use crate::spool::{rfc3339, FailRecord, SpoolError};
+use crate::{Claim, RejectReason, Spool, SpoolEvents};
+
+/// How long an emptied sub-folder must stay empty before it is removed.
+const EMPTY_DIR_AGE: Duration = Duration::from_secs(300);
+/// Events arriving within this window are handled together.
+const COALESCE: Duration = Duration::from_millis(20);
+
+/// What discovery needs to know of one server.
+#[derive(Debug, Clone)]
+pub struct ServerRule {
+    /// Server name (= folder).
+    pub name: String,
+    /// Key prefix, to refuse keys over S3's limit at once.
+    pub prefix: String,
+    /// Bucket, for failure records.
+    pub bucket: String,
+    /// Completion rule.
+    pub completion: Completion,
+    /// Archive retention, pruned on each rescan.
+    pub archive_retention: Option<Duration>,
+}
+
+/// Discovery's settings and outputs.
+pub struct Discovery {
+    /// The spool.
+    pub spool: Arc<Spool>,
+    /// The configured servers.
+    pub servers: Vec<ServerRule>,
+    /// Full rescan period.
+    pub rescan_interval: Duration,
+    /// Logs and counts refused entries.
+    pub events: Arc<dyn SpoolEvents>,
+    /// Receives every claim; returns false once the receiver is gone.
+    pub sink: Box<dyn Fn(Claim) -> bool + Send>,
+    /// Called once the start-up scan is done.
+    pub on_ready: Box<dyn FnOnce() + Send>,
+}
+
+/// Messages into the discovery thread.
+enum Msg {
+    Fs(notify::Result<notify::Event>),
+    Stop,
+}
+
+/// Stops the discovery thread.
+#[derive(Clone)]
+pub struct DiscoveryHandle(mpsc::Sender<Msg>);
+
+impl DiscoveryHandle {
+    /// Asks discovery to stop after the event in hand.
+    pub fn stop(&self) {
+        let _ = self.0.send(Msg::Stop);
+    }
+}
+
+impl std::fmt::Debug for DiscoveryHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DiscoveryHandle")
+    }
+}
+
+/// Starts discovery on its own thread.
+pub fn run_discovery(d: Discovery) -> std::io::Result<(DiscoveryHandle, std::thread::JoinHandle<()>)> {
+    let (tx, rx) = mpsc::channel();
+    let handle = DiscoveryHandle(tx.clone());
+    let join = std::thread::Builder::new()
+        .name("outpost-discovery".into())
+        .spawn(move || State::new(d).run(tx, rx))?;
+    Ok((handle, join))
+}
+
+/// A file under the quiet rule, last seen as it was.
+struct QuietSeen {
+    size: u64,
+    mtime_ns: i128,
+    since: Instant,
+}
+
+struct State {
+    d: Discovery,
+    rules: HashMap<String, ServerRule>,
+    /// Entries already logged and counted as refused (once per run).
+    reported: HashSet<(String, PathBuf)>,
+    /// Quiet-rule candidates.
+    quiet: HashMap<(String, PathBuf), QuietSeen>,
+}
+
+impl State {
+    fn new(d: Discovery) -> State {
+        let rules = d.servers.iter().map(|s| (s.name.clone(), s.clone())).collect();
+        State {
+            d,
+            rules,
+            reported: HashSet::new(),
+            quiet: HashMap::new(),
+        }
+    }
+
+    fn run(mut self, tx: mpsc::Sender<Msg>, rx: mpsc::Receiver<Msg>) {
+        let root = self.d.spool.root().to_owned();
+        let watcher = {
+            let tx = tx.clone();
+            notify::recommended_watcher(move |ev| {
+                let _ = tx.send(Msg::Fs(ev));
+            })
+        };
+        let mut watcher = match watcher {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "file-system events unavailable; relying on the periodic rescan");
+                None
+            }
+        };
+        if let Some(w) = watcher.as_mut() {
+            for s in self.d.servers.iter() {
+                let p = root.join(&s.name);
+                if let Err(e) = w.watch(&p, RecursiveMode::Recursive) {
+                    tracing::warn!(server = %s.name, path = %p.display(), error = %e, "cannot watch server folder; relying on the periodic rescan");
+                }
+            }
+        }
+        self.full_scan();
+        let ready = std::mem::replace(&mut self.d.on_ready, Box::new(|| {}));
+        ready();
+        let mut next_rescan = Instant::now() + self.d.rescan_interval;
+        loop {
+            let now = Instant::now();
+            let mut wake = next_rescan;
+            if let Some(q) = self.next_quiet_check() {
+                wake = wake.min(q);
+            }
+            let mut paths: Vec<PathBuf> = Vec::new();
+            let mut rescan = false;
+            match rx.recv_timeout(wake.saturating_duration_since(now)) {
+                Ok(Msg::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Ok(Msg::Fs(ev)) => {
+                    rescan |= collect(ev, &mut paths);
+                    let until = Instant::now() + COALESCE;
+                    while let Ok(m) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                        match m {
+                            Msg::Stop => return,
+                            Msg::Fs(ev) => rescan |= collect(ev, &mut paths),
+                        }
+                        if paths.len() > 10_000 {
+                            break;
+                        }
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            if rescan || Instant::now() >= next_rescan {
+                if rescan {
+                    tracing::info!("file-system events were lost; rescanning the spool");
+                }
+                self.full_scan();
+                self.housekeeping();
+                next_rescan = Instant::now() + self.d.rescan_interval;
+            } else {
+                paths.sort();
+                paths.dedup();
+                for p in paths {
+                    if let Some((server, rel)) = split_event_path(&root, &p) {
+                        if self.rules.contains_key(&server) {
+                            self.examine(&server, &rel);
+                        }
+                    }
+                }
+            }
+            self.check_quiet();
+        }
+        drop(watcher);
+    }
+
+    fn full_scan(&mut self) {
+        let root = self.d.spool.root().to_owned();
+        if let Ok(entries) = std::fs::read_dir(&root) {
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let n = name.to_string_lossy().into_owned();
+                if n.starts_with('.') || self.rules.contains_key(&n) {
+                    continue;
+                }
+                self.reject(&n, Path::new(""), RejectReason::UnknownServer, &root.join(&name));
+            }
+        }
+        let names: Vec<String> = self.d.servers.iter().map(|s| s.name.clone()).collect();
+        for s in names {
+            self.scan_tree(&s, PathBuf::new(), true);
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        for s in &self.d.servers {
+            if let Some(r) = s.archive_retention {
+                let n = self.d.spool.prune_archive(&s.name, r);
+                if n > 0 {
+                    tracing::info!(server = %s.name, files = n, "pruned archive");
+                }
+            }
+        }
+    }
+
+    /// Handles one path an event named.
+    fn examine(&mut self, server: &str, rel: &Path) {
+        if rel.components().any(|c| in_progress(c.as_os_str())) {
+            // In-progress names, and anything inside a dot-folder, wait for their rename.
+            if let Some(Component::Normal(last)) = rel.components().last() {
+                if !in_progress(last) {
+                    return;
+                }
+            }
+            return;
+        }
+        let Ok(root) = self.d.spool.server_root(server) else {
+            return;
+        };
+        let (parent, name) = fsx::split(rel);
+        let pfd = match fsx::open_dir_beneath(&root, parent) {
+            Ok(fd) => fd,
+            Err(e) => {
+                self.open_error(server, parent, &e);
+                return;
+            }
+        };
+        let st = match fsx::lstat_at(&pfd, name) {
+            Ok(st) => st,
+            Err(_) => return,
+        };
+        match fsx::kind(&st) {
+            FileType::Directory => self.scan_tree(server, rel.to_owned(), false),
+            _ => self.consider(server, &pfd, rel, Some(&st)),
+        }
+    }
+
+    /// Scans the folder `rel` and everything below it.
+    fn scan_tree(&mut self, server: &str, rel: PathBuf, remove_empty: bool) {
+        let Ok(root) = self.d.spool.server_root(server) else {
+            return;
+        };
+        let mut stack = vec![rel];
+        while let Some(dir) = stack.pop() {
+            let fd = match fsx::open_dir_beneath(&root, &dir) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    self.open_error(server, &dir, &e);
+                    continue;
+                }
+            };
+            let entries = match fsx::list(&fd) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.open_error(server, &dir, &e);
+                    continue;
+                }
+            };
+            if entries.is_empty() && remove_empty && !dir.as_os_str().is_empty() {
+                self.remove_if_stale(&root, &dir);
+                continue;
+            }
+            for (name, ft) in entries {
+                let child = dir.join(&name);
+                match ft {
+                    FileType::Directory => {
+                        if !in_progress(&name) {
+                            stack.push(child);
+                        }
+                    }
+                    FileType::Unknown => {
+                        let st = fsx::lstat_at(&fd, &name).ok();
+                        if st.as_ref().map(fsx::kind) == Some(FileType::Directory) {
+                            if !in_progress(&name) {
+                                stack.push(child);
+                            }
+                        } else {
+                            self.consider(server, &fd, &child, st.as_ref());
+                        }
+                    }
+                    _ => self.consider(server, &fd, &child, None),
+                }
+            }
+        }
+    }
+
+    fn remove_if_stale(&self, root: &OwnedFd, dir: &Path) {
+        let (parent, name) = fsx::split(dir);
+        let Ok(pfd) = fsx::open_dir_beneath(root, parent) else {
+            return;
+        };
+        let Ok(st) = fsx::lstat_at(&pfd, name) else {
+            return;
+        };
+        let mtime = SystemTime::UNIX_EPOCH + Duration::from_secs(st.st_mtime.max(0) as u64);
+        if SystemTime::now().duration_since(mtime).unwrap_or_default() >= EMPTY_DIR_AGE {
+            // Fails harmlessly if something was dropped into it meanwhile.
+            let _ = fsx::rmdir_at(&pfd, name);
+        }
+    }
+
+    /// A non-folder entry `rel` in the open folder `dir`.
+    fn consider(&mut self, server: &str, dir: &OwnedFd, rel: &Path, st: Option<&rustix::fs::Stat>) {
+        let name = fsx::split(rel).1;
+        if in_progress(name) {
+            return;
+        }
+        let st = match st {
+            Some(st) => *st,
+            None => match fsx::lstat_at(dir, name) {
+                Ok(st) => st,
+                Err(_) => return,
+            },
+        };
+        match fsx::kind(&st) {
+            FileType::RegularFile => {}
+            FileType::Symlink => {
+                self.reject(server, rel, RejectReason::Symlink, &self.full(server, rel));
+                return;
+            }
+            _ => {
+                self.reject(server, rel, RejectReason::Special, &self.full(server, rel));
+                return;
+            }
+        }
+        let Some(rule) = self.rules.get(server).map(|r| r.completion.clone()) else {
+            return;
+        };
+        match rule {
+            Completion::Rename => self.take(server, rel, None),
+            Completion::Marker { suffix } => {
+                if let Some(data) = marker_target(name.as_bytes(), &suffix) {
+                    let data_rel = rel.with_file_name(OsStr::from_bytes(data));
+                    match fsx::lstat_at(dir, OsStr::from_bytes(data)) {
+                        Ok(dst) if fsx::kind(&dst) == FileType::RegularFile => {
+                            self.take(server, &data_rel, Some(rel))
+                        }
+                        Ok(_) => self.consider(server, dir, &data_rel, None),
+                        Err(_) => {}
+                    }
+                } else {
+                    let mut m = name.to_owned();
+                    m.push(&suffix);
+                    if fsx::exists_at(dir, &m).unwrap_or(false) {
+                        let marker = rel.with_file_name(&m);
+                        self.take(server, rel, Some(&marker));
+                    }
+                }
+            }
+            Completion::Quiet { period } => {
+                let key = (server.to_owned(), rel.to_owned());
+                let size = st.st_size as u64;
+                let mtime_ns = fsx::mtime_ns(&st);
+                let now = Instant::now();
+                match self.quiet.get(&key) {
+                    Some(q) if q.size == size && q.mtime_ns == mtime_ns => {
+                        if now.duration_since(q.since) >= period {
+                            self.quiet.remove(&key);
+                            self.take(server, rel, None);
+                        }
+                    }
+                    _ => {
+                        self.quiet.insert(
+                            key,
+                            QuietSeen {
+                                size,
+                                mtime_ns,
+                                since: now,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn next_quiet_check(&self) -> Option<Instant> {
+        self.quiet
+            .iter()
+            .filter_map(|((s, _), q)| match self.rules.get(s).map(|r| &r.completion) {
+                Some(Completion::Quiet { period }) => Some(q.since + *period),
+                _ => None,
+            })
+            .min()
+    }
+
+    fn check_quiet(&mut self) {
+        let now = Instant::now();
+        let due: Vec<(String, PathBuf)> = self
+            .quiet
+            .iter()
+            .filter(|((s, _), q)| match self.rules.get(s).map(|r| &r.completion) {
+                Some(Completion::Quiet { period }) => q.since + *period <= now,
+                _ => true,
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for (server, rel) in due {
+            let Ok(root) = self.d.spool.server_root(&server) else {
+                continue;
+            };
+            let (parent, _) = fsx::split(&rel);
+            match fsx::open_dir_beneath(&root, parent) {
+                Ok(fd) => self.consider(&server, &fd, &rel, None),
+                Err(_) => {
+                    self.quiet.remove(&(server, rel));
+                }
+            }
+        }
+        // Forget files that went away.
+        self.quiet.retain(|(s, rel), _| self.d.spool.root().join(s).join(rel).exists());
+    }
+
+    /// Claims a complete file, or fails it at once if its name can never be a key.
+    fn take(&mut self, server: &str, rel: &Path, marker: Option<&Path>) {
+        let Some(rule) = self.rules.get(server).cloned() else {
+            return;
+        };
+        if let Some(reason) = key_problem(&rule.prefix, rel.as_os_str().as_bytes()) {
+            let rel_lossy = rel.to_string_lossy().into_owned();
+            let record = FailRecord {
+                server: server.to_owned(),
+                relative_path: rel_lossy.clone(),
+                file: String::new(),
+                reason: reason.as_str().into(),
+                bucket: rule.bucket.clone(),
+                key: format!("{}{}", rule.prefix, rel_lossy),
+                attempts: 0,
+                first_attempt: None,
+                last_attempt: None,
+                last_error: match reason {
+                    crate::FailReason::NameNotUtf8 => "the file name is not valid UTF-8; S3 keys are UTF-8".into(),
+                    _ => format!("the key would be longer than S3's {} bytes", crate::rules::MAX_KEY_BYTES),
+                },
+                failed_at: rfc3339(SystemTime::now()),
+            };
+            match self.d.spool.fail_in_place(server, rel, record) {
+                Ok(dest) => self.d.events.failed_at_discovery(server, reason, &dest),
+                Err(e) => tracing::error!(server, path = %self.full(server, rel).display(), error = %e, "cannot move an unpublishable file to .failed"),
+            }
+            if let Some(m) = marker {
+                let _ = std::fs::remove_file(self.full(server, m));
+            }
+            return;
+        }
+        match self.d.spool.claim(server, rel, marker) {
+            Ok(Some(c)) => {
+                tracing::debug!(server, rel = %c.rel, seq = c.seq, bytes = c.size, "claimed");
+                if !(self.d.sink)(c) {
+                    tracing::debug!("claim receiver gone");
+                }
+            }
+            Ok(None) => {}
+            Err(SpoolError::NotRegular { .. }) => {
+                self.reject(server, rel, RejectReason::Special, &self.full(server, rel))
+            }
+            Err(e) if e.is_link() => {
+                self.reject(server, rel, RejectReason::Symlink, &self.full(server, rel))
+            }
+            Err(e) => {
+                let key = (server.to_owned(), rel.to_owned());
+                if self.reported.insert(key) {
+                    tracing::error!(server, path = %self.full(server, rel).display(), error = %e, "cannot claim file; it stays in the spool");
+                }
+            }
+        }
+    }
+
+    fn open_error(&mut self, server: &str, rel: &Path, e: &std::io::Error) {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            return;
+        }
+        let loop_ = e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error())
+            || e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error())
+            || e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error());
+        let reason = if loop_ {
+            RejectReason::Symlink
+        } else {
+            RejectReason::Unreadable
+        };
+        self.reject(server, rel, reason, &self.full(server, rel));
+    }
+
+    fn reject(&mut self, server: &str, rel: &Path, reason: RejectReason, full: &Path) {
+        if self.reported.insert((server.to_owned(), rel.to_owned())) {
+            self.d.events.rejected(server, reason, full);
+        }
+    }
+
+    fn full(&self, server: &str, rel: &Path) -> PathBuf {
+        self.d.spool.root().join(server).join(rel)
+    }
+}
+
+/// Adds the paths of an event; true if events were lost and a rescan is due.
+fn collect(ev: notify::Result<notify::Event>, paths: &mut Vec<PathBuf>) -> bool {
+    match ev {
+        Ok(ev) => {
+            if ev.need_rescan() {
+                return true;
+            }
+            use notify::EventKind;
+            match ev.kind {
+                EventKind::Remove(_) | EventKind::Access(notify::event::AccessKind::Open(_)) => {}
+                _ => paths.extend(ev.paths),
+            }
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "file-system event error");
+            true
+        }
+    }
+}
+
+/// `(server, rel)` of an absolute event path below `root`.
+fn split_event_path(root: &Path, p: &Path) -> Option<(String, PathBuf)> {
+    let rest = p.strip_prefix(root).ok()?;
+    let mut comps = rest.components();
+    let server = comps.next()?.as_os_str().to_str()?.to_owned();
+    Some((server, comps.as_path().to_owned()))
+}

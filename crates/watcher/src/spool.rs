@@ -1,0 +1,737 @@
+//! The spool on disk: layout, the instance lock, and the atomic moves that take a file
+//! over (claim), finish it (delete or archive), fail it, and requeue it.
+//!
+//! Layout below `spool_dir`:
+//! - `<server>/…` — exporters drop files here.
+//! - `.outpost/<instance>/claims/<server>/<seq>.json` — the claim record (written and
+//!   fsynced *before* the file moves), `<seq>.data` — the claimed file,
+//!   `<seq>.upload` — the uploader's journal (multipart upload id).
+//! - `.failed/<server>/<rel>` with `.<name>.error.json` beside it.
+//! - `.archive/<server>/<rel>`.
+//!
+//! Why no file can be lost: a file is only ever renamed (same filesystem, atomic), the
+//! claim record that names its relative path is durable before the rename, and a file
+//! is removed only by [`Spool::finish`], which the binary calls after S3 acknowledged
+//! the whole object.
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::fsx::{self, FileType};
+use crate::Claim;
+
+/// A spool operation that failed, naming what and where.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// An I/O error on a named path.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// Where.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another daemon holds this instance's lock.
+    #[error(
+        "another outpost is already running on {path} as instance {instance:?} (lock held)"
+    )]
+    Locked {
+        /// Instance folder.
+        path: PathBuf,
+        /// Instance name.
+        instance: String,
+    },
+    /// The entry is not a regular file.
+    #[error("{path}: not a regular file")]
+    NotRegular {
+        /// The entry.
+        path: PathBuf,
+    },
+    /// Unknown server.
+    #[error("server {0:?} is not configured")]
+    UnknownServer(String),
+}
+
+impl SpoolError {
+    /// The OS error behind it, if any.
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        match self {
+            SpoolError::Io { source, .. } => Some(source.kind()),
+            _ => None,
+        }
+    }
+    /// Whether the entry was reached through a symbolic link.
+    pub fn is_link(&self) -> bool {
+        matches!(self, SpoolError::Io { source, .. } if source.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) || source.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()))
+    }
+}
+
+fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> SpoolError {
+    let path = path.into();
+    move |source| SpoolError::Io { op, path, source }
+}
+
+/// Why a file went to `.failed/`: written beside it as `.<name>.error.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FailRecord {
+    /// Server it was dropped for.
+    pub server: String,
+    /// Its relative path in the server folder (where `requeue` puts it back).
+    pub relative_path: String,
+    /// Name of the failed file in this folder (differs from the original when an earlier
+    /// failure of the same path is kept).
+    pub file: String,
+    /// Reason class.
+    pub reason: String,
+    /// Destination bucket.
+    pub bucket: String,
+    /// Destination key.
+    pub key: String,
+    /// Upload attempts made.
+    pub attempts: u32,
+    /// First attempt (RFC 3339), if any.
+    pub first_attempt: Option<String>,
+    /// Last attempt (RFC 3339), if any.
+    pub last_attempt: Option<String>,
+    /// The last error, in words.
+    pub last_error: String,
+    /// When it was moved here (RFC 3339).
+    pub failed_at: String,
+}
+
+/// Pending, failed and in-flight totals of one server, read from disk.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ServerStatus {
+    /// Files waiting (claimed by any instance, or complete in the server folder).
+    pub pending_files: u64,
+    /// Their bytes.
+    pub pending_bytes: u64,
+    /// Age of the oldest pending file, from its modification time.
+    pub oldest_pending_age_seconds: f64,
+    /// Files in `.failed/<server>/`.
+    pub failed_files: u64,
+}
+
+/// Open folders of one server.
+struct ServerDirs {
+    /// `<spool>/<server>`: where exporters drop files.
+    src: OwnedFd,
+    /// `.outpost/<instance>/claims/<server>`.
+    claims: OwnedFd,
+}
+
+/// The spool of one daemon instance.
+pub struct Spool {
+    /// `spool_dir`.
+    root: PathBuf,
+    /// Open `spool_dir`, so every path below is resolved without following links.
+    root_fd: OwnedFd,
+    /// `.outpost/<instance>` path (for messages).
+    inst_path: PathBuf,
+    /// The lock file; holding it open holds the lock.
+    _lock: std::fs::File,
+    /// Per-server folders, created on demand.
+    servers: RwLock<HashMap<String, Arc<ServerDirs>>>,
+    /// Next claim sequence number.
+    next_seq: AtomicU64,
+}
+
+impl std::fmt::Debug for Spool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spool").field("root", &self.root).finish()
+    }
+}
+
+const DIR_MODE: u32 = 0o2775;
+const STATE: &str = ".outpost";
+const FAILED: &str = ".failed";
+const ARCHIVE: &str = ".archive";
+
+/// This host's instance name: its hostname.
+pub fn default_instance() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty() && crate::fsx::split(Path::new(s)).0.as_os_str().is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn seq_name(seq: u64, ext: &str) -> OsString {
+    OsString::from(format!("{seq:020}.{ext}"))
+}
+
+/// Formats a time as RFC 3339 UTC (seconds).
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Name of the record beside a failed file: starts with a dot, so it can never be an
+/// exporter's published file, and fits in 255 bytes.
+fn record_name(file: &OsStr) -> OsString {
+    let mut n = OsString::from(".");
+    n.push(file);
+    n.push(".error.json");
+    if n.as_bytes().len() <= 255 {
+        return n;
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in file.as_bytes() {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+    }
+    OsString::from(format!(".{h:016x}.error.json"))
+}
+
+impl Spool {
+    /// Opens the spool for the daemon: creates the layout and the server folders, and
+    /// takes the instance lock.
+    pub fn open(root: &Path, instance: &str, servers: &[String]) -> Result<Spool, SpoolError> {
+        std::fs::create_dir_all(root).map_err(io("create spool", root))?;
+        let root_fd = fsx::open_dir(root).map_err(io("open spool", root))?;
+        let rel_inst = Path::new(STATE).join(instance);
+        let inst = fsx::mkdirs_beneath(&root_fd, &rel_inst, 0o750)
+            .map_err(io("create state folder", root.join(&rel_inst)))?;
+        let inst_path = root.join(&rel_inst);
+        let lock_path = inst_path.join("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io("open lock", &lock_path))?;
+        match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                return Err(SpoolError::Locked {
+                    path: inst_path,
+                    instance: instance.into(),
+                });
+            }
+            Err(e) => return Err(io("lock", &lock_path)(e.into())),
+        }
+        drop(inst);
+        let spool = Spool {
+            root: root.to_owned(),
+            root_fd,
+            inst_path,
+            _lock: lock,
+            servers: RwLock::new(HashMap::new()),
+            next_seq: AtomicU64::new(1),
+        };
+        for s in servers {
+            spool.add_server(s)?;
+        }
+        Ok(spool)
+    }
+
+    /// `spool_dir`.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Creates (if missing) and opens the folders of `server`.
+    pub fn add_server(&self, server: &str) -> Result<(), SpoolError> {
+        let src = fsx::mkdirs_beneath(&self.root_fd, Path::new(server), DIR_MODE)
+            .map_err(io("create server folder", self.root.join(server)))?;
+        let rel_claims = self
+            .inst_path
+            .strip_prefix(&self.root)
+            .unwrap_or(Path::new(STATE))
+            .join("claims")
+            .join(server);
+        let claims = fsx::mkdirs_beneath(&self.root_fd, &rel_claims, 0o750)
+            .map_err(io("create claims folder", self.root.join(&rel_claims)))?;
+        let mut map = self.servers.write().unwrap_or_else(|e| e.into_inner());
+        map.insert(server.to_owned(), Arc::new(ServerDirs { src, claims }));
+        Ok(())
+    }
+
+    fn dirs(&self, server: &str) -> Result<Arc<ServerDirs>, SpoolError> {
+        let map = self.servers.read().unwrap_or_else(|e| e.into_inner());
+        map.get(server)
+            .cloned()
+            .ok_or_else(|| SpoolError::UnknownServer(server.into()))
+    }
+
+    /// Opens the server folder again (for discovery).
+    pub fn server_root(&self, server: &str) -> Result<OwnedFd, SpoolError> {
+        let d = self.dirs(server)?;
+        fsx::open_dir_beneath(&d.src, Path::new("")).map_err(io("open", self.root.join(server)))
+    }
+
+    fn claims_path(&self, server: &str) -> PathBuf {
+        self.inst_path.join("claims").join(server)
+    }
+
+    /// Every claim this instance holds, in claim order; cleans what a crash left half
+    /// done (a record whose file never moved, temporary files).
+    pub fn recover(&self) -> Result<Vec<Claim>, SpoolError> {
+        let names: Vec<String> = {
+            let map = self.servers.read().unwrap_or_else(|e| e.into_inner());
+            map.keys().cloned().collect()
+        };
+        let mut out = Vec::new();
+        let mut max_seq = 0;
+        for server in names {
+            let d = self.dirs(&server)?;
+            let path = self.claims_path(&server);
+            let entries = fsx::list(&d.claims).map_err(io("list", &path))?;
+            let has = |n: &OsStr| entries.iter().any(|(e, _)| e == n);
+            for (name, _) in &entries {
+                let s = name.to_string_lossy();
+                if s.ends_with(".tmp") {
+                    let _ = fsx::unlink_at(&d.claims, name);
+                    continue;
+                }
+                let Some(seq) = s.strip_suffix(".json").and_then(|n| n.parse::<u64>().ok())
+                else {
+                    continue;
+                };
+                max_seq = max_seq.max(seq);
+                if !has(&seq_name(seq, "data")) {
+                    // The rename never happened (or finish was interrupted): the file is
+                    // still in the spool or already delivered.
+                    let _ = fsx::unlink_at(&d.claims, &seq_name(seq, "upload"));
+                    let _ = fsx::unlink_at(&d.claims, name);
+                    continue;
+                }
+                let bytes = fsx::read_at(&d.claims, name).map_err(io("read", path.join(name)))?;
+                match serde_json::from_slice::<Claim>(&bytes) {
+                    Ok(mut c) => {
+                        c.server = server.clone();
+                        c.seq = seq;
+                        self.drop_stale_marker(&d, &c);
+                        out.push(c);
+                    }
+                    Err(e) => {
+                        tracing::error!(path = %path.join(name).display(), error = %e, "unreadable claim record; the claimed file stays in place");
+                    }
+                }
+            }
+            for (name, _) in &entries {
+                let s = name.to_string_lossy();
+                if let Some(seq) = s.strip_suffix(".data").and_then(|n| n.parse::<u64>().ok()) {
+                    max_seq = max_seq.max(seq);
+                    if !has(&seq_name(seq, "json")) {
+                        tracing::error!(path = %path.join(name).display(), "claimed file without its record; left in place for an operator");
+                    }
+                }
+            }
+        }
+        self.next_seq.fetch_max(max_seq + 1, Ordering::SeqCst);
+        out.sort_by_key(|c| c.seq);
+        Ok(out)
+    }
+
+    /// A marker that belonged to a claim interrupted before it was removed.
+    fn drop_stale_marker(&self, d: &ServerDirs, c: &Claim) {
+        let Some(m) = &c.marker else { return };
+        let (parent, name) = fsx::split(Path::new(m));
+        let Ok(pfd) = fsx::open_dir_beneath(&d.src, parent) else {
+            return;
+        };
+        if let Ok(st) = fsx::lstat_at(&pfd, name) {
+            // Only a marker older than the claim is ours; a newer one is for a new drop.
+            if fsx::mtime_ns(&st) <= claim_time_ns(d, c) {
+                let _ = fsx::unlink_at(&pfd, name);
+            }
+        }
+    }
+
+    /// Takes over the regular file at `rel` in `server`'s folder. `Ok(None)` when it
+    /// vanished first. With `marker`, that marker file is removed after the claim.
+    pub fn claim(
+        &self,
+        server: &str,
+        rel: &Path,
+        marker: Option<&Path>,
+    ) -> Result<Option<Claim>, SpoolError> {
+        let d = self.dirs(server)?;
+        let full = self.root.join(server).join(rel);
+        let rel_str = rel
+            .to_str()
+            .ok_or_else(|| io("claim", &full)(std::io::ErrorKind::InvalidData.into()))?;
+        let (parent, name) = fsx::split(rel);
+        let pfd = fsx::open_dir_beneath(&d.src, parent).map_err(io("open", &full))?;
+        let st = match fsx::lstat_at(&pfd, name) {
+            Ok(st) => st,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io("stat", &full)(e)),
+        };
+        if fsx::kind(&st) != FileType::RegularFile {
+            return Err(SpoolError::NotRegular { path: full });
+        }
+        let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
+        let claim = Claim {
+            server: server.to_owned(),
+            seq,
+            rel: rel_str.to_owned(),
+            size: st.st_size as u64,
+            mtime_ns: fsx::mtime_ns(&st),
+            marker: marker.and_then(|m| m.to_str()).map(str::to_owned),
+        };
+        let meta = serde_json::to_vec(&claim).map_err(|e| io("encode", &full)(e.into()))?;
+        let cpath = self.claims_path(server);
+        fsx::write_atomic(&d.claims, &seq_name(seq, "json"), &meta)
+            .map_err(io("write claim record", &cpath))?;
+        if let Err(e) = fsx::rename_at(&pfd, name, &d.claims, &seq_name(seq, "data")) {
+            let _ = fsx::unlink_at(&d.claims, &seq_name(seq, "json"));
+            if e.kind() == std::io::ErrorKind::NotFound {
+                return Ok(None);
+            }
+            return Err(io("claim", &full)(e));
+        }
+        fsx::sync(&d.claims).map_err(io("sync", &cpath))?;
+        fsx::sync(&pfd).map_err(io("sync", &full))?;
+        if let Some(m) = marker {
+            let (mp, mn) = fsx::split(m);
+            if let Ok(mfd) = fsx::open_dir_beneath(&d.src, mp) {
+                match fsx::unlink_at(&mfd, mn) {
+                    Ok(()) => {
+                        let _ = fsx::sync(&mfd);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => tracing::warn!(server, marker = %m.display(), error = %e, "cannot remove marker"),
+                }
+            }
+        }
+        Ok(Some(claim))
+    }
+
+    /// Opens a claimed file read-only, never through a link.
+    pub fn open_claimed(&self, c: &Claim) -> Result<std::fs::File, SpoolError> {
+        let d = self.dirs(&c.server)?;
+        let name = seq_name(c.seq, "data");
+        fsx::open_file_beneath(&d.claims, Path::new(&name))
+            .map_err(io("open", self.claims_path(&c.server).join(name)))
+    }
+
+    /// The uploader's journal of a claim, if one was saved.
+    pub fn journal(&self, c: &Claim) -> Option<Vec<u8>> {
+        let d = self.dirs(&c.server).ok()?;
+        fsx::read_at(&d.claims, &seq_name(c.seq, "upload")).ok()
+    }
+
+    /// Saves the uploader's journal durably (before any part is sent).
+    pub fn save_journal(&self, c: &Claim, bytes: &[u8]) -> Result<(), SpoolError> {
+        let d = self.dirs(&c.server)?;
+        fsx::write_atomic(&d.claims, &seq_name(c.seq, "upload"), bytes)
+            .map_err(io("write journal", self.claims_path(&c.server)))
+    }
+
+    /// Drops the uploader's journal.
+    pub fn clear_journal(&self, c: &Claim) {
+        if let Ok(d) = self.dirs(&c.server) {
+            let _ = fsx::unlink_at(&d.claims, &seq_name(c.seq, "upload"));
+        }
+    }
+
+    /// After S3 acknowledged the object: removes the file, or archives it.
+    pub fn finish(&self, c: &Claim, archive: bool) -> Result<Option<PathBuf>, SpoolError> {
+        let d = self.dirs(&c.server)?;
+        let cpath = self.claims_path(&c.server);
+        let data = seq_name(c.seq, "data");
+        let mut archived = None;
+        if archive {
+            let rel = Path::new(ARCHIVE).join(&c.server).join(&c.rel);
+            let (parent, name) = fsx::split(&rel);
+            let afd = fsx::mkdirs_beneath(&self.root_fd, parent, 0o750)
+                .map_err(io("create archive folder", self.root.join(parent)))?;
+            let target = fsx::free_name(&afd, name).map_err(io("archive", self.root.join(&rel)))?;
+            fsx::rename_at(&d.claims, &data, &afd, &target)
+                .map_err(io("archive", self.root.join(&rel)))?;
+            fsx::sync(&afd).map_err(io("sync", self.root.join(parent)))?;
+            archived = Some(self.root.join(parent).join(target));
+        } else {
+            match fsx::unlink_at(&d.claims, &data) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io("delete", cpath.join(&data))(e)),
+            }
+        }
+        let _ = fsx::unlink_at(&d.claims, &seq_name(c.seq, "upload"));
+        let _ = fsx::unlink_at(&d.claims, &seq_name(c.seq, "json"));
+        fsx::sync(&d.claims).map_err(io("sync", &cpath))?;
+        Ok(archived)
+    }
+
+    /// Moves a claimed file to `.failed/<server>/<rel>` with its record beside it.
+    pub fn fail(&self, c: &Claim, mut record: FailRecord) -> Result<PathBuf, SpoolError> {
+        let d = self.dirs(&c.server)?;
+        let data = seq_name(c.seq, "data");
+        let dest = self.move_to_failed(&d.claims, &data, &c.server, Path::new(&c.rel), &mut record)?;
+        let _ = fsx::unlink_at(&d.claims, &seq_name(c.seq, "upload"));
+        let _ = fsx::unlink_at(&d.claims, &seq_name(c.seq, "json"));
+        let _ = fsx::sync(&d.claims);
+        Ok(dest)
+    }
+
+    /// Moves an unclaimed spool file that can never be published straight to `.failed/`.
+    pub fn fail_in_place(
+        &self,
+        server: &str,
+        rel: &Path,
+        mut record: FailRecord,
+    ) -> Result<PathBuf, SpoolError> {
+        let d = self.dirs(server)?;
+        let (parent, name) = fsx::split(rel);
+        let pfd = fsx::open_dir_beneath(&d.src, parent)
+            .map_err(io("open", self.root.join(server).join(parent)))?;
+        let dest = self.move_to_failed(&pfd, name, server, rel, &mut record)?;
+        let _ = fsx::sync(&pfd);
+        Ok(dest)
+    }
+
+    fn move_to_failed(
+        &self,
+        from_dir: &OwnedFd,
+        from_name: &OsStr,
+        server: &str,
+        rel: &Path,
+        record: &mut FailRecord,
+    ) -> Result<PathBuf, SpoolError> {
+        let frel = Path::new(FAILED).join(server).join(rel);
+        let (parent, name) = fsx::split(&frel);
+        let ffd = fsx::mkdirs_beneath(&self.root_fd, parent, 0o750)
+            .map_err(io("create failed folder", self.root.join(parent)))?;
+        // A free name whose record name is free too: never overwrite an earlier failure.
+        let mut target = fsx::free_name(&ffd, name).map_err(io("fail", self.root.join(&frel)))?;
+        let mut n = 1;
+        while fsx::exists_at(&ffd, &record_name(&target)).unwrap_or(false) {
+            let mut t = name.to_owned();
+            t.push(format!(".f{n}"));
+            target = fsx::free_name(&ffd, &t).map_err(io("fail", self.root.join(&frel)))?;
+            n += 1;
+        }
+        record.file = target.to_string_lossy().into_owned();
+        let json = serde_json::to_vec_pretty(record).map_err(|e| io("encode", &frel)(e.into()))?;
+        fsx::write_atomic(&ffd, &record_name(&target), &json)
+            .map_err(io("write failure record", self.root.join(parent)))?;
+        fsx::rename_at(from_dir, from_name, &ffd, &target)
+            .map_err(io("move to .failed", self.root.join(&frel)))?;
+        fsx::sync(&ffd).map_err(io("sync", self.root.join(parent)))?;
+        Ok(self.root.join(parent).join(target))
+    }
+}
+
+fn claim_time_ns(d: &ServerDirs, c: &Claim) -> i128 {
+    fsx::lstat_at(&d.claims, &seq_name(c.seq, "json"))
+        .map(|st| fsx::mtime_ns(&st))
+        .unwrap_or(i128::MAX)
+}
+
+/// Read-only views and operator moves that work with the daemon down.
+impl Spool {
+    /// Pending, failed totals of `server`, from the disk (every instance's claims plus
+    /// complete files still in the server folder).
+    pub fn status(root: &Path, server: &str) -> Result<ServerStatus, SpoolError> {
+        let mut st = ServerStatus::default();
+        let now = SystemTime::now();
+        let mut oldest: Option<SystemTime> = None;
+        let mut add = |size: u64, mtime_ns: i128, st: &mut ServerStatus| {
+            st.pending_files += 1;
+            st.pending_bytes += size;
+            let c = Claim {
+                server: String::new(),
+                seq: 0,
+                rel: String::new(),
+                size,
+                mtime_ns,
+                marker: None,
+            };
+            let t = c.dropped_at();
+            oldest = Some(oldest.map_or(t, |o: SystemTime| o.min(t)));
+        };
+        // Claims of every instance.
+        let state = root.join(STATE);
+        if let Ok(instances) = std::fs::read_dir(&state) {
+            for inst in instances.flatten() {
+                let dir = inst.path().join("claims").join(server);
+                let Ok(entries) = std::fs::read_dir(&dir) else {
+                    continue;
+                };
+                for e in entries.flatten() {
+                    let name = e.file_name();
+                    if !name.to_string_lossy().ends_with(".json") {
+                        continue;
+                    }
+                    let data = dir.join(name.to_string_lossy().replace(".json", ".data"));
+                    let Ok(md) = std::fs::symlink_metadata(&data) else {
+                        continue;
+                    };
+                    use std::os::unix::fs::MetadataExt;
+                    add(
+                        md.len(),
+                        md.mtime() as i128 * 1_000_000_000 + md.mtime_nsec() as i128,
+                        &mut st,
+                    );
+                }
+            }
+        }
+        // Files in the server folder not yet claimed.
+        walk_files(&root.join(server), &mut |_, md| {
+            use std::os::unix::fs::MetadataExt;
+            add(
+                md.len(),
+                md.mtime() as i128 * 1_000_000_000 + md.mtime_nsec() as i128,
+                &mut st,
+            );
+        });
+        walk_files(&root.join(FAILED).join(server), &mut |_, _| st.failed_files += 1);
+        st.oldest_pending_age_seconds = oldest
+            .and_then(|o| now.duration_since(o).ok())
+            .unwrap_or(Duration::ZERO)
+            .as_secs_f64();
+        Ok(st)
+    }
+
+    /// Moves failed files of `server` back into its folder: all of them, or those whose
+    /// path (relative to `.failed/<server>/`, or the original relative path) is listed.
+    /// Returns the relative paths requeued and the errors of those that could not be.
+    pub fn requeue(
+        root: &Path,
+        server: &str,
+        only: Option<&[String]>,
+    ) -> (Vec<String>, Vec<String>) {
+        let base = root.join(FAILED).join(server);
+        let mut records = Vec::new();
+        walk_all(&base, &mut |path, _| {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if name.starts_with('.') && name.ends_with(".error.json") {
+                records.push(path.to_owned());
+            }
+        });
+        records.sort();
+        let mut done = Vec::new();
+        let mut errors = Vec::new();
+        for rec_path in records {
+            let rec: FailRecord = match std::fs::read(&rec_path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    errors.push(format!("{}: {e}", rec_path.display()));
+                    continue;
+                }
+            };
+            let dir = rec_path.parent().unwrap_or(&base).to_owned();
+            let failed_file = dir.join(&rec.file);
+            let failed_rel = failed_file
+                .strip_prefix(&base)
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if let Some(only) = only {
+                if !only.iter().any(|o| o == &failed_rel || o == &rec.relative_path) {
+                    continue;
+                }
+            }
+            let target = root.join(server).join(&rec.relative_path);
+            if std::fs::symlink_metadata(&target).is_ok() {
+                errors.push(format!(
+                    "{failed_rel}: a newer file of the same path is pending in the spool; requeue it after that one is published"
+                ));
+                continue;
+            }
+            if let Some(p) = target.parent() {
+                if let Err(e) = std::fs::create_dir_all(p) {
+                    errors.push(format!("{failed_rel}: {e}"));
+                    continue;
+                }
+            }
+            match std::fs::rename(&failed_file, &target) {
+                Ok(()) => {
+                    let _ = std::fs::remove_file(&rec_path);
+                    done.push(rec.relative_path);
+                }
+                Err(e) => errors.push(format!("{failed_rel}: {e}")),
+            }
+        }
+        if let Some(only) = only {
+            for o in only {
+                if !done.iter().any(|d| d == o) && !errors.iter().any(|e| e.starts_with(o.as_str())) {
+                    errors.push(format!("{o}: no such failed file for server {server}"));
+                }
+            }
+        }
+        (done, errors)
+    }
+
+    /// Removes archived files of `server` archived longer than `retention` ago.
+    pub fn prune_archive(&self, server: &str, retention: Duration) -> usize {
+        let base = self.root.join(ARCHIVE).join(server);
+        let now = SystemTime::now();
+        let mut n = 0;
+        walk_files(&base, &mut |path, md| {
+            use std::os::unix::fs::MetadataExt;
+            // ctime changes on the rename into the archive: the archive time.
+            let ctime = SystemTime::UNIX_EPOCH + Duration::from_secs(md.ctime().max(0) as u64);
+            if now.duration_since(ctime).unwrap_or_default() > retention
+                && std::fs::remove_file(path).is_ok()
+            {
+                n += 1;
+            }
+        });
+        n
+    }
+}
+
+/// Calls `f` for every regular, non-in-progress file below `dir` (no links followed,
+/// dot-folders skipped).
+fn walk_files(dir: &Path, f: &mut dyn FnMut(&Path, &std::fs::Metadata)) {
+    walk(dir, false, f)
+}
+
+/// Like [`walk_files`] but including dot-files (records).
+fn walk_all(dir: &Path, f: &mut dyn FnMut(&Path, &std::fs::Metadata)) {
+    walk(dir, true, f)
+}
+
+fn walk(dir: &Path, dot: bool, f: &mut dyn FnMut(&Path, &std::fs::Metadata)) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let Ok(md) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let hidden = crate::rules::in_progress(&e.file_name());
+        if md.is_dir() {
+            if !e.file_name().as_bytes().starts_with(b".") {
+                walk(&path, dot, f);
+            }
+        } else if md.is_file() && (dot || !hidden) {
+            f(&path, &md);
+        }
+    }
+}
