@@ -1,1 +1,50 @@
-//! stub
+//! outpost uploader: one S3 client per server; a file goes as one PutObject below the
+//! multipart threshold, else as a multipart upload with bounded parts in flight. Every
+//! PutObject and CreateMultipartUpload carries `x-amz-acl: bucket-owner-full-control`;
+//! every PUT and part carries a checksum the store verifies.
+//!
+//! Architecture Invariant: the uploader opens files only read-only, through the file
+//! handle it is given; it never moves or deletes a spool file. It decides *what* an
+//! error means ([`ErrorClass`]), never *when* to retry.
+
+mod checksum;
+mod client;
+mod error;
+mod upload;
+
+pub use checksum::PartChecksum;
+pub use client::{Destination, check_secret_file, probe_client};
+pub use error::{ErrorClass, UploadError};
+pub use upload::{MpuRecord, part_size_for};
+
+/// Durable storage for the multipart journal of one file (kept by the spool beside the
+/// claim). The upload id is saved here before any part is sent.
+pub trait Journal: Send + Sync {
+    /// The saved journal, if any.
+    fn load(&self) -> Option<Vec<u8>>;
+    /// Saves the journal durably.
+    fn save(&self, bytes: &[u8]) -> std::io::Result<()>;
+    /// Forgets it.
+    fn clear(&self);
+}
+
+/// What an upload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uploaded {
+    /// Bytes sent as object content.
+    pub bytes: u64,
+    /// Number of parts (1 for a single PUT).
+    pub parts: u32,
+    /// Whether an interrupted multipart upload was resumed.
+    pub resumed: bool,
+}
+
+/// S3's limits.
+pub mod limits {
+    /// Largest single PutObject.
+    pub const MAX_PUT: u64 = 5 << 30;
+    /// Largest object.
+    pub const MAX_OBJECT: u64 = 5 << 40;
+    /// Most parts in one multipart upload.
+    pub const MAX_PARTS: u64 = 10_000;
+}

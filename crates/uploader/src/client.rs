@@ -1,0 +1,146 @@
+//! One S3 client per server, built once: region, endpoint, path style, credentials,
+//! finite timeouts, the SDK's own retries off (ours is the only retry policy), and
+//! checksums only where we send them ourselves.
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{
+    Credentials as StaticCredentials, Region, RequestChecksumCalculation,
+    ResponseChecksumValidation,
+};
+use outpost_config::{Credentials, Server};
+
+use crate::{ErrorClass, UploadError};
+
+/// A server's destination: its settings and its client.
+#[derive(Debug, Clone)]
+pub struct Destination {
+    /// The merged settings of the server.
+    pub server: Arc<Server>,
+    /// The S3 client (connection pool shared by every upload to this server).
+    pub client: aws_sdk_s3::Client,
+}
+
+impl Destination {
+    /// Builds the client of `server`. Reading the static secret happens here: a secret
+    /// file readable by group or others is refused.
+    pub async fn new(server: Arc<Server>) -> Result<Destination, UploadError> {
+        let client = build_client(&server).await?;
+        Ok(Destination { server, client })
+    }
+}
+
+/// The base SDK configuration of a server (credentials chain, region, timeouts).
+async fn sdk_config(server: &Server) -> Result<aws_config::SdkConfig, UploadError> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(server.region.clone()))
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(server.timeouts.connect)
+                .read_timeout(server.timeouts.read)
+                .build(),
+        );
+    if let Credentials::Static {
+        access_key_id,
+        secret_access_key_file,
+    } = &server.credentials
+    {
+        let secret = read_secret(secret_access_key_file)?;
+        loader = loader.credentials_provider(StaticCredentials::new(
+            access_key_id,
+            secret,
+            None,
+            None,
+            "outpost-static",
+        ));
+    }
+    let base = loader.load().await;
+    if let Credentials::AssumeRole {
+        role_arn,
+        external_id,
+    } = &server.credentials
+    {
+        let mut b = aws_config::sts::AssumeRoleProvider::builder(role_arn.clone())
+            .session_name(session_name())
+            .configure(&base);
+        if let Some(id) = external_id {
+            b = b.external_id(id.clone());
+        }
+        let provider = b.build().await;
+        let with_role = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(server.region.clone()))
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(server.timeouts.connect)
+                    .read_timeout(server.timeouts.read)
+                    .build(),
+            )
+            .credentials_provider(provider)
+            .load()
+            .await;
+        return Ok(with_role);
+    }
+    Ok(base)
+}
+
+/// `outpost-<host>`: names the publisher host in the customer's CloudTrail.
+fn session_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "=,.@-".contains(*c))
+        .take(55)
+        .collect();
+    format!("outpost-{host}")
+}
+
+fn read_secret(path: &std::path::Path) -> Result<String, UploadError> {
+    let refuse = |m: String| UploadError::new(ErrorClass::Refused, "credentials", m);
+    let md = std::fs::metadata(path)
+        .map_err(|e| refuse(format!("cannot read secret_access_key_file {}: {e}", path.display())))?;
+    if md.permissions().mode() & 0o077 != 0 {
+        return Err(refuse(format!(
+            "secret_access_key_file {} is readable by group or others (mode {:o}); refusing it: chmod 600",
+            path.display(),
+            md.permissions().mode() & 0o777
+        )));
+    }
+    let s = std::fs::read_to_string(path)
+        .map_err(|e| refuse(format!("cannot read secret_access_key_file {}: {e}", path.display())))?;
+    let s = s.trim().to_owned();
+    if s.is_empty() {
+        return Err(refuse(format!("secret_access_key_file {} is empty", path.display())));
+    }
+    Ok(s)
+}
+
+/// Checks a static secret file without building a client (for `outpost check`).
+pub fn check_secret_file(path: &std::path::Path) -> Result<(), UploadError> {
+    read_secret(path).map(|_| ())
+}
+
+async fn build_client(server: &Server) -> Result<aws_sdk_s3::Client, UploadError> {
+    let base = sdk_config(server).await?;
+    let mut b = aws_sdk_s3::config::Builder::from(&base)
+        .force_path_style(server.path_style)
+        // We send our own checksum header on every PUT and part; the SDK's default
+        // aws-chunked trailer framing is refused by some stores (radosgw over http).
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+    if let Some(ep) = &server.endpoint {
+        b = b.endpoint_url(ep.clone());
+    }
+    Ok(aws_sdk_s3::Client::from_conf(b.build()))
+}
+
+/// A client for ad-hoc probes (same settings as uploads).
+pub async fn probe_client(server: &Server) -> Result<aws_sdk_s3::Client, UploadError> {
+    build_client(server).await
+}

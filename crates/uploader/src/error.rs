@@ -1,0 +1,207 @@
+//! Upload errors and their classes: what the scheduler and the binary act on.
+
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+
+/// What an upload error means for the file and the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// Throttling, 5xx, timeouts, connection errors, expired credentials, a file
+    /// changed during upload: retry with backoff.
+    Transient,
+    /// The destination refuses us (AccessDenied, NoSuchBucket, bad keys, wrong region).
+    Refused,
+    /// The store refuses this object itself (too large, bad key): it can never go.
+    Object,
+    /// The file cannot be read (permissions, not a regular file).
+    Unreadable,
+    /// The file disappeared from the claim.
+    Vanished,
+    /// Larger than S3's object limit.
+    TooLarge,
+    /// Shutdown interrupted the upload; its state stays recorded.
+    Interrupted,
+}
+
+impl ErrorClass {
+    /// Every class, so metrics can start at zero.
+    pub const ALL: [ErrorClass; 7] = [
+        ErrorClass::Transient,
+        ErrorClass::Refused,
+        ErrorClass::Object,
+        ErrorClass::Unreadable,
+        ErrorClass::Vanished,
+        ErrorClass::TooLarge,
+        ErrorClass::Interrupted,
+    ];
+    /// Metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Transient => "transient",
+            ErrorClass::Refused => "refused",
+            ErrorClass::Object => "object",
+            ErrorClass::Unreadable => "unreadable",
+            ErrorClass::Vanished => "vanished",
+            ErrorClass::TooLarge => "too_large",
+            ErrorClass::Interrupted => "interrupted",
+        }
+    }
+    /// Whether a retry could help.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, ErrorClass::Transient | ErrorClass::Refused)
+    }
+}
+
+/// An upload error: its class, the S3 operation, the S3 code if any, and a message.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{op}: {message}")]
+pub struct UploadError {
+    /// Class.
+    pub class: ErrorClass,
+    /// Operation (`PutObject`, `UploadPart`, …, or `read`).
+    pub op: &'static str,
+    /// S3 error code, when the server sent one.
+    pub code: Option<String>,
+    /// One line.
+    pub message: String,
+}
+
+impl UploadError {
+    /// An error of `class`.
+    pub fn new(class: ErrorClass, op: &'static str, message: impl Into<String>) -> Self {
+        UploadError {
+            class,
+            op,
+            code: None,
+            message: message.into(),
+        }
+    }
+
+    /// Classifies a local I/O error reading the file.
+    pub fn io(op: &'static str, e: &std::io::Error) -> Self {
+        let class = match e.kind() {
+            std::io::ErrorKind::NotFound => ErrorClass::Vanished,
+            std::io::ErrorKind::PermissionDenied => ErrorClass::Unreadable,
+            _ if e.raw_os_error() == Some(40) => ErrorClass::Unreadable, // ELOOP: a link
+            std::io::ErrorKind::UnexpectedEof => ErrorClass::Transient, // truncated meanwhile
+            _ => ErrorClass::Transient,
+        };
+        UploadError::new(class, op, e.to_string())
+    }
+
+    /// Classifies an SDK error.
+    pub fn sdk<E>(op: &'static str, e: SdkError<E, HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        match &e {
+            SdkError::ServiceError(se) => {
+                let code = se.err().code().map(str::to_owned);
+                let msg = se.err().message().unwrap_or("").to_owned();
+                let status = Some(se.raw().status().as_u16());
+                let class = classify(code.as_deref(), status);
+                UploadError {
+                    class,
+                    op,
+                    message: format!(
+                        "{} (HTTP {}){}",
+                        code.as_deref().unwrap_or("error"),
+                        status.map_or("?".into(), |s| s.to_string()),
+                        if msg.is_empty() { String::new() } else { format!(": {msg}") }
+                    ),
+                    code,
+                }
+            }
+            SdkError::TimeoutError(_) => UploadError::new(ErrorClass::Transient, op, "timed out"),
+            SdkError::DispatchFailure(d) => UploadError::new(
+                ErrorClass::Transient,
+                op,
+                format!(
+                    "connection error{}: {}",
+                    if d.is_timeout() { " (timeout)" } else { "" },
+                    chain(std::error::Error::source(&e))
+                ),
+            ),
+            SdkError::ResponseError(_) => UploadError::new(
+                ErrorClass::Transient,
+                op,
+                format!("bad response: {}", chain(std::error::Error::source(&e))),
+            ),
+            SdkError::ConstructionFailure(_) => {
+                // Credentials that cannot be loaded or refreshed surface here.
+                UploadError::new(
+                    ErrorClass::Transient,
+                    op,
+                    format!("request not sent: {}", chain(std::error::Error::source(&e))),
+                )
+            }
+            _ => UploadError::new(ErrorClass::Transient, op, chain(Some(&e))),
+        }
+    }
+}
+
+fn chain(e: Option<&dyn std::error::Error>) -> String {
+    let mut out = String::new();
+    let mut cur = e;
+    while let Some(err) = cur {
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&err.to_string());
+        cur = err.source();
+    }
+    out
+}
+
+/// The class of an S3 error code / HTTP status.
+pub fn classify(code: Option<&str>, status: Option<u16>) -> ErrorClass {
+    match code {
+        Some(
+            "AccessDenied" | "AllAccessDisabled" | "NoSuchBucket" | "InvalidAccessKeyId"
+            | "SignatureDoesNotMatch" | "PermanentRedirect" | "AuthorizationHeaderMalformed"
+            | "IllegalLocationConstraintException" | "InvalidBucketName" | "AccountProblem"
+            | "KMS.AccessDeniedException" | "KMS.DisabledException" | "KMS.NotFoundException"
+            | "InvalidToken" | "MethodNotAllowed",
+        ) => ErrorClass::Refused,
+        Some("EntityTooLarge" | "KeyTooLongError" | "InvalidObjectName" | "InvalidStorageClass") => {
+            ErrorClass::Object
+        }
+        Some(
+            "SlowDown" | "InternalError" | "ServiceUnavailable" | "RequestTimeout" | "Throttling"
+            | "ThrottlingException" | "RequestTimeTooSkewed" | "ExpiredToken" | "TokenRefreshRequired"
+            | "BadDigest" | "XAmzContentSHA256Mismatch" | "IncompleteBody" | "NoSuchUpload"
+            | "InvalidPart" | "InvalidPartOrder" | "RequestTimeoutException" | "OperationAborted",
+        ) => ErrorClass::Transient,
+        _ => match status {
+            Some(301 | 307 | 400 | 401 | 403 | 404 | 405) if code.is_none() => ErrorClass::Refused,
+            Some(s) if s >= 500 || s == 429 || s == 408 => ErrorClass::Transient,
+            // Unknown 4xx codes: retried within the file's limits, then `.failed/`.
+            _ => ErrorClass::Transient,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes() {
+        let cases = [
+            (Some("SlowDown"), Some(503), ErrorClass::Transient),
+            (Some("InternalError"), Some(500), ErrorClass::Transient),
+            (None, Some(502), ErrorClass::Transient),
+            (Some("AccessDenied"), Some(403), ErrorClass::Refused),
+            (Some("NoSuchBucket"), Some(404), ErrorClass::Refused),
+            (Some("InvalidAccessKeyId"), Some(403), ErrorClass::Refused),
+            (Some("SignatureDoesNotMatch"), Some(403), ErrorClass::Refused),
+            (None, Some(301), ErrorClass::Refused),
+            (Some("EntityTooLarge"), Some(400), ErrorClass::Object),
+            (Some("ExpiredToken"), Some(400), ErrorClass::Transient),
+            (Some("NoSuchUpload"), Some(404), ErrorClass::Transient),
+        ];
+        for (code, status, want) in cases {
+            assert_eq!(classify(code, status), want, "{code:?} {status:?}");
+        }
+    }
+}

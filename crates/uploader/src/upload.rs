@@ -1,0 +1,478 @@
+//! Moving one file: a single PutObject below the threshold, else a multipart upload
+//! whose id is journaled before any part is sent, resumed with ListParts after a crash,
+//! with at most `multipart.concurrency` parts read into memory at once.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::sync::Arc;
+
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ObjectCannedAcl,
+    ServerSideEncryption, StorageClass,
+};
+use outpost_config::{Checksum, Sse};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::limits::{MAX_OBJECT, MAX_PARTS};
+use crate::{Destination, ErrorClass, Journal, PartChecksum, UploadError, Uploaded};
+
+/// The journal of a multipart upload in progress.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MpuRecord {
+    /// Upload id from CreateMultipartUpload.
+    pub upload_id: String,
+    /// Bucket it was created in.
+    pub bucket: String,
+    /// Key it was created for.
+    pub key: String,
+    /// File size it was created for.
+    pub size: u64,
+    /// File mtime it was created for.
+    pub mtime_ns: i128,
+    /// Part size used.
+    pub part_size: u64,
+}
+
+/// The part size for a file of `size` bytes: the configured size, grown so the upload
+/// needs no more than 10,000 parts, in whole MiB.
+pub fn part_size_for(size: u64, configured: u64) -> u64 {
+    const MIB: u64 = 1 << 20;
+    let min = size.div_ceil(MAX_PARTS);
+    configured.max(min).div_ceil(MIB) * MIB
+}
+
+/// Size and mtime of an open file: what must not change while it uploads.
+fn identity(file: &std::fs::File) -> Result<(u64, i128), UploadError> {
+    let md = file.metadata().map_err(|e| UploadError::io("stat", &e))?;
+    if !md.is_file() {
+        return Err(UploadError::new(
+            ErrorClass::Unreadable,
+            "open",
+            "not a regular file",
+        ));
+    }
+    Ok((
+        md.len(),
+        md.mtime() as i128 * 1_000_000_000 + md.mtime_nsec() as i128,
+    ))
+}
+
+async fn read_at(file: Arc<std::fs::File>, offset: u64, len: u64) -> Result<Vec<u8>, UploadError> {
+    tokio::task::spawn_blocking(move || {
+        let mut buf = vec![0u8; len as usize];
+        file.read_exact_at(&mut buf, offset)
+            .map(|()| buf)
+            .map_err(|e| UploadError::io("read", &e))
+    })
+    .await
+    .map_err(|e| UploadError::new(ErrorClass::Transient, "read", e.to_string()))?
+}
+
+/// Sets the headers every object write carries: the ACL, the expected owner,
+/// encryption and storage class.
+macro_rules! object_settings {
+    ($req:expr, $server:expr) => {{
+        let s = $server;
+        let mut r = $req
+            .acl(ObjectCannedAcl::BucketOwnerFullControl)
+            .set_expected_bucket_owner(s.expected_bucket_owner.clone());
+        match &s.sse {
+            Some(Sse::Aes256) => r = r.server_side_encryption(ServerSideEncryption::Aes256),
+            Some(Sse::Kms { kms_key_id }) => {
+                r = r
+                    .server_side_encryption(ServerSideEncryption::AwsKms)
+                    .ssekms_key_id(kms_key_id.clone())
+            }
+            None => {}
+        }
+        if let Some(c) = &s.storage_class {
+            r = r.storage_class(StorageClass::from(c.as_str()));
+        }
+        r
+    }};
+}
+
+/// Adds the checksum header of `sum` to a PutObject or UploadPart request.
+macro_rules! with_checksum {
+    ($req:expr, $sum:expr) => {{
+        match $sum {
+            PartChecksum::Crc32c(v) => $req.checksum_crc32_c(v),
+            PartChecksum::Crc64Nvme(v) => $req.checksum_crc64_nvme(v),
+            PartChecksum::Md5(v) => $req.content_md5(v),
+        }
+    }};
+}
+
+impl Destination {
+    /// Uploads `file` (opened read-only from its claim) to `<prefix><rel>`.
+    pub async fn upload(
+        &self,
+        file: std::fs::File,
+        rel: &str,
+        journal: &dyn Journal,
+        stop: &CancellationToken,
+    ) -> Result<Uploaded, UploadError> {
+        let (size, mtime_ns) = identity(&file)?;
+        if size > MAX_OBJECT {
+            return Err(UploadError::new(
+                ErrorClass::TooLarge,
+                "upload",
+                format!("{size} bytes is over S3's 5 TiB object limit"),
+            ));
+        }
+        let key = self.server.key_for(rel);
+        let file = Arc::new(file);
+        let work = async {
+            if size < self.server.multipart.threshold {
+                if journal.load().is_some() {
+                    self.abort_recorded(journal).await;
+                }
+                self.put_single(file, &key, size, mtime_ns).await
+            } else {
+                self.put_multipart(file, &key, size, mtime_ns, journal).await
+            }
+        };
+        tokio::select! {
+            r = work => r,
+            _ = stop.cancelled() => Err(UploadError::new(ErrorClass::Interrupted, "upload", "interrupted by shutdown")),
+        }
+    }
+
+    async fn put_single(
+        &self,
+        file: Arc<std::fs::File>,
+        key: &str,
+        size: u64,
+        mtime_ns: i128,
+    ) -> Result<Uploaded, UploadError> {
+        let data = read_at(file.clone(), 0, size).await?;
+        if identity(&file)? != (size, mtime_ns) {
+            return Err(UploadError::new(
+                ErrorClass::Transient,
+                "read",
+                "the file changed while it was read; it will be read again",
+            ));
+        }
+        let sum = PartChecksum::compute(self.server.checksum, &data);
+        let req = self
+            .client
+            .put_object()
+            .bucket(&self.server.bucket)
+            .key(key)
+            .content_length(size as i64)
+            .body(ByteStream::from(data));
+        let req = object_settings!(req, &self.server);
+        let req = with_checksum!(req, sum);
+        req.send()
+            .await
+            .map_err(|e| UploadError::sdk("PutObject", e))?;
+        Ok(Uploaded {
+            bytes: size,
+            parts: 1,
+            resumed: false,
+        })
+    }
+
+    async fn put_multipart(
+        &self,
+        file: Arc<std::fs::File>,
+        key: &str,
+        size: u64,
+        mtime_ns: i128,
+        journal: &dyn Journal,
+    ) -> Result<Uploaded, UploadError> {
+        let s = &self.server;
+        let part_size = part_size_for(size, s.multipart.part_size);
+        let nparts = size.div_ceil(part_size).max(1) as i32;
+        let mut done: BTreeMap<i32, CompletedPart> = BTreeMap::new();
+        let mut resumed = false;
+        let record = journal
+            .load()
+            .and_then(|b| serde_json::from_slice::<MpuRecord>(&b).ok());
+        let mut upload_id = None;
+        if let Some(r) = record {
+            let same = r.bucket == s.bucket
+                && r.key == key
+                && r.size == size
+                && r.mtime_ns == mtime_ns
+                && r.part_size == part_size;
+            if same {
+                match self.list_parts(key, &r.upload_id).await {
+                    Ok(parts) => {
+                        for p in parts {
+                            let n = p.part_number().unwrap_or(0);
+                            let want = if n == nparts {
+                                size - part_size * (nparts as u64 - 1)
+                            } else {
+                                part_size
+                            };
+                            if n >= 1 && n <= nparts && p.size() == Some(want as i64) {
+                                done.insert(n, completed(&p));
+                            }
+                        }
+                        resumed = true;
+                        tracing::info!(bucket = %s.bucket, key, parts_done = done.len(), parts = nparts, "resuming multipart upload");
+                        upload_id = Some(r.upload_id.clone());
+                    }
+                    Err(e) => {
+                        tracing::info!(bucket = %s.bucket, key, error = %e, "recorded multipart upload is gone; starting again");
+                        journal.clear();
+                    }
+                }
+            } else {
+                tracing::info!(bucket = %s.bucket, key, "file changed since its multipart upload began; aborting it");
+                self.abort_recorded(journal).await;
+            }
+        }
+        let upload_id = match upload_id {
+            Some(id) => id,
+            None => {
+                let mut req = s.client_create(&self.client, key);
+                req = object_settings!(req, s);
+                let out = req
+                    .send()
+                    .await
+                    .map_err(|e| UploadError::sdk("CreateMultipartUpload", e))?;
+                let id = out.upload_id().unwrap_or_default().to_owned();
+                let rec = MpuRecord {
+                    upload_id: id.clone(),
+                    bucket: s.bucket.clone(),
+                    key: key.to_owned(),
+                    size,
+                    mtime_ns,
+                    part_size,
+                };
+                let bytes = serde_json::to_vec(&rec).unwrap_or_default();
+                if let Err(e) = journal.save(&bytes) {
+                    // Not recorded: do not send parts for an upload we could lose track of.
+                    self.abort(key, &id).await;
+                    return Err(UploadError::io("journal", &e));
+                }
+                id
+            }
+        };
+        let mut tasks: JoinSet<Result<(i32, CompletedPart), UploadError>> = JoinSet::new();
+        let mut next = 1;
+        let limit = s.multipart.concurrency.max(1);
+        loop {
+            while tasks.len() < limit && next <= nparts {
+                let n = next;
+                next += 1;
+                if done.contains_key(&n) {
+                    continue;
+                }
+                let offset = part_size * (n as u64 - 1);
+                let len = part_size.min(size - offset);
+                let file = file.clone();
+                let client = self.client.clone();
+                let bucket = s.bucket.clone();
+                let key = key.to_owned();
+                let id = upload_id.clone();
+                let kind = s.checksum;
+                let owner = s.expected_bucket_owner.clone();
+                tasks.spawn(async move {
+                    let data = read_at(file, offset, len).await?;
+                    let sum = PartChecksum::compute(kind, &data);
+                    let req = client
+                        .upload_part()
+                        .bucket(bucket)
+                        .key(key)
+                        .upload_id(id)
+                        .part_number(n)
+                        .set_expected_bucket_owner(owner)
+                        .content_length(len as i64)
+                        .body(ByteStream::from(data));
+                    let req = with_checksum!(req, sum.clone());
+                    let out = req
+                        .send()
+                        .await
+                        .map_err(|e| UploadError::sdk("UploadPart", e))?;
+                    let mut p = CompletedPart::builder()
+                        .part_number(n)
+                        .set_e_tag(out.e_tag().map(str::to_owned));
+                    match sum {
+                        PartChecksum::Crc32c(v) => p = p.checksum_crc32_c(v),
+                        PartChecksum::Crc64Nvme(v) => p = p.checksum_crc64_nvme(v),
+                        PartChecksum::Md5(_) => {}
+                    }
+                    Ok((n, p.build()))
+                });
+            }
+            match tasks.join_next().await {
+                None => break,
+                Some(Ok(Ok((n, p)))) => {
+                    done.insert(n, p);
+                }
+                Some(Ok(Err(e))) => return Err(e), // the journal stays: the retry resumes
+                Some(Err(e)) => {
+                    return Err(UploadError::new(ErrorClass::Transient, "UploadPart", e.to_string()));
+                }
+            }
+        }
+        if identity(&file)? != (size, mtime_ns) {
+            self.abort(key, &upload_id).await;
+            journal.clear();
+            return Err(UploadError::new(
+                ErrorClass::Transient,
+                "read",
+                "the file changed during its upload; the upload was aborted and will start again",
+            ));
+        }
+        let parts: Vec<CompletedPart> = done.into_values().collect();
+        let res = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&s.bucket)
+            .key(key)
+            .upload_id(&upload_id)
+            .set_expected_bucket_owner(s.expected_bucket_owner.clone())
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await;
+        match res {
+            Ok(_) => {
+                journal.clear();
+                Ok(Uploaded {
+                    bytes: size,
+                    parts: nparts as u32,
+                    resumed,
+                })
+            }
+            Err(e) => {
+                let e = UploadError::sdk("CompleteMultipartUpload", e);
+                if e.code.as_deref() == Some("NoSuchUpload") {
+                    journal.clear();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn list_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<aws_sdk_s3::types::Part>, UploadError> {
+        let mut out = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_parts()
+                .bucket(&self.server.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .set_expected_bucket_owner(self.server.expected_bucket_owner.clone())
+                .set_part_number_marker(marker.clone())
+                .send()
+                .await
+                .map_err(|e| UploadError::sdk("ListParts", e))?;
+            out.extend(page.parts().iter().cloned());
+            if page.is_truncated() == Some(true) {
+                marker = page.next_part_number_marker().map(str::to_owned);
+                if marker.is_none() {
+                    break;
+                }
+            } else {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn abort(&self, key: &str, upload_id: &str) {
+        let r = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.server.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .set_expected_bucket_owner(self.server.expected_bucket_owner.clone())
+            .send()
+            .await;
+        match r {
+            Ok(_) => tracing::info!(bucket = %self.server.bucket, key, "aborted multipart upload"),
+            Err(e) => {
+                let code = e.as_service_error().and_then(|s| s.code()).unwrap_or("");
+                if code != "NoSuchUpload" {
+                    tracing::warn!(bucket = %self.server.bucket, key, error = %UploadError::sdk("AbortMultipartUpload", e), "cannot abort multipart upload; a lifecycle rule will clean it");
+                }
+            }
+        }
+    }
+
+    /// Aborts the multipart upload recorded in `journal`, if any, and forgets it.
+    pub async fn abort_recorded(&self, journal: &dyn Journal) {
+        if let Some(r) = journal
+            .load()
+            .and_then(|b| serde_json::from_slice::<MpuRecord>(&b).ok())
+        {
+            if r.bucket == self.server.bucket {
+                self.abort(&r.key, &r.upload_id).await;
+            }
+        }
+        journal.clear();
+    }
+}
+
+fn completed(p: &aws_sdk_s3::types::Part) -> CompletedPart {
+    CompletedPart::builder()
+        .set_part_number(p.part_number())
+        .set_e_tag(p.e_tag().map(str::to_owned))
+        .set_checksum_crc32_c(p.checksum_crc32_c().map(str::to_owned))
+        .set_checksum_crc64_nvme(p.checksum_crc64_nvme().map(str::to_owned))
+        .build()
+}
+
+/// CreateMultipartUpload with the server's checksum algorithm.
+trait CreateExt {
+    fn client_create(
+        &self,
+        client: &aws_sdk_s3::Client,
+        key: &str,
+    ) -> aws_sdk_s3::operation::create_multipart_upload::builders::CreateMultipartUploadFluentBuilder;
+}
+
+impl CreateExt for outpost_config::Server {
+    fn client_create(
+        &self,
+        client: &aws_sdk_s3::Client,
+        key: &str,
+    ) -> aws_sdk_s3::operation::create_multipart_upload::builders::CreateMultipartUploadFluentBuilder
+    {
+        let req = client.create_multipart_upload().bucket(&self.bucket).key(key);
+        match self.checksum {
+            Checksum::Crc32c => req.checksum_algorithm(ChecksumAlgorithm::Crc32C),
+            Checksum::Crc64Nvme => req.checksum_algorithm(ChecksumAlgorithm::Crc64Nvme),
+            Checksum::Md5 => req,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_sizes() {
+        const MIB: u64 = 1 << 20;
+        // (file size, configured part size, expected part size)
+        let cases = [
+            (100 * MIB, 16 * MIB, 16 * MIB),
+            (0, 16 * MIB, 16 * MIB),
+            (160_000 * MIB, 16 * MIB, 16 * MIB),
+            (160_001 * MIB, 16 * MIB, 17 * MIB),
+            (5u64 << 40, 16 * MIB, 525 * MIB),
+            (7 * MIB + 1, 5 * MIB, 5 * MIB),
+        ];
+        for (size, conf, want) in cases {
+            let got = part_size_for(size, conf);
+            assert_eq!(got, want, "size {size}");
+            assert!(size.div_ceil(got) <= MAX_PARTS);
+        }
+    }
+}
