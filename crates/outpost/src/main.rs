@@ -1,1 +1,99 @@
-fn main() {}
+//! `outpost`: the command line (SPEC §3) — `run`, `check`, `status`, `requeue`.
+
+mod commands;
+mod events;
+mod http;
+mod logging;
+mod metrics;
+mod run;
+mod sdnotify;
+mod worker;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Exit code for a configuration error (EX_CONFIG).
+pub const EXIT_CONFIG: u8 = 78;
+
+/// outpost publishes batch files from a spool directory to customers' S3 buckets, with
+/// the ACL bucket-owner-full-control on every object.
+#[derive(Parser, Debug)]
+#[command(name = "outpost", version, about, long_about = None)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Log line format.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (journald, log shippers).
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon in the foreground (SIGTERM/SIGINT stop it gracefully, SIGHUP reloads).
+    Run {
+        /// Configuration file [default: $OUTPOST_CONFIG, then /etc/outpost/outpost.yaml].
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+    },
+    /// Validate the configuration and the spool; print a summary.
+    Check {
+        /// Configuration file [default: $OUTPOST_CONFIG, then /etc/outpost/outpost.yaml].
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+    },
+    /// Per server: pending files and bytes, oldest pending age, in flight, failed files.
+    /// Works with the daemon down.
+    Status {
+        /// Configuration file [default: $OUTPOST_CONFIG, then /etc/outpost/outpost.yaml].
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move failed files of SERVER back to pending.
+    Requeue {
+        /// Configuration file [default: $OUTPOST_CONFIG, then /etc/outpost/outpost.yaml].
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+        /// The server whose failed files to requeue.
+        server: String,
+        /// Paths relative to .failed/SERVER/ (or the original relative paths).
+        files: Vec<String>,
+        /// Requeue every failed file of SERVER.
+        #[arg(long, conflicts_with = "files")]
+        all: bool,
+    },
+}
+
+fn config_path(c: Option<PathBuf>) -> PathBuf {
+    c.unwrap_or_else(outpost_config::default_config_path)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    let code = match cli.command {
+        Command::Run { config } => run::run(&config_path(config)),
+        Command::Check { config } => commands::check(&config_path(config)),
+        Command::Status { config, json } => commands::status(&config_path(config), json),
+        Command::Requeue {
+            config,
+            server,
+            files,
+            all,
+        } => commands::requeue(&config_path(config), &server, &files, all),
+    };
+    ExitCode::from(code)
+}

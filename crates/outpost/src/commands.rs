@@ -1,0 +1,169 @@
+//! The one-shot commands: `check`, `status`, `requeue`.
+
+use std::path::Path;
+
+use outpost_config::{Config, Credentials};
+use outpost_watcher::Spool;
+
+use crate::EXIT_CONFIG;
+
+/// Loads the configuration or prints the located error.
+pub fn load(path: &Path) -> Result<Config, u8> {
+    Config::load(path).map_err(|e| {
+        eprintln!("outpost: configuration error: {e}");
+        EXIT_CONFIG
+    })
+}
+
+/// Checks that can fail only on this host: secret files and the spool folder.
+pub fn host_problems(cfg: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in cfg.servers.values() {
+        if let Credentials::Static {
+            secret_access_key_file,
+            ..
+        } = &s.credentials
+        {
+            if let Err(e) = outpost_uploader::check_secret_file(secret_access_key_file) {
+                out.push(format!("server {}: {}", s.name, e.message));
+            }
+        }
+    }
+    match std::fs::symlink_metadata(&cfg.spool_dir) {
+        Ok(md) if !md.is_dir() => out.push(format!(
+            "spool_dir {} is not a folder",
+            cfg.spool_dir.display()
+        )),
+        _ => {}
+    }
+    out
+}
+
+/// `outpost check`.
+pub fn check(path: &Path) -> u8 {
+    let cfg = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let problems = host_problems(&cfg);
+    for p in &problems {
+        eprintln!("outpost: configuration error: {}: {p}", path.display());
+    }
+    if !problems.is_empty() {
+        return EXIT_CONFIG;
+    }
+    println!("configuration {} is valid", path.display());
+    println!("spool_dir: {}", cfg.spool_dir.display());
+    println!("listen: {}", cfg.listen);
+    println!(
+        "max_concurrent_uploads: {}, shutdown_grace: {}s",
+        cfg.max_concurrent_uploads,
+        cfg.shutdown_grace.as_secs()
+    );
+    for s in cfg.servers.values() {
+        let folder = cfg.spool_dir.join(&s.name);
+        println!(
+            "server {}: s3://{}/{} region {}{} credentials {:?}, completion {:?}, after_upload {:?}, folder {}{}",
+            s.name,
+            s.bucket,
+            s.prefix,
+            s.region,
+            s.endpoint
+                .as_deref()
+                .map(|e| format!(" endpoint {e}"))
+                .unwrap_or_default(),
+            s.credentials,
+            s.completion,
+            s.after_upload,
+            folder.display(),
+            if folder.is_dir() { "" } else { " (created at start)" }
+        );
+        if s.expected_bucket_owner.is_none() {
+            println!(
+                "warning: server {}: no expected_bucket_owner; a mistyped or re-owned bucket name would receive the data",
+                s.name
+            );
+        }
+    }
+    0
+}
+
+/// `outpost status`.
+pub fn status(path: &Path, json: bool) -> u8 {
+    let cfg = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let live = crate::run::read_live_state(&cfg.spool_dir);
+    let mut rows = Vec::new();
+    for s in cfg.servers.keys() {
+        match Spool::status(&cfg.spool_dir, s) {
+            Ok(st) => rows.push((s.clone(), st)),
+            Err(e) => {
+                eprintln!("outpost: status of {s}: {e}");
+                return 1;
+            }
+        }
+    }
+    if json {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(s, st)| {
+                serde_json::json!({
+                    "server": s,
+                    "pending_files": st.pending_files,
+                    "pending_bytes": st.pending_bytes,
+                    "oldest_pending_age_seconds": st.oldest_pending_age_seconds,
+                    "in_flight": live.get(s).copied().unwrap_or(0),
+                    "failed_files": st.failed_files,
+                    "blocked": false,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(v));
+        return 0;
+    }
+    println!(
+        "{:<20} {:>10} {:>14} {:>12} {:>10} {:>8}  {}",
+        "SERVER", "PENDING", "BYTES", "OLDEST(s)", "IN_FLIGHT", "FAILED", "STATE"
+    );
+    for (s, st) in rows {
+        println!(
+            "{:<20} {:>10} {:>14} {:>12.0} {:>10} {:>8}  {}",
+            s,
+            st.pending_files,
+            st.pending_bytes,
+            st.oldest_pending_age_seconds,
+            live.get(&s).copied().unwrap_or(0),
+            st.failed_files,
+            if live.is_empty() { "daemon not running" } else { "ok" }
+        );
+    }
+    0
+}
+
+/// `outpost requeue`.
+pub fn requeue(path: &Path, server: &str, files: &[String], all: bool) -> u8 {
+    let cfg = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if !cfg.servers.contains_key(server) {
+        eprintln!("outpost: server {server:?} is not configured in {}", path.display());
+        return 1;
+    }
+    if !all && files.is_empty() {
+        eprintln!("outpost: name the failed files to requeue, or pass --all");
+        return 1;
+    }
+    let only = (!all).then_some(files);
+    let (done, errors) = Spool::requeue(&cfg.spool_dir, server, only);
+    for d in &done {
+        println!("requeued {server}/{d}");
+    }
+    for e in &errors {
+        eprintln!("outpost: cannot requeue {e}");
+    }
+    println!("{} file(s) requeued", done.len());
+    u8::from(!errors.is_empty())
+}

@@ -1,0 +1,83 @@
+//! One function per event: each writes its log line and moves its metric together, so
+//! logs and metrics never disagree.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use outpost_uploader::{ErrorClass, UploadError, Uploaded};
+use outpost_watcher::{FailReason, RejectReason, SpoolEvents};
+
+use crate::metrics::Metrics;
+
+/// The event sink shared by every task.
+#[derive(Clone)]
+pub struct Events {
+    /// The metrics the events move.
+    pub metrics: Metrics,
+}
+
+impl Events {
+    /// S3 acknowledged a file.
+    pub fn uploaded(&self, server: &str, key: &str, up: &Uploaded, took: Duration) {
+        let m = &self.metrics;
+        m.files_uploaded.with_label_values(&[server]).inc();
+        m.bytes_uploaded.with_label_values(&[server]).inc_by(up.bytes);
+        m.duration.with_label_values(&[server]).observe(took.as_secs_f64());
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        m.last_success.with_label_values(&[server]).set(now);
+        tracing::debug!(server, key, bytes = up.bytes, parts = up.parts, resumed = up.resumed, seconds = took.as_secs_f64(), "uploaded");
+    }
+
+    /// An attempt failed.
+    pub fn upload_error(&self, server: &str, key: &str, attempt: u32, e: &UploadError) {
+        self.metrics
+            .upload_errors
+            .with_label_values(&[server, e.class.as_str()])
+            .inc();
+        match e.class {
+            ErrorClass::Interrupted => {
+                tracing::info!(server, key, "upload interrupted by shutdown; it resumes after restart")
+            }
+            ErrorClass::Refused => tracing::warn!(server, key, attempt, error = %e, "destination refused the upload; retrying (check the bucket policy and credentials)"),
+            _ => tracing::warn!(server, key, attempt, class = e.class.as_str(), error = %e, "upload failed; retrying"),
+        }
+    }
+
+    /// A file moved to `.failed/`.
+    pub fn failed(&self, server: &str, reason: &str, dest: &Path, why: &str) {
+        self.metrics
+            .files_failed
+            .with_label_values(&[server, reason])
+            .inc();
+        tracing::error!(server, reason, path = %dest.display(), error = why, "file can never be published; moved to .failed (see its .error.json; `outpost requeue` puts it back)");
+    }
+
+    /// A claimed file disappeared before it was uploaded.
+    pub fn vanished(&self, server: &str, rel: &str) {
+        self.metrics
+            .files_failed
+            .with_label_values(&[server, "vanished"])
+            .inc();
+        tracing::error!(server, rel, "claimed file vanished before upload (removed by someone else); nothing to publish");
+    }
+}
+
+impl SpoolEvents for Events {
+    fn rejected(&self, server: &str, reason: RejectReason, path: &Path) {
+        if reason == RejectReason::UnknownServer {
+            tracing::warn!(folder = %path.display(), "spool folder for a server that is not configured; its files are left untouched");
+            return;
+        }
+        self.metrics
+            .files_rejected
+            .with_label_values(&[server, reason.as_str()])
+            .inc();
+        tracing::warn!(server, reason = reason.as_str(), path = %path.display(), "spool entry refused: only regular files are published, links are never followed; left in place");
+    }
+
+    fn failed_at_discovery(&self, server: &str, reason: FailReason, path: &Path) {
+        self.failed(server, reason.as_str(), path, reason.as_str());
+    }
+}

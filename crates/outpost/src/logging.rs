@@ -1,0 +1,42 @@
+//! Logging to stderr through tracing-subscriber, text or JSON, filtered by `RUST_LOG`
+//! (default `info`). The SDK's signing and wire logs are capped at debug whatever the
+//! filter says, so no signature, token or secret is ever printed.
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{Directive, LevelFilter};
+
+use crate::LogFormat;
+
+/// Targets whose trace level could print signatures, credentials or raw wire data.
+const CAPPED: [&str; 8] = [
+    "aws_sigv4",
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_http",
+    "aws_smithy_http_client",
+    "aws_config",
+    "hyper",
+    "hyper_util",
+];
+
+/// Installs the global subscriber.
+pub fn init(format: LogFormat) {
+    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    let mut filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::INFO.into())
+        .parse_lossy(&spec);
+    if filter.max_level_hint().is_none_or(|l| l > LevelFilter::DEBUG) {
+        for t in CAPPED {
+            if let Ok(d) = format!("{t}=debug").parse::<Directive>() {
+                filter = filter.add_directive(d);
+            }
+        }
+    }
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => b.init(),
+        LogFormat::Json => b.json().flatten_event(true).init(),
+    }
+}

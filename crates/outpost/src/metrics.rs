@@ -1,0 +1,137 @@
+//! The Prometheus registry: every series of SPEC §5, created at start-up at zero for
+//! each configured server and each known class and reason.
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// All metrics of the daemon.
+#[derive(Clone)]
+pub struct Metrics {
+    /// The registry `/metrics` renders.
+    pub registry: Registry,
+    pub files_uploaded: IntCounterVec,
+    pub bytes_uploaded: IntCounterVec,
+    pub upload_errors: IntCounterVec,
+    pub files_failed: IntCounterVec,
+    pub files_rejected: IntCounterVec,
+    pub queue_files: IntGaugeVec,
+    pub queue_bytes: IntGaugeVec,
+    pub in_flight: IntGaugeVec,
+    pub oldest_age: GaugeVec,
+    pub blocked: IntGaugeVec,
+    pub last_success: GaugeVec,
+    pub duration: HistogramVec,
+}
+
+/// Known failure reasons beyond the watcher's (a claimed file that vanished).
+pub const EXTRA_FAIL_REASONS: [&str; 1] = ["vanished"];
+
+impl Metrics {
+    /// Registers everything.
+    pub fn new() -> prometheus::Result<Metrics> {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<IntCounterVec> {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let igauge = |name: &str, help: &str| -> prometheus::Result<IntGaugeVec> {
+            let g = IntGaugeVec::new(Opts::new(name, help), &["server"])?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let fgauge = |name: &str, help: &str| -> prometheus::Result<GaugeVec> {
+            let g = GaugeVec::new(Opts::new(name, help), &["server"])?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "outpost_upload_duration_seconds",
+                "Time per file from the start of its upload to S3's acknowledgement.",
+            )
+            .buckets(vec![
+                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+                600.0, 1800.0, 3600.0,
+            ]),
+            &["server"],
+        )?;
+        registry.register(Box::new(duration.clone()))?;
+        let build_info = Gauge::with_opts(
+            Opts::new("outpost_build_info", "Always 1; the version label says which build runs.")
+                .const_label("version", env!("CARGO_PKG_VERSION")),
+        )?;
+        build_info.set(1.0);
+        registry.register(Box::new(build_info.clone()))?;
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok(Metrics {
+            files_uploaded: counter("outpost_files_uploaded_total", "Files acknowledged by S3.", &["server"])?,
+            bytes_uploaded: counter("outpost_bytes_uploaded_total", "Bytes of files acknowledged by S3.", &["server"])?,
+            upload_errors: counter("outpost_upload_errors_total", "Failed upload attempts, by error class.", &["server", "class"])?,
+            files_failed: counter("outpost_files_failed_total", "Files moved to .failed/, by reason.", &["server", "reason"])?,
+            files_rejected: counter("outpost_files_rejected_total", "Spool entries refused (symlinks, special files, unreadable), by reason.", &["server", "reason"])?,
+            queue_files: igauge("outpost_queue_files", "Files not yet acknowledged (waiting or in flight).")?,
+            queue_bytes: igauge("outpost_queue_bytes", "Bytes of files not yet acknowledged.")?,
+            in_flight: igauge("outpost_uploads_in_flight", "Files being uploaded now.")?,
+            oldest_age: fgauge("outpost_oldest_pending_age_seconds", "Age of the oldest file not yet acknowledged, from its modification time.")?,
+            blocked: igauge("outpost_server_blocked", "1 while the destination refuses us and uploads to it are paused.")?,
+            last_success: fgauge("outpost_last_success_timestamp_seconds", "Unix time of the last acknowledged file since start (0 before the first).")?,
+            duration,
+            registry,
+        })
+    }
+
+    /// Creates every series of `server` at zero.
+    pub fn add_server(&self, server: &str) {
+        self.files_uploaded.with_label_values(&[server]);
+        self.bytes_uploaded.with_label_values(&[server]);
+        for c in outpost_uploader::ErrorClass::ALL {
+            self.upload_errors.with_label_values(&[server, c.as_str()]);
+        }
+        for r in outpost_watcher::FailReason::ALL {
+            self.files_failed.with_label_values(&[server, r.as_str()]);
+        }
+        for r in EXTRA_FAIL_REASONS {
+            self.files_failed.with_label_values(&[server, r]);
+        }
+        for r in outpost_watcher::RejectReason::ALL {
+            if r != outpost_watcher::RejectReason::UnknownServer {
+                self.files_rejected.with_label_values(&[server, r.as_str()]);
+            }
+        }
+        self.queue_files.with_label_values(&[server]);
+        self.queue_bytes.with_label_values(&[server]);
+        self.in_flight.with_label_values(&[server]);
+        self.oldest_age.with_label_values(&[server]);
+        self.blocked.with_label_values(&[server]);
+        self.last_success.with_label_values(&[server]);
+        self.duration.with_label_values(&[server]);
+    }
+
+    /// Copies the scheduler's live totals into the gauges.
+    pub fn refresh(&self, stats: &outpost_scheduler::Stats) {
+        let now = std::time::SystemTime::now();
+        let stats = stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for (server, s) in stats {
+            self.queue_files.with_label_values(&[&server]).set(s.queue_files as i64);
+            self.queue_bytes.with_label_values(&[&server]).set(s.queue_bytes as i64);
+            self.in_flight.with_label_values(&[&server]).set(s.in_flight as i64);
+            let age = s
+                .oldest_dropped
+                .and_then(|t| now.duration_since(t).ok())
+                .map_or(0.0, |d| d.as_secs_f64());
+            self.oldest_age.with_label_values(&[&server]).set(age);
+        }
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}

@@ -1,0 +1,318 @@
+//! `outpost run`: wires the spool, discovery, the scheduler, the uploader, the HTTP
+//! endpoint, signals and systemd notifications together.
+//!
+//! Data flow: discovery (thread) --claims--> scheduler (task) --attempts--> worker
+//! tasks --> S3; a worker finishes or fails the file through the spool.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use outpost_config::Config;
+use outpost_scheduler::{Command, RetryPolicy, Scheduler};
+use outpost_uploader::Destination;
+use outpost_watcher::{Discovery, ServerRule, Spool, default_instance, run_discovery};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::EXIT_CONFIG;
+use crate::commands::{host_problems, load};
+use crate::events::Events;
+use crate::http::{HttpState, serve};
+use crate::metrics::Metrics;
+use crate::sdnotify::{notify, watchdog_interval};
+use crate::worker::{Job, Worker};
+
+/// Runs the daemon; returns the exit code.
+pub fn run(path: &Path) -> u8 {
+    let cfg = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let problems = host_problems(&cfg);
+    if !problems.is_empty() {
+        for p in problems {
+            tracing::error!(config = %path.display(), "configuration error: {p}");
+        }
+        return EXIT_CONFIG;
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("outpost")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the runtime");
+            return 1;
+        }
+    };
+    rt.block_on(daemon(cfg, path))
+}
+
+fn rules(cfg: &Config) -> Vec<ServerRule> {
+    cfg.servers
+        .values()
+        .map(|s| ServerRule {
+            name: s.name.clone(),
+            prefix: s.prefix.clone(),
+            bucket: s.bucket.clone(),
+            completion: s.completion.clone(),
+            archive_retention: s.archive_retention,
+        })
+        .collect()
+}
+
+async fn daemon(cfg: Config, path: &Path) -> u8 {
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %path.display(), servers = cfg.servers.len(), "starting");
+    let metrics = match Metrics::new() {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot register metrics");
+            return 1;
+        }
+    };
+    let names: Vec<String> = cfg.servers.keys().cloned().collect();
+    for n in &names {
+        metrics.add_server(n);
+    }
+    let instance = default_instance();
+    let spool = match Spool::open(&cfg.spool_dir, &instance, &names) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the spool");
+            return 1;
+        }
+    };
+    let mut dests = HashMap::new();
+    for s in cfg.servers.values() {
+        match Destination::new(Arc::new(s.clone())).await {
+            Ok(d) => {
+                dests.insert(s.name.clone(), d);
+            }
+            Err(e) => {
+                tracing::error!(server = %s.name, error = %e, "configuration error");
+                return EXIT_CONFIG;
+            }
+        }
+    }
+    let listener = match tokio::net::TcpListener::bind(cfg.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(listen = %cfg.listen, error = %e, "cannot listen");
+            return 1;
+        }
+    };
+    let events = Events {
+        metrics: metrics.clone(),
+    };
+    let worker = Arc::new(Worker {
+        spool: spool.clone(),
+        dests: RwLock::new(dests),
+        events: events.clone(),
+    });
+    let scheduler = Scheduler::new(worker, cfg.max_concurrent_uploads);
+    let stats = scheduler.stats();
+    let (tx, rx) = mpsc::channel(4096);
+    for s in cfg.servers.values() {
+        let _ = tx
+            .send(Command::Configure {
+                server: s.name.clone(),
+                max_in_flight: s.max_concurrent_uploads,
+                retry: RetryPolicy {
+                    initial: s.retry.initial_backoff,
+                    max: s.retry.max_backoff,
+                    max_attempts: s.retry.max_attempts,
+                },
+            })
+            .await;
+    }
+    let shutdown = CancellationToken::new();
+    let sched_task = tokio::spawn(scheduler.run(rx, shutdown.clone(), cfg.shutdown_grace));
+    match spool.recover() {
+        Ok(claims) => {
+            if !claims.is_empty() {
+                tracing::info!(files = claims.len(), "resuming files claimed before the last stop");
+            }
+            for c in claims {
+                let _ = tx
+                    .send(Command::Add {
+                        server: c.server.clone(),
+                        item: Job(Arc::new(c)),
+                    })
+                    .await;
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the claims of the last run");
+            return 1;
+        }
+    }
+    let http_state = Arc::new(HttpState {
+        metrics: metrics.clone(),
+        stats: stats.clone(),
+        ready: Default::default(),
+    });
+    let http_stop = CancellationToken::new();
+    tokio::spawn(serve(listener, http_state.clone(), http_stop.clone()));
+    tracing::info!(listen = %cfg.listen, "serving /metrics, /healthz, /readyz");
+
+    let sink_tx = tx.clone();
+    let ready_state = http_state.clone();
+    let discovery = Discovery {
+        spool: spool.clone(),
+        servers: rules(&cfg),
+        rescan_interval: cfg.rescan_interval,
+        events: Arc::new(events.clone()),
+        sink: Box::new(move |c| {
+            sink_tx
+                .blocking_send(Command::Add {
+                    server: c.server.clone(),
+                    item: Job(Arc::new(c)),
+                })
+                .is_ok()
+        }),
+        on_ready: Box::new(move || {
+            ready_state.ready.store(true, Ordering::SeqCst);
+            tracing::info!("start-up scan done; ready");
+            notify("READY=1");
+        }),
+    };
+    let (disc, disc_thread) = match run_discovery(discovery) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start discovery");
+            return 1;
+        }
+    };
+    let bg = CancellationToken::new();
+    if let Some(every) = watchdog_interval() {
+        let bg = bg.clone();
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = bg.cancelled() => return,
+                    _ = t.tick() => notify("WATCHDOG=1"),
+                }
+            }
+        });
+    }
+    {
+        let bg = bg.clone();
+        let stats = stats.clone();
+        let spool_dir = cfg.spool_dir.clone();
+        let instance = instance.clone();
+        tokio::spawn(async move {
+            let mut last = String::new();
+            let mut t = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = bg.cancelled() => return,
+                    _ = t.tick() => {}
+                }
+                let now = write_live_state(&spool_dir, &instance, &stats, &last);
+                if now != last {
+                    notify(&format!("STATUS={}", status_line(&stats)));
+                    last = now;
+                }
+            }
+        });
+    }
+
+    let (mut term, mut int, mut hup) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) {
+        (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+        _ => {
+            tracing::error!("cannot install signal handlers");
+            return 1;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
+            _ = hup.recv() => {
+                notify("RELOADING=1");
+                match Config::load(path) {
+                    Ok(new) if new == cfg => tracing::info!("SIGHUP: configuration unchanged"),
+                    Ok(_) => tracing::warn!("SIGHUP: the new configuration is valid, but this version applies server changes only at restart; the running configuration is kept"),
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: new configuration refused; the running one is kept"),
+                }
+                notify("READY=1");
+            }
+        }
+    }
+    notify("STOPPING=1");
+    disc.stop();
+    let _ = tokio::task::spawn_blocking(move || disc_thread.join()).await;
+    drop(tx);
+    shutdown.cancel();
+    let _ = sched_task.await;
+    bg.cancel();
+    http_stop.cancel();
+    let _ = std::fs::remove_file(live_path(&cfg.spool_dir, &instance));
+    tracing::info!("stopped");
+    0
+}
+
+fn live_path(spool: &Path, instance: &str) -> std::path::PathBuf {
+    spool.join(".outpost").join(instance).join("live.json")
+}
+
+fn status_line(stats: &outpost_scheduler::Stats) -> String {
+    let s = stats.lock().unwrap_or_else(|e| e.into_inner());
+    let (files, bytes, inflight) = s.values().fold((0, 0, 0), |a, v| {
+        (a.0 + v.queue_files, a.1 + v.queue_bytes, a.2 + v.in_flight)
+    });
+    format!("{files} files ({bytes} bytes) pending, {inflight} uploading")
+}
+
+/// Writes what only the running daemon knows (files in flight) for `outpost status`.
+fn write_live_state(spool: &Path, instance: &str, stats: &outpost_scheduler::Stats, last: &str) -> String {
+    let s = stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let in_flight: HashMap<String, u64> = s.iter().map(|(k, v)| (k.clone(), v.in_flight)).collect();
+    let body = serde_json::json!({ "pid": std::process::id(), "in_flight": in_flight }).to_string();
+    if body != last {
+        let p = live_path(spool, instance);
+        let tmp = p.with_extension("json.tmp");
+        if std::fs::write(&tmp, &body).and_then(|()| std::fs::rename(&tmp, &p)).is_err() {
+            tracing::debug!("cannot write live state");
+        }
+    }
+    body
+}
+
+/// Files in flight per server from every live daemon on this spool.
+pub fn read_live_state(spool: &Path) -> HashMap<String, u64> {
+    let mut out = HashMap::new();
+    let Ok(entries) = std::fs::read_dir(spool.join(".outpost")) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Ok(text) = std::fs::read_to_string(e.path().join("live.json")) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        let alive = v["pid"]
+            .as_u64()
+            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if !alive {
+            continue;
+        }
+        if let Some(m) = v["in_flight"].as_object() {
+            for (k, n) in m {
+                *out.entry(k.clone()).or_insert(0) += n.as_u64().unwrap_or(0);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,176 @@
+//! The scheduler's [`Work`]: one attempt opens the claimed file, uploads it, and on
+//! success finishes it in the spool; a file that can never go is moved to `.failed/`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Instant, SystemTime};
+
+use outpost_config::AfterUpload;
+use outpost_scheduler::{History, Item, Outcome, Work};
+use outpost_uploader::{Destination, ErrorClass, Journal};
+use outpost_watcher::{Claim, FailRecord, FailReason, Spool, rfc3339};
+use tokio_util::sync::CancellationToken;
+
+use crate::events::Events;
+
+/// A claimed file as the scheduler sees it.
+#[derive(Debug, Clone)]
+pub struct Job(pub Arc<Claim>);
+
+impl Item for Job {
+    fn order_key(&self) -> &str {
+        &self.0.rel
+    }
+    fn seq(&self) -> u64 {
+        self.0.seq
+    }
+    fn size(&self) -> u64 {
+        self.0.size
+    }
+    fn dropped_at(&self) -> SystemTime {
+        self.0.dropped_at()
+    }
+}
+
+/// The spool-kept journal of one claim.
+struct ClaimJournal<'a> {
+    spool: &'a Spool,
+    claim: &'a Claim,
+}
+
+impl Journal for ClaimJournal<'_> {
+    fn load(&self) -> Option<Vec<u8>> {
+        self.spool.journal(self.claim)
+    }
+    fn save(&self, bytes: &[u8]) -> std::io::Result<()> {
+        self.spool
+            .save_journal(self.claim, bytes)
+            .map_err(std::io::Error::other)
+    }
+    fn clear(&self) {
+        self.spool.clear_journal(self.claim)
+    }
+}
+
+/// Uploads claimed files to their server's destination.
+pub struct Worker {
+    /// The spool, for opening claims and moving them after.
+    pub spool: Arc<Spool>,
+    /// Destinations by server name (replaced whole on reload).
+    pub dests: RwLock<HashMap<String, Destination>>,
+    /// Logs and metrics.
+    pub events: Events,
+}
+
+impl Worker {
+    fn dest(&self, server: &str) -> Option<Destination> {
+        self.dests
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(server)
+            .cloned()
+    }
+
+    /// Moves a claim to `.failed/` with its record; logs and counts it.
+    fn fail(&self, dest: &Destination, claim: &Claim, reason: &str, history: Option<&History>, why: &str) {
+        let record = FailRecord {
+            server: claim.server.clone(),
+            relative_path: claim.rel.clone(),
+            file: String::new(),
+            reason: reason.to_owned(),
+            bucket: dest.server.bucket.clone(),
+            key: dest.server.key_for(&claim.rel),
+            attempts: history.map_or(1, |h| h.attempts),
+            first_attempt: history.map(|h| rfc3339(h.first_attempt)),
+            last_attempt: Some(rfc3339(history.map_or_else(SystemTime::now, |h| h.last_attempt))),
+            last_error: why.to_owned(),
+            failed_at: rfc3339(SystemTime::now()),
+        };
+        match self.spool.fail(claim, record) {
+            Ok(path) => self.events.failed(&claim.server, reason, &path, why),
+            Err(e) => tracing::error!(server = %claim.server, rel = %claim.rel, error = %e, "cannot move file to .failed; it stays claimed and is retried after restart"),
+        }
+    }
+}
+
+impl Work<Job> for Worker {
+    async fn attempt(&self, server: &str, job: &Job, attempt: u32, stop: CancellationToken) -> Outcome {
+        let claim = &job.0;
+        let Some(dest) = self.dest(server) else {
+            return Outcome::Retry(format!("server {server} has no destination"));
+        };
+        let key = dest.server.key_for(&claim.rel);
+        let file = match self.spool.open_claimed(claim) {
+            Ok(f) => f,
+            Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => {
+                self.events.vanished(server, &claim.rel);
+                let _ = self.spool.finish(claim, false);
+                return Outcome::Dropped;
+            }
+            Err(e) => {
+                let why = e.to_string();
+                self.fail(&dest, claim, FailReason::Unreadable.as_str(), None, &why);
+                return Outcome::Dropped;
+            }
+        };
+        let journal = ClaimJournal {
+            spool: &self.spool,
+            claim,
+        };
+        let started = Instant::now();
+        match dest.upload(file, &claim.rel, &journal, &stop).await {
+            Ok(up) => {
+                let archive = dest.server.after_upload == AfterUpload::Archive;
+                if let Err(e) = self.spool.finish(claim, archive) {
+                    // Delivered; the claim stays and is published again after a restart
+                    // (at-least-once), so say so loudly.
+                    tracing::error!(server, rel = %claim.rel, error = %e, "uploaded but cannot finish the file in the spool");
+                }
+                self.events.uploaded(server, &key, &up, started.elapsed());
+                Outcome::Done
+            }
+            Err(e) => {
+                self.events.upload_error(server, &key, attempt, &e);
+                match e.class {
+                    ErrorClass::Interrupted => Outcome::Interrupted,
+                    ErrorClass::Transient | ErrorClass::Refused => Outcome::Retry(e.to_string()),
+                    ErrorClass::Vanished => {
+                        self.events.vanished(server, &claim.rel);
+                        let _ = self.spool.finish(claim, false);
+                        Outcome::Dropped
+                    }
+                    ErrorClass::Unreadable => {
+                        self.fail(&dest, claim, FailReason::Unreadable.as_str(), None, &e.to_string());
+                        Outcome::Dropped
+                    }
+                    ErrorClass::TooLarge => {
+                        self.fail(&dest, claim, FailReason::TooLarge.as_str(), None, &e.to_string());
+                        Outcome::Dropped
+                    }
+                    ErrorClass::Object => {
+                        dest.abort_recorded(&journal).await;
+                        self.fail(&dest, claim, FailReason::Rejected.as_str(), None, &e.to_string());
+                        Outcome::Dropped
+                    }
+                }
+            }
+        }
+    }
+
+    async fn give_up(&self, server: &str, job: Job, history: History) {
+        let claim = &job.0;
+        let Some(dest) = self.dest(server) else {
+            return;
+        };
+        let journal = ClaimJournal {
+            spool: &self.spool,
+            claim,
+        };
+        dest.abort_recorded(&journal).await;
+        let why = format!(
+            "gave up after {} attempts: {}",
+            history.attempts, history.last_error
+        );
+        self.fail(&dest, claim, FailReason::RetriesExhausted.as_str(), Some(&history), &why);
+    }
+}
