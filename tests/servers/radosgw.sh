@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# A single-node Ceph (one monitor, one BlueStore OSD on a sparse file, no cephx) with
+# radosgw on 127.0.0.1, all state under DIR. Creates the users "owner" (owns the test
+# buckets) and "publisher" (outpost's identity). Prints export lines for the tests.
+set -euo pipefail
+DIR=$1
+rm -rf "$DIR"; mkdir -p "$DIR"/{mon,osd,run,log}
+port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+monport=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+FSID=$(python3 -c 'import uuid;print(uuid.uuid4())')
+CONF="$DIR/ceph.conf"
+cat > "$CONF" <<C
+[global]
+fsid = $FSID
+mon_host = v1:127.0.0.1:$monport
+auth_cluster_required = none
+auth_service_required = none
+auth_client_required = none
+ms_bind_msgr2 = false
+osd_pool_default_size = 1
+osd_pool_default_min_size = 1
+osd_pool_default_pg_num = 8
+osd_pool_default_pgp_num = 8
+mon_allow_pool_size_one = true
+mon_warn_on_pool_no_redundancy = false
+osd_crush_chooseleaf_type = 0
+mon_data_avail_warn = 1
+mon_data_avail_crit = 0
+run_dir = $DIR/run
+log_file = $DIR/log/\$name.log
+pid_file = $DIR/run/\$name.pid
+admin_socket = $DIR/run/\$name.asok
+[mon]
+mon_data = $DIR/mon/\$name
+[osd]
+osd_data = $DIR/osd/\$name
+osd_objectstore = bluestore
+bluestore_block_path = $DIR/osd/\$name.block
+bluestore_block_size = 21474836480
+bluestore_block_create = true
+osd_memory_target = 1073741824
+[client.rgw.a]
+rgw_frontends = beast endpoint=127.0.0.1:$port
+rgw_data = $DIR/rgw
+rgw_enable_usage_log = false
+C
+export CEPH_CONF="$CONF"
+ceph-authtool --create-keyring "$DIR/mon.keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
+monmaptool --create --addv a "v1:127.0.0.1:$monport" --fsid "$FSID" "$DIR/monmap" >/dev/null
+ceph-mon -c "$CONF" --mkfs -i a --monmap "$DIR/monmap" --keyring "$DIR/mon.keyring" 2>>"$DIR/log/setup.log"
+ceph-mon -c "$CONF" -i a -f >>"$DIR/log/mon.out" 2>&1 &
+echo $! > "$DIR/run/mon.pid.keep"; cp "$DIR/run/mon.pid.keep" "$DIR/mon.pid"
+for _ in $(seq 1 300); do ceph -c "$CONF" -s --connect-timeout 2 >/dev/null 2>&1 && break; sleep 0.2; done
+UUID=$(python3 -c 'import uuid;print(uuid.uuid4())')
+ID=$(ceph -c "$CONF" osd new "$UUID")
+mkdir -p "$DIR/osd/osd.$ID"
+ceph-osd -c "$CONF" -i "$ID" --mkfs --osd-uuid "$UUID" >>"$DIR/log/setup.log" 2>&1
+ceph-osd -c "$CONF" -i "$ID" -f >>"$DIR/log/osd.out" 2>&1 &
+echo $! > "$DIR/osd.pid"
+for _ in $(seq 1 300); do ceph -c "$CONF" osd stat 2>/dev/null | grep -q '1 up' && break; sleep 0.2; done
+radosgw -c "$CONF" -n client.rgw.a -f >>"$DIR/log/rgw.out" 2>&1 &
+echo $! > "$DIR/rgw.pid"
+for _ in $(seq 1 600); do curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/" && break; sleep 0.2; done
+curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$port/" || { echo "radosgw did not start; see $DIR/log" >&2; exit 1; }
+radosgw-admin -c "$CONF" user create --uid=owner --display-name=Owner --access-key=OWNERACCESSKEY00000 --secret=ownersecretkey000000000000000000000000000 >/dev/null
+radosgw-admin -c "$CONF" user create --uid=publisher --display-name=Publisher --access-key=PUBLISHERKEY0000000 --secret=publishersecretkey00000000000000000000000 >/dev/null
+cat <<E
+export OUTPOST_TEST_RGW_ENDPOINT=http://127.0.0.1:$port
+export OUTPOST_TEST_RGW_OWNER_KEY=OWNERACCESSKEY00000
+export OUTPOST_TEST_RGW_OWNER_SECRET=ownersecretkey000000000000000000000000000
+export OUTPOST_TEST_RGW_PUBLISHER_KEY=PUBLISHERKEY0000000
+export OUTPOST_TEST_RGW_PUBLISHER_SECRET=publishersecretkey00000000000000000000000
+export OUTPOST_TEST_RGW_CONF=$CONF
+E
+echo "radosgw on 127.0.0.1:$port" >&2
