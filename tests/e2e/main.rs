@@ -1,1 +1,7 @@
-//! stub
+//! End-to-end tests: the real `outpost` binary against real S3 servers on 127.0.0.1
+//! (radosgw, s3s-fs, moto), started by `make test`.
+
+mod bad_input;
+mod crash;
+mod flow;
+mod spool_rules;

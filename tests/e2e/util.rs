@@ -1,1 +1,390 @@
-//! stub
+//! Helpers for the end-to-end tests: each test gets its own spool, config and bucket,
+//! runs the real `outpost` binary, and checks what a user would see on real S3
+//! servers on 127.0.0.1 (started by `make test`, see tests/servers/).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation};
+
+/// An environment variable `make test` sets; a clear failure when run without it.
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the end-to-end tests through `make test`, which starts the S3 servers")
+    })
+}
+
+/// One S3 server and an identity on it.
+#[derive(Clone, Debug)]
+pub struct Store {
+    /// Endpoint URL on 127.0.0.1.
+    pub endpoint: String,
+    /// Access key.
+    pub key: String,
+    /// Secret key.
+    pub secret: String,
+}
+
+impl Store {
+    /// radosgw as the bucket owner (the customer).
+    pub fn rgw_owner() -> Store {
+        Store {
+            endpoint: env("OUTPOST_TEST_RGW_ENDPOINT"),
+            key: env("OUTPOST_TEST_RGW_OWNER_KEY"),
+            secret: env("OUTPOST_TEST_RGW_OWNER_SECRET"),
+        }
+    }
+    /// radosgw as the publisher (outpost's identity).
+    pub fn rgw_publisher() -> Store {
+        Store {
+            endpoint: env("OUTPOST_TEST_RGW_ENDPOINT"),
+            key: env("OUTPOST_TEST_RGW_PUBLISHER_KEY"),
+            secret: env("OUTPOST_TEST_RGW_PUBLISHER_SECRET"),
+        }
+    }
+    /// s3s-fs.
+    pub fn s3s() -> Store {
+        Store {
+            endpoint: env("OUTPOST_TEST_S3S_ENDPOINT"),
+            key: env("OUTPOST_TEST_S3S_KEY"),
+            secret: env("OUTPOST_TEST_S3S_SECRET"),
+        }
+    }
+    /// moto (auth not enforced: any key works).
+    pub fn moto() -> Store {
+        Store {
+            endpoint: env("OUTPOST_TEST_MOTO_ENDPOINT"),
+            key: "AKIAMOTOTEST0000000".into(),
+            secret: "motosecret".into(),
+        }
+    }
+
+    /// An SDK client for checking what arrived.
+    pub fn client(&self) -> aws_sdk_s3::Client {
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version_latest()
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .force_path_style(true)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .credentials_provider(Credentials::new(&self.key, &self.secret, None, None, "test"))
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+}
+
+/// A unique bucket name.
+pub fn bucket_name(tag: &str) -> String {
+    format!(
+        "t-{tag}-{}-{}",
+        std::process::id(),
+        fastrand::u32(..)
+    )
+    .to_lowercase()
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The `outpost` binary next to the test binary's target folder.
+pub fn outpost_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("OUTPOST_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("outpost");
+    assert!(bin.exists(), "{} missing: build it first (`cargo build -p outpost`)", bin.display());
+    bin
+}
+
+/// A test's own folder: spool, config, logs.
+pub struct TestDir {
+    /// Keeps the folder alive.
+    pub dir: tempfile::TempDir,
+}
+
+impl TestDir {
+    /// A new folder.
+    pub fn new() -> TestDir {
+        let base = std::env::var("OUTPOST_TEST_TMP").unwrap_or_else(|_| std::env::temp_dir().display().to_string());
+        std::fs::create_dir_all(&base).expect("tmp base");
+        TestDir {
+            dir: tempfile::Builder::new().prefix("outpost-e2e-").tempdir_in(base).expect("tempdir"),
+        }
+    }
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    /// The spool.
+    pub fn spool(&self) -> PathBuf {
+        self.path().join("spool")
+    }
+    /// Writes the config file.
+    pub fn config(&self, yaml: &str) -> PathBuf {
+        let p = self.path().join("outpost.yaml");
+        std::fs::write(&p, yaml).expect("write config");
+        p
+    }
+    /// Drops a file the way exporters must: write under a temporary name, rename.
+    pub fn drop_file(&self, server: &str, rel: &str, data: &[u8]) {
+        let p = self.spool().join(server).join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        let tmp = p.with_file_name(format!(
+            ".{}.tmp",
+            p.file_name().expect("name").to_string_lossy()
+        ));
+        std::fs::write(&tmp, data).expect("write");
+        std::fs::rename(&tmp, &p).expect("rename");
+    }
+    /// Regular files left under `<spool>/<server>`.
+    pub fn left_in_spool(&self, server: &str) -> Vec<PathBuf> {
+        files_below(&self.spool().join(server))
+    }
+    /// Files under `.failed/`.
+    pub fn failed(&self) -> Vec<PathBuf> {
+        files_below(&self.spool().join(".failed"))
+    }
+    /// Claimed files not yet finished.
+    pub fn claimed(&self) -> Vec<PathBuf> {
+        files_below(&self.spool().join(".outpost"))
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "data"))
+            .collect()
+    }
+}
+
+impl Default for TestDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Every regular file below `dir`.
+pub fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        match std::fs::symlink_metadata(&p) {
+            Ok(md) if md.is_dir() => out.extend(files_below(&p)),
+            Ok(_) => out.push(p),
+            Err(_) => {}
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A running `outpost run`.
+pub struct Daemon {
+    /// The process.
+    pub child: Child,
+    /// Its stderr log.
+    pub log: PathBuf,
+    /// Its metrics port.
+    pub port: u16,
+}
+
+impl Daemon {
+    /// Starts `outpost run -c config` with `store`'s keys in the environment.
+    pub fn start(dir: &TestDir, config: &Path, port: u16, store: &Store) -> Daemon {
+        Daemon::start_with(dir, config, port, store, &[])
+    }
+
+    /// Like [`Daemon::start`] with extra environment variables.
+    pub fn start_with(dir: &TestDir, config: &Path, port: u16, store: &Store, envs: &[(&str, &str)]) -> Daemon {
+        let n = std::fs::read_dir(dir.path()).map(|r| r.count()).unwrap_or(0);
+        let log = dir.path().join(format!("daemon-{n}.log"));
+        let f = std::fs::File::create(&log).expect("log");
+        let mut cmd = Command::new(outpost_bin());
+        cmd.args(["run", "-c"])
+            .arg(config)
+            .env("AWS_ACCESS_KEY_ID", &store.key)
+            .env("AWS_SECRET_ACCESS_KEY", &store.secret)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_PROFILE")
+            .env("RUST_LOG", std::env::var("OUTPOST_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(f);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn outpost");
+        Daemon { child, log, port }
+    }
+
+    /// Waits for `/readyz`.
+    pub fn wait_ready(&mut self) {
+        let port = self.port;
+        let ok = wait_until(Duration::from_secs(60), || {
+            http_get(port, "/readyz").is_some_and(|(s, _)| s == 200)
+        });
+        if !ok {
+            panic!("daemon not ready; log:\n{}", self.log_text());
+        }
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(120) {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("daemon did not stop on SIGTERM; log:\n{}", self.log_text());
+    }
+
+    /// Current value of a metric series (`name{labels}` as printed), if present.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let (_, body) = http_get(self.port, "/metrics")?;
+        body.lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `f` until true or `timeout`.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f()
+}
+
+/// A plain HTTP GET on 127.0.0.1: status and body.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map(|x| x.1.to_owned()).unwrap_or_default();
+    Some((status, body))
+}
+
+/// Runs `outpost` with arguments; returns (exit code, stdout, stderr).
+pub fn outpost(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(outpost_bin());
+    cmd.args(args).env("AWS_EC2_METADATA_DISABLED", "true");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run outpost");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut v = vec![0u8; len];
+    rng.fill(&mut v);
+    v
+}
+
+/// A tokio runtime for the SDK calls of a test.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// The config text of one server, with test-friendly retry timing.
+pub fn server_yaml(name: &str, store: &Store, bucket: &str, extra: &str) -> String {
+    format!(
+        "  {name}:\n    bucket: {bucket}\n    prefix: \"pre/\"\n    endpoint: {}\n    path_style: true\n    retry: {{ initial_backoff: 100ms, max_backoff: 2s, max_attempts: 50 }}\n{extra}",
+        store.endpoint
+    )
+}
+
+/// A whole config: spool, listen port, servers.
+pub fn config_yaml(dir: &TestDir, port: u16, servers: &str) -> String {
+    format!(
+        "spool_dir: {}\nlisten: 127.0.0.1:{port}\nshutdown_grace: 5s\nrescan_interval: 2s\nservers:\n{servers}",
+        dir.spool().display()
+    )
+}
+
+/// Downloads an object.
+pub async fn get(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<Vec<u8>> {
+    let out = client.get_object().bucket(bucket).key(key).send().await.ok()?;
+    Some(out.body.collect().await.ok()?.into_bytes().to_vec())
+}
+
+/// Creates a bucket.
+pub async fn create_bucket(client: &aws_sdk_s3::Client, bucket: &str) {
+    client
+        .create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create bucket {bucket}: {e:?}"));
+}
+
+/// Sets a bucket policy.
+pub async fn put_policy(client: &aws_sdk_s3::Client, bucket: &str, policy: &serde_json::Value) {
+    client
+        .put_bucket_policy()
+        .bucket(bucket)
+        .policy(policy.to_string())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("put policy on {bucket}: {e:?}"));
+}
+
+/// Multipart uploads still open in `bucket`.
+pub async fn open_uploads(client: &aws_sdk_s3::Client, bucket: &str) -> usize {
+    client
+        .list_multipart_uploads()
+        .bucket(bucket)
+        .send()
+        .await
+        .map(|o| o.uploads().len())
+        .unwrap_or_else(|e| panic!("list uploads: {e:?}"))
+}

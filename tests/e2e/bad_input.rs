@@ -1,0 +1,106 @@
+//! Bad input gets a clear error and loses nothing: configuration errors (exit 78 with
+//! line and column), loose secret files, links and special files in the spool.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use outpost_e2e::*;
+
+#[test]
+fn config_errors_exit_78_with_line_and_column() {
+    let dir = TestDir::new();
+    let cases = [
+        ("servers:\n  a:\n    bucket: b\n    bukket: c\n", ":4:5: ", "unknown field `bukket`"),
+        ("servers:\n  a:\n    bucket: b\n    max_concurrent_uploads: lots\n", ":4:29: ", "invalid type"),
+        ("servers:\n  a:\n    bucket: b\n    multipart: { part_size: 8 parsecs }\n", ":4:", "unknown unit"),
+        ("servers:\n  \"no/slash\":\n    bucket: b\n", ":2:3: ", "invalid server name"),
+        ("servers:\n  a:\n    prefix: x/\n", ":2:3: ", "missing required key `bucket`"),
+        ("servers: [1, 2\n", ":", "did not find expected"),
+    ];
+    for (yaml, loc, words) in cases {
+        let cfg = dir.config(&format!("spool_dir: {}\n{yaml}", dir.spool().display()));
+        let cfg_s = cfg.to_str().expect("utf8");
+        for cmd in ["check", "run"] {
+            let (code, _out, err) = outpost(&[cmd, "-c", cfg_s], &[]);
+            assert_eq!(code, 78, "{cmd} on {yaml:?}: {err}");
+            assert!(err.contains(&format!("outpost.yaml{loc}")), "{cmd}: no location {loc} in {err:?}");
+            assert!(err.contains(words), "{cmd}: reason lacks {words:?}: {err:?}");
+        }
+    }
+    // A missing file is a configuration error too.
+    let (code, _, err) = outpost(&["check", "-c", "/nonexistent/outpost.yaml"], &[]);
+    assert_eq!(code, 78);
+    assert!(err.contains("/nonexistent/outpost.yaml"), "{err}");
+}
+
+#[test]
+fn secret_file_readable_by_others_is_refused() {
+    let dir = TestDir::new();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "not-a-real-secret-value\n").expect("write");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let cfg = dir.config(&format!(
+        "spool_dir: {}\nservers:\n  a:\n    bucket: b\n    credentials: {{ mode: static, access_key_id: AKIAEXAMPLE, secret_access_key_file: {} }}\n",
+        dir.spool().display(),
+        secret.display()
+    ));
+    let cfg_s = cfg.to_str().expect("utf8");
+    for cmd in ["check", "run"] {
+        let (code, out, err) = outpost(&[cmd, "-c", cfg_s], &[]);
+        assert_eq!(code, 78, "{cmd}: {err}");
+        assert!(err.contains("readable by group or others"), "{cmd}: {err}");
+        assert!(!out.contains("not-a-real-secret-value") && !err.contains("not-a-real-secret-value"));
+    }
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let (code, out, err) = outpost(&["check", "-c", cfg_s], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("not-a-real-secret-value") && !err.contains("not-a-real-secret-value"));
+}
+
+#[test]
+fn symlinks_and_fifos_are_refused_counted_and_never_followed() {
+    let store = Store::s3s();
+    let bucket = bucket_name("links");
+    let client = store.client();
+    rt().block_on(create_bucket(&client, &bucket));
+    let dir = TestDir::new();
+    let port = free_port();
+    let cfg = dir.config(&config_yaml(&dir, port, &server_yaml("acme", &store, &bucket, "")));
+    // A secret-looking file outside the spool, reachable only through links.
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&outside).expect("mkdir");
+    std::fs::write(outside.join("private.csv"), "outside the spool").expect("write");
+    let mut d = Daemon::start(&dir, &cfg, port, &store);
+    d.wait_ready();
+    let srv = dir.spool().join("acme");
+    std::os::unix::fs::symlink(outside.join("private.csv"), srv.join("link.csv")).expect("symlink");
+    std::os::unix::fs::symlink(&outside, srv.join("linkdir")).expect("symlink dir");
+    let fifo = srv.join("pipe.csv");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo").success());
+    dir.drop_file("acme", "ok.csv", b"regular");
+    let ok = wait_until(Duration::from_secs(60), || {
+        d.metric("outpost_files_rejected_total{reason=\"symlink\",server=\"acme\"}") == Some(2.0)
+            && d.metric("outpost_files_rejected_total{reason=\"special_file\",server=\"acme\"}") == Some(1.0)
+            && d.metric("outpost_files_uploaded_total{server=\"acme\"}") == Some(1.0)
+    });
+    assert!(ok, "refusals not counted; log:\n{}", d.log_text());
+    // Rescans do not count them again, and the daemon keeps working.
+    std::thread::sleep(Duration::from_secs(3));
+    dir.drop_file("acme", "ok2.csv", b"regular too");
+    assert!(wait_until(Duration::from_secs(60), || d.metric("outpost_files_uploaded_total{server=\"acme\"}") == Some(2.0)));
+    assert_eq!(d.metric("outpost_files_rejected_total{reason=\"symlink\",server=\"acme\"}"), Some(2.0));
+    let log = d.log_text();
+    assert!(log.contains("link.csv") && log.contains("pipe.csv"), "refusals not logged:\n{log}");
+    assert_eq!(d.stop(), Some(0));
+    // Nothing was followed: the links and the fifo are still there, the outside file too,
+    // and no object holds its content.
+    assert!(std::fs::symlink_metadata(srv.join("link.csv")).expect("link").file_type().is_symlink());
+    assert!(std::fs::symlink_metadata(&fifo).is_ok());
+    assert!(outside.join("private.csv").exists());
+    rt().block_on(async {
+        assert!(get(&client, &bucket, "pre/link.csv").await.is_none());
+        assert!(get(&client, &bucket, "pre/linkdir/private.csv").await.is_none());
+        assert!(get(&client, &bucket, "pre/pipe.csv").await.is_none());
+        assert_eq!(get(&client, &bucket, "pre/ok.csv").await.as_deref(), Some(&b"regular"[..]));
+    });
+}
