@@ -10,12 +10,13 @@ use outpost_e2e::*;
 fn config_errors_exit_78_with_line_and_column() {
     let dir = TestDir::new();
     let cases = [
-        ("servers:\n  a:\n    bucket: b\n    bukket: c\n", ":4:5: ", "unknown field `bukket`"),
-        ("servers:\n  a:\n    bucket: b\n    max_concurrent_uploads: lots\n", ":4:29: ", "invalid type"),
-        ("servers:\n  a:\n    bucket: b\n    multipart: { part_size: 8 parsecs }\n", ":4:", "unknown unit"),
-        ("servers:\n  \"no/slash\":\n    bucket: b\n", ":2:3: ", "invalid server name"),
-        ("servers:\n  a:\n    prefix: x/\n", ":2:3: ", "missing required key `bucket`"),
-        ("servers: [1, 2\n", ":", "did not find expected"),
+        ("servers:\n  a:\n    bucket: b\n    bukket: c\n", ":5:5: ", "unknown field `bukket`"),
+        ("servers:\n  a:\n    bucket: b\n    max_concurrent_uploads: lots\n", ":5:29: ", "invalid type"),
+        ("servers:\n  a:\n    bucket: b\n    multipart: { part_size: 8 parsecs }\n", ":5:", "unknown unit"),
+        ("servers:\n  \"no/slash\":\n    bucket: b\n", ":3:3: ", "invalid server name"),
+        ("servers:\n  a:\n    prefix: x/\n", ":3:3: ", "missing required key `bucket`"),
+        ("servers:\n  a:\n    bucket: \"unterminated\n", ":5:1: ", "unexpected end of stream"),
+        ("servers: [1, 2]\n", ":2:10: ", "expected a map of server names"),
     ];
     for (yaml, loc, words) in cases {
         let cfg = dir.config(&format!("spool_dir: {}\n{yaml}", dir.spool().display()));
