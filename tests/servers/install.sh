@@ -1,24 +1,28 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests and the demo need: Ceph radosgw (Debian), s3s-fs
-# (crates.io), moto (PyPI, in a venv). Idempotent; tools go under $OUTPOST_TOOLS.
+# (crates.io), moto and boto3 (PyPI, in a venv). Idempotent; tools go under
+# $OUTPOST_TOOLS. Usage: install.sh [radosgw] [s3s] [moto]   (default: all)
 set -euo pipefail
+WHAT=${*:-radosgw s3s moto}
+want() { case " $WHAT " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 TOOLS=${OUTPOST_TOOLS:-/opt/outpost-tools}
 mkdir -p "$TOOLS"
 need_apt=()
-for bin in radosgw:radosgw ceph-mon:ceph-mon ceph-osd:ceph-osd ceph:ceph-common; do
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+want radosgw && for bin in radosgw:radosgw ceph-mon:ceph-mon ceph-osd:ceph-osd ceph:ceph-common; do
   command -v "${bin%%:*}" >/dev/null 2>&1 || need_apt+=("${bin##*:}")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
-if [ ! -x "$TOOLS/s3s/bin/s3s-fs" ]; then
+if want s3s && [ ! -x "$TOOLS/s3s/bin/s3s-fs" ]; then
   echo "installing s3s-fs 0.14.1 (cargo install, a few minutes)"
   cargo install s3s-fs@0.14.1 --locked --features binary --root "$TOOLS/s3s" --quiet
 fi
-if [ ! -x "$TOOLS/venv/bin/moto_server" ] && ! "$TOOLS/venv/bin/python" -c 'import moto.server, boto3' 2>/dev/null; then
+if ! "$TOOLS/venv/bin/python" -c 'import moto.server, boto3' 2>/dev/null; then
   echo "installing moto 5.2.5 and boto3 in $TOOLS/venv"
   python3 -m venv "$TOOLS/venv"
   "$TOOLS/venv/bin/pip" install -q 'moto[server]==5.2.5' boto3

@@ -49,7 +49,7 @@ ceph-authtool --create-keyring "$DIR/mon.keyring" --gen-key -n mon. --cap mon 'a
 monmaptool --create --addv a "v1:127.0.0.1:$monport" --fsid "$FSID" "$DIR/monmap" >/dev/null
 ceph-mon -c "$CONF" --mkfs -i a --monmap "$DIR/monmap" --keyring "$DIR/mon.keyring" 2>>"$DIR/log/setup.log"
 ceph-mon -c "$CONF" -i a -f >>"$DIR/log/mon.out" 2>&1 &
-echo $! > "$DIR/run/mon.pid.keep"; cp "$DIR/run/mon.pid.keep" "$DIR/mon.pid"
+echo $! > "$DIR/mon.pid"
 for _ in $(seq 1 300); do ceph -c "$CONF" -s --connect-timeout 2 >/dev/null 2>&1 && break; sleep 0.2; done
 UUID=$(python3 -c 'import uuid;print(uuid.uuid4())')
 ID=$(ceph -c "$CONF" osd new "$UUID")

@@ -208,7 +208,7 @@ async fn daemon(cfg: Config, path: &Path) -> u8 {
         let instance = instance.clone();
         tokio::spawn(async move {
             let mut last = String::new();
-            let mut t = tokio::time::interval(Duration::from_secs(5));
+            let mut t = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tokio::select! {
                     _ = bg.cancelled() => return,

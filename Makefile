@@ -1,0 +1,19 @@
+# outpost — make targets. `make help` lists them.
+.DEFAULT_GOAL := help
+.PHONY: help build test demo check
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+build: ## build the outpost binary (target/debug/outpost)
+	cargo build -p outpost
+
+test: ## install test servers, start them on 127.0.0.1, run every test
+	tests/run.sh
+
+demo: ## publish sample batch files to a local radosgw bucket and show them arrive
+	deploy/demo.sh
+
+check: ## formatting and lints
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
