@@ -10,13 +10,41 @@ use outpost_e2e::*;
 fn config_errors_exit_78_with_line_and_column() {
     let dir = TestDir::new();
     let cases = [
-        ("servers:\n  a:\n    bucket: b\n    bukket: c\n", ":5:5: ", "unknown field `bukket`"),
-        ("servers:\n  a:\n    bucket: b\n    max_concurrent_uploads: lots\n", ":5:29: ", "invalid type"),
-        ("servers:\n  a:\n    bucket: b\n    multipart: { part_size: 8 parsecs }\n", ":5:", "unknown unit"),
-        ("servers:\n  \"no/slash\":\n    bucket: b\n", ":3:3: ", "invalid server name"),
-        ("servers:\n  a:\n    prefix: x/\n", ":3:3: ", "missing required key `bucket`"),
-        ("servers:\n  a:\n    bucket: \"unterminated\n", ":5:1: ", "unexpected end of stream"),
-        ("servers: [1, 2]\n", ":2:10: ", "expected a map of server names"),
+        (
+            "servers:\n  a:\n    bucket: b\n    bukket: c\n",
+            ":5:5: ",
+            "unknown field `bukket`",
+        ),
+        (
+            "servers:\n  a:\n    bucket: b\n    max_concurrent_uploads: lots\n",
+            ":5:29: ",
+            "invalid type",
+        ),
+        (
+            "servers:\n  a:\n    bucket: b\n    multipart: { part_size: 8 parsecs }\n",
+            ":5:",
+            "unknown unit",
+        ),
+        (
+            "servers:\n  \"no/slash\":\n    bucket: b\n",
+            ":3:3: ",
+            "invalid server name",
+        ),
+        (
+            "servers:\n  a:\n    prefix: x/\n",
+            ":3:3: ",
+            "missing required key `bucket`",
+        ),
+        (
+            "servers:\n  a:\n    bucket: \"unterminated\n",
+            ":5:1: ",
+            "unexpected end of stream",
+        ),
+        (
+            "servers: [1, 2]\n",
+            ":2:10: ",
+            "expected a map of server names",
+        ),
     ];
     for (yaml, loc, words) in cases {
         let cfg = dir.config(&format!("spool_dir: {}\n{yaml}", dir.spool().display()));
@@ -24,8 +52,14 @@ fn config_errors_exit_78_with_line_and_column() {
         for cmd in ["check", "run"] {
             let (code, _out, err) = outpost(&[cmd, "-c", cfg_s], &[]);
             assert_eq!(code, 78, "{cmd} on {yaml:?}: {err}");
-            assert!(err.contains(&format!("outpost.yaml{loc}")), "{cmd}: no location {loc} in {err:?}");
-            assert!(err.contains(words), "{cmd}: reason lacks {words:?}: {err:?}");
+            assert!(
+                err.contains(&format!("outpost.yaml{loc}")),
+                "{cmd}: no location {loc} in {err:?}"
+            );
+            assert!(
+                err.contains(words),
+                "{cmd}: reason lacks {words:?}: {err:?}"
+            );
         }
     }
     // A missing file is a configuration error too.
@@ -50,7 +84,9 @@ fn secret_file_readable_by_others_is_refused() {
         let (code, out, err) = outpost(&[cmd, "-c", cfg_s], &[]);
         assert_eq!(code, 78, "{cmd}: {err}");
         assert!(err.contains("readable by group or others"), "{cmd}: {err}");
-        assert!(!out.contains("not-a-real-secret-value") && !err.contains("not-a-real-secret-value"));
+        assert!(
+            !out.contains("not-a-real-secret-value") && !err.contains("not-a-real-secret-value")
+        );
     }
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let (code, out, err) = outpost(&["check", "-c", cfg_s], &[]);
@@ -66,7 +102,11 @@ fn symlinks_and_fifos_are_refused_counted_and_never_followed() {
     rt().block_on(create_bucket(&client, &bucket));
     let dir = TestDir::new();
     let port = free_port();
-    let cfg = dir.config(&config_yaml(&dir, port, &server_yaml("acme", &store, &bucket, "")));
+    let cfg = dir.config(&config_yaml(
+        &dir,
+        port,
+        &server_yaml("acme", &store, &bucket, ""),
+    ));
     // A secret-looking file outside the spool, reachable only through links.
     let outside = dir.path().join("outside");
     std::fs::create_dir_all(&outside).expect("mkdir");
@@ -77,31 +117,58 @@ fn symlinks_and_fifos_are_refused_counted_and_never_followed() {
     std::os::unix::fs::symlink(outside.join("private.csv"), srv.join("link.csv")).expect("symlink");
     std::os::unix::fs::symlink(&outside, srv.join("linkdir")).expect("symlink dir");
     let fifo = srv.join("pipe.csv");
-    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo").success());
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo")
+            .success()
+    );
     dir.drop_file("acme", "ok.csv", b"regular");
     let ok = wait_until(Duration::from_secs(60), || {
         d.metric("outpost_files_rejected_total{reason=\"symlink\",server=\"acme\"}") == Some(2.0)
-            && d.metric("outpost_files_rejected_total{reason=\"special_file\",server=\"acme\"}") == Some(1.0)
+            && d.metric("outpost_files_rejected_total{reason=\"special_file\",server=\"acme\"}")
+                == Some(1.0)
             && d.metric("outpost_files_uploaded_total{server=\"acme\"}") == Some(1.0)
     });
     assert!(ok, "refusals not counted; log:\n{}", d.log_text());
     // Rescans do not count them again, and the daemon keeps working.
     std::thread::sleep(Duration::from_secs(3));
     dir.drop_file("acme", "ok2.csv", b"regular too");
-    assert!(wait_until(Duration::from_secs(60), || d.metric("outpost_files_uploaded_total{server=\"acme\"}") == Some(2.0)));
-    assert_eq!(d.metric("outpost_files_rejected_total{reason=\"symlink\",server=\"acme\"}"), Some(2.0));
+    assert!(wait_until(Duration::from_secs(60), || d
+        .metric("outpost_files_uploaded_total{server=\"acme\"}")
+        == Some(2.0)));
+    assert_eq!(
+        d.metric("outpost_files_rejected_total{reason=\"symlink\",server=\"acme\"}"),
+        Some(2.0)
+    );
     let log = d.log_text();
-    assert!(log.contains("link.csv") && log.contains("pipe.csv"), "refusals not logged:\n{log}");
+    assert!(
+        log.contains("link.csv") && log.contains("pipe.csv"),
+        "refusals not logged:\n{log}"
+    );
     assert_eq!(d.stop(), Some(0));
     // Nothing was followed: the links and the fifo are still there, the outside file too,
     // and no object holds its content.
-    assert!(std::fs::symlink_metadata(srv.join("link.csv")).expect("link").file_type().is_symlink());
+    assert!(
+        std::fs::symlink_metadata(srv.join("link.csv"))
+            .expect("link")
+            .file_type()
+            .is_symlink()
+    );
     assert!(std::fs::symlink_metadata(&fifo).is_ok());
     assert!(outside.join("private.csv").exists());
     rt().block_on(async {
         assert!(get(&client, &bucket, "pre/link.csv").await.is_none());
-        assert!(get(&client, &bucket, "pre/linkdir/private.csv").await.is_none());
+        assert!(
+            get(&client, &bucket, "pre/linkdir/private.csv")
+                .await
+                .is_none()
+        );
         assert!(get(&client, &bucket, "pre/pipe.csv").await.is_none());
-        assert_eq!(get(&client, &bucket, "pre/ok.csv").await.as_deref(), Some(&b"regular"[..]));
+        assert_eq!(
+            get(&client, &bucket, "pre/ok.csv").await.as_deref(),
+            Some(&b"regular"[..])
+        );
     });
 }

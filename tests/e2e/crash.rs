@@ -76,7 +76,11 @@ fn kill9_loop_loses_nothing() {
     });
     assert!(done, "spool did not drain; log:\n{}", d.log_text());
     assert_eq!(d.stop(), Some(0));
-    assert!(dir.failed().is_empty(), "files in .failed: {:?}", dir.failed());
+    assert!(
+        dir.failed().is_empty(),
+        "files in .failed: {:?}",
+        dir.failed()
+    );
     rt().block_on(async {
         for (rel, want) in &files {
             let got = get(&oc, &bucket, &format!("pre/{rel}")).await;

@@ -7,12 +7,26 @@ use outpost_e2e::*;
 
 /// 32 files: empty, tiny, mid-size, nested, names with spaces, `%`, `+` and unicode.
 fn sample_files() -> Vec<(String, Vec<u8>)> {
-    let sizes = [0usize, 1, 17, 100, 1000, 4096, 65_536, 100_000, 1 << 20, 2_000_000];
+    let sizes = [
+        0usize,
+        1,
+        17,
+        100,
+        1000,
+        4096,
+        65_536,
+        100_000,
+        1 << 20,
+        2_000_000,
+    ];
     let dirs = ["", "a/", "a/b/", "c/d/e/"];
     let mut out = Vec::new();
     for (i, size) in sizes.iter().enumerate() {
         for (j, d) in dirs.iter().enumerate().take(3) {
-            out.push((format!("{d}file-{i}-{j}.csv"), data(*size, (i * 10 + j) as u64)));
+            out.push((
+                format!("{d}file-{i}-{j}.csv"),
+                data(*size, (i * 10 + j) as u64),
+            ));
         }
     }
     out.push(("c/d/e/with space.csv".into(), data(300, 1)));
@@ -23,10 +37,20 @@ fn sample_files() -> Vec<(String, Vec<u8>)> {
 
 /// Runs a daemon for `server_yaml`, drops `files` and waits until the spool is empty;
 /// then checks every object byte for byte with `check`.
-fn publish(store: &Store, check: &Store, bucket: &str, extra: &str, files: &[(String, Vec<u8>)]) -> TestDir {
+fn publish(
+    store: &Store,
+    check: &Store,
+    bucket: &str,
+    extra: &str,
+    files: &[(String, Vec<u8>)],
+) -> TestDir {
     let dir = TestDir::new();
     let port = free_port();
-    let cfg = dir.config(&config_yaml(&dir, port, &server_yaml("acme", store, bucket, extra)));
+    let cfg = dir.config(&config_yaml(
+        &dir,
+        port,
+        &server_yaml("acme", store, bucket, extra),
+    ));
     let mut d = Daemon::start(&dir, &cfg, port, store);
     d.wait_ready();
     for (rel, bytes) in files {
@@ -39,16 +63,26 @@ fn publish(store: &Store, check: &Store, bucket: &str, extra: &str, files: &[(St
     assert!(done, "not all files uploaded; log:\n{}", d.log_text());
     assert_eq!(d.metric("outpost_queue_files{server=\"acme\"}"), Some(0.0));
     let bytes: usize = files.iter().map(|f| f.1.len()).sum();
-    assert_eq!(d.metric("outpost_bytes_uploaded_total{server=\"acme\"}"), Some(bytes as f64));
+    assert_eq!(
+        d.metric("outpost_bytes_uploaded_total{server=\"acme\"}"),
+        Some(bytes as f64)
+    );
     assert_eq!(d.stop(), Some(0), "clean stop exits 0");
-    assert!(dir.left_in_spool("acme").is_empty(), "spool not empty: {:?}", dir.left_in_spool("acme"));
+    assert!(
+        dir.left_in_spool("acme").is_empty(),
+        "spool not empty: {:?}",
+        dir.left_in_spool("acme")
+    );
     assert!(dir.claimed().is_empty());
     assert!(dir.failed().is_empty());
     let client = check.client();
     rt().block_on(async {
         for (rel, want) in files {
             let got = get(&client, bucket, &format!("pre/{rel}")).await;
-            assert!(got.as_deref() == Some(want.as_slice()), "object pre/{rel} differs or is missing");
+            assert!(
+                got.as_deref() == Some(want.as_slice()),
+                "object pre/{rel} differs or is missing"
+            );
         }
     });
     dir
@@ -68,7 +102,9 @@ async fn acl(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<(Strin
         .map(|g| {
             (
                 g.grantee().and_then(|x| x.id()).unwrap_or("").to_owned(),
-                g.permission().map(|p| p.as_str().to_owned()).unwrap_or_default(),
+                g.permission()
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_default(),
             )
         })
         .collect()
@@ -83,9 +119,14 @@ fn publisher_statement(bucket: &str, condition: bool) -> serde_json::Value {
         "Resource": [format!("arn:aws:s3:::{bucket}/pre/*")],
     });
     if condition {
-        put["Condition"] = serde_json::json!({"StringEquals": {"s3:x-amz-acl": "bucket-owner-full-control"}});
+        put["Condition"] =
+            serde_json::json!({"StringEquals": {"s3:x-amz-acl": "bucket-owner-full-control"}});
     } else {
-        put["Action"] = serde_json::json!(["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]);
+        put["Action"] = serde_json::json!([
+            "s3:PutObject",
+            "s3:AbortMultipartUpload",
+            "s3:ListMultipartUploadParts"
+        ]);
     }
     serde_json::json!({"Version": "2012-10-17", "Statement": [put]})
 }
@@ -102,7 +143,13 @@ fn radosgw_cross_account_single_puts_owner_gets_full_control() {
     });
     let files = sample_files();
     assert!(files.len() >= 30);
-    publish(&Store::rgw_publisher(), &owner, &bucket, "    checksum: md5\n", &files);
+    publish(
+        &Store::rgw_publisher(),
+        &owner,
+        &bucket,
+        "    checksum: md5\n",
+        &files,
+    );
     rt().block_on(async {
         for (rel, _) in &files {
             let grants = acl(&oc, &bucket, &format!("pre/{rel}")).await;
@@ -137,8 +184,15 @@ fn radosgw_multipart_arrives_whole_with_owner_control() {
     );
     rt().block_on(async {
         let grants = acl(&oc, &bucket, "pre/big/one.bin").await;
-        assert!(grants.contains(&("owner".into(), "FULL_CONTROL".into())), "{grants:?}");
-        assert_eq!(open_uploads(&oc, &bucket).await, 0, "incomplete multipart uploads left");
+        assert!(
+            grants.contains(&("owner".into(), "FULL_CONTROL".into())),
+            "{grants:?}"
+        );
+        assert_eq!(
+            open_uploads(&oc, &bucket).await,
+            0,
+            "incomplete multipart uploads left"
+        );
     });
 }
 

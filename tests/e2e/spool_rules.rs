@@ -11,14 +11,19 @@ fn setup(tag: &str, extra: &str) -> (Store, String, TestDir, Daemon) {
     rt().block_on(create_bucket(&store.client(), &bucket));
     let dir = TestDir::new();
     let port = free_port();
-    let cfg = dir.config(&config_yaml(&dir, port, &server_yaml("acme", &store, &bucket, extra)));
+    let cfg = dir.config(&config_yaml(
+        &dir,
+        port,
+        &server_yaml("acme", &store, &bucket, extra),
+    ));
     let mut d = Daemon::start(&dir, &cfg, port, &store);
     d.wait_ready();
     (store, bucket, dir, d)
 }
 
 fn uploaded(d: &Daemon) -> f64 {
-    d.metric("outpost_files_uploaded_total{server=\"acme\"}").unwrap_or(-1.0)
+    d.metric("outpost_files_uploaded_total{server=\"acme\"}")
+        .unwrap_or(-1.0)
 }
 
 #[test]
@@ -26,7 +31,13 @@ fn in_progress_names_wait_for_their_rename() {
     let (store, bucket, dir, d) = setup("inprog", "");
     let srv = dir.spool().join("acme");
     std::fs::create_dir_all(srv.join("dir/.hidden")).expect("mkdir");
-    for name in ["x.csv.tmp", ".dot.csv", "y.part", "z.partial", "dir/.hidden/inside.csv"] {
+    for name in [
+        "x.csv.tmp",
+        ".dot.csv",
+        "y.part",
+        "z.partial",
+        "dir/.hidden/inside.csv",
+    ] {
         std::fs::write(srv.join(name), "in progress").expect("write");
     }
     dir.drop_file("acme", "sentinel.csv", b"s");
@@ -35,7 +46,11 @@ fn in_progress_names_wait_for_their_rename() {
     assert_eq!(uploaded(&d), 1.0, "an in-progress name was published");
     std::fs::rename(srv.join("x.csv.tmp"), srv.join("x.csv")).expect("rename");
     std::fs::rename(srv.join("dir/.hidden"), srv.join("dir/shown")).expect("rename dir");
-    assert!(wait_until(Duration::from_secs(60), || uploaded(&d) == 3.0), "log:\n{}", d.log_text());
+    assert!(
+        wait_until(Duration::from_secs(60), || uploaded(&d) == 3.0),
+        "log:\n{}",
+        d.log_text()
+    );
     rt().block_on(async {
         let c = store.client();
         assert!(get(&c, &bucket, "pre/x.csv").await.is_some());
@@ -54,11 +69,23 @@ fn marker_rule_publishes_once_the_marker_exists_and_removes_it() {
     assert_eq!(uploaded(&d), 0.0, "published before its marker");
     std::fs::write(srv.join("m.csv.ready"), "").expect("marker");
     assert!(wait_until(Duration::from_secs(60), || uploaded(&d) == 1.0));
-    assert!(wait_until(Duration::from_secs(10), || !srv.join("m.csv.ready").exists()), "marker left behind");
+    assert!(
+        wait_until(Duration::from_secs(10), || !srv
+            .join("m.csv.ready")
+            .exists()),
+        "marker left behind"
+    );
     assert!(!srv.join("m.csv").exists());
     rt().block_on(async {
-        assert_eq!(get(&store.client(), &bucket, "pre/m.csv").await.as_deref(), Some(&b"marked data"[..]));
-        assert!(get(&store.client(), &bucket, "pre/m.csv.ready").await.is_none());
+        assert_eq!(
+            get(&store.client(), &bucket, "pre/m.csv").await.as_deref(),
+            Some(&b"marked data"[..])
+        );
+        assert!(
+            get(&store.client(), &bucket, "pre/m.csv.ready")
+                .await
+                .is_none()
+        );
     });
 }
 
@@ -69,7 +96,11 @@ fn quiet_rule_waits_until_the_file_stops_changing() {
     // Keep appending for a while: nothing may go out meanwhile.
     for i in 0..6 {
         use std::io::Write;
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&p).expect("open");
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)
+            .expect("open");
         writeln!(f, "line {i}").expect("append");
         std::thread::sleep(Duration::from_millis(700));
         assert_eq!(uploaded(&d), 0.0, "published while still changing");
@@ -77,7 +108,10 @@ fn quiet_rule_waits_until_the_file_stops_changing() {
     assert!(wait_until(Duration::from_secs(60), || uploaded(&d) == 1.0));
     let want: String = (0..6).map(|i| format!("line {i}\n")).collect();
     rt().block_on(async {
-        assert_eq!(get(&store.client(), &bucket, "pre/q.csv").await.as_deref(), Some(want.as_bytes()));
+        assert_eq!(
+            get(&store.client(), &bucket, "pre/q.csv").await.as_deref(),
+            Some(want.as_bytes())
+        );
     });
 }
 
@@ -101,21 +135,35 @@ fn failed_files_are_recorded_shown_by_status_and_requeued() {
     let mut d = Daemon::start(&dir, &cfg, port, &store);
     d.wait_ready();
     dir.drop_file("acme", "sub/lost.csv", b"precious");
-    assert!(wait_until(Duration::from_secs(60), || dir.failed().len() == 2), "log:\n{}", d.log_text());
+    assert!(
+        wait_until(Duration::from_secs(60), || dir.failed().len() == 2),
+        "log:\n{}",
+        d.log_text()
+    );
     assert_eq!(
         d.metric("outpost_files_failed_total{reason=\"retries_exhausted\",server=\"acme\"}"),
         Some(1.0)
     );
     assert_eq!(d.stop(), Some(0));
     let failed = dir.spool().join(".failed/acme/sub");
-    assert_eq!(std::fs::read(failed.join("lost.csv")).expect("failed copy"), b"precious");
-    let record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(failed.join(".lost.csv.error.json")).expect("record")).expect("json");
+    assert_eq!(
+        std::fs::read(failed.join("lost.csv")).expect("failed copy"),
+        b"precious"
+    );
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(failed.join(".lost.csv.error.json")).expect("record"),
+    )
+    .expect("json");
     assert_eq!(record["relative_path"], "sub/lost.csv");
     assert_eq!(record["bucket"], bucket.as_str());
     assert_eq!(record["key"], "pre/sub/lost.csv");
     assert_eq!(record["attempts"], 2);
-    assert!(record["last_error"].as_str().is_some_and(|e| e.contains("NoSuchBucket")), "{record}");
+    assert!(
+        record["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("NoSuchBucket")),
+        "{record}"
+    );
     // status works with the daemon down.
     let (code, out, err) = outpost(&["status", "-c", &cfg_s, "--json"], &[]);
     assert_eq!(code, 0, "{err}");
@@ -136,6 +184,11 @@ fn failed_files_are_recorded_shown_by_status_and_requeued() {
     d.wait_ready();
     assert!(wait_until(Duration::from_secs(60), || uploaded(&d) == 1.0));
     rt().block_on(async {
-        assert_eq!(get(&store.client(), &bucket, "pre/sub/lost.csv").await.as_deref(), Some(&b"precious"[..]));
+        assert_eq!(
+            get(&store.client(), &bucket, "pre/sub/lost.csv")
+                .await
+                .as_deref(),
+            Some(&b"precious"[..])
+        );
     });
 }

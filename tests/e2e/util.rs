@@ -74,7 +74,13 @@ impl Store {
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             // Compare bytes ourselves: moto sends a malformed CRC64NVME header.
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
-            .credentials_provider(Credentials::new(&self.key, &self.secret, None, None, "test"))
+            .credentials_provider(Credentials::new(
+                &self.key,
+                &self.secret,
+                None,
+                None,
+                "test",
+            ))
             .build();
         aws_sdk_s3::Client::from_conf(conf)
     }
@@ -82,12 +88,7 @@ impl Store {
 
 /// A unique bucket name.
 pub fn bucket_name(tag: &str) -> String {
-    format!(
-        "t-{tag}-{}-{}",
-        std::process::id(),
-        fastrand::u32(..)
-    )
-    .to_lowercase()
+    format!("t-{tag}-{}-{}", std::process::id(), fastrand::u32(..)).to_lowercase()
 }
 
 /// A free TCP port on 127.0.0.1.
@@ -106,7 +107,11 @@ pub fn outpost_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let bin = dir.join("outpost");
-    assert!(bin.exists(), "{} missing: build it first (`cargo build -p outpost`)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} missing: build it first (`cargo build -p outpost`)",
+        bin.display()
+    );
     bin
 }
 
@@ -119,10 +124,14 @@ pub struct TestDir {
 impl TestDir {
     /// A new folder.
     pub fn new() -> TestDir {
-        let base = std::env::var("OUTPOST_TEST_TMP").unwrap_or_else(|_| std::env::temp_dir().display().to_string());
+        let base = std::env::var("OUTPOST_TEST_TMP")
+            .unwrap_or_else(|_| std::env::temp_dir().display().to_string());
         std::fs::create_dir_all(&base).expect("tmp base");
         TestDir {
-            dir: tempfile::Builder::new().prefix("outpost-e2e-").tempdir_in(base).expect("tempdir"),
+            dir: tempfile::Builder::new()
+                .prefix("outpost-e2e-")
+                .tempdir_in(base)
+                .expect("tempdir"),
         }
     }
     /// Its path.
@@ -208,8 +217,16 @@ impl Daemon {
     }
 
     /// Like [`Daemon::start`] with extra environment variables.
-    pub fn start_with(dir: &TestDir, config: &Path, port: u16, store: &Store, envs: &[(&str, &str)]) -> Daemon {
-        let n = std::fs::read_dir(dir.path()).map(|r| r.count()).unwrap_or(0);
+    pub fn start_with(
+        dir: &TestDir,
+        config: &Path,
+        port: u16,
+        store: &Store,
+        envs: &[(&str, &str)],
+    ) -> Daemon {
+        let n = std::fs::read_dir(dir.path())
+            .map(|r| r.count())
+            .unwrap_or(0);
         let log = dir.path().join(format!("daemon-{n}.log"));
         let f = std::fs::File::create(&log).expect("log");
         let mut cmd = Command::new(outpost_bin());
@@ -219,7 +236,10 @@ impl Daemon {
             .env("AWS_SECRET_ACCESS_KEY", &store.secret)
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env_remove("AWS_PROFILE")
-            .env("RUST_LOG", std::env::var("OUTPOST_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("OUTPOST_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(f);
@@ -300,11 +320,18 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     let status = buf.split_whitespace().nth(1)?.parse().ok()?;
-    let body = buf.split_once("\r\n\r\n").map(|x| x.1.to_owned()).unwrap_or_default();
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_owned())
+        .unwrap_or_default();
     Some((status, body))
 }
 
@@ -357,7 +384,13 @@ pub fn config_yaml(dir: &TestDir, port: u16, servers: &str) -> String {
 
 /// Downloads an object.
 pub async fn get(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<Vec<u8>> {
-    let out = client.get_object().bucket(bucket).key(key).send().await.ok()?;
+    let out = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .ok()?;
     Some(out.body.collect().await.ok()?.into_bytes().to_vec())
 }
 

@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::de::{self, Deserializer};
 use serde::Deserialize;
+use serde::de::{self, Deserializer};
 
 use crate::units::{parse_duration, parse_size};
 use crate::{
@@ -87,10 +87,7 @@ impl<'de> Deserialize<'de> for Servers {
                 let mut out = BTreeMap::new();
                 while let Some(name) = map.next_key::<Name>()? {
                     if out.contains_key(&name) {
-                        return Err(de::Error::custom(format!(
-                            "duplicate server {:?}",
-                            name.0
-                        )));
+                        return Err(de::Error::custom(format!("duplicate server {:?}", name.0)));
                     }
                     let v = map.next_value::<RawServer>()?;
                     out.insert(name, v);
@@ -242,13 +239,13 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             "max_concurrent_uploads must be at least 1".into(),
         ));
     }
-    if let Some(id) = &raw.publisher_account_id {
-        if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(err(
-                &["publisher_account_id"],
-                format!("publisher_account_id {id:?} is not a 12-digit AWS account id"),
-            ));
-        }
+    if let Some(id) = &raw.publisher_account_id
+        && (id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(err(
+            &["publisher_account_id"],
+            format!("publisher_account_id {id:?} is not a 12-digit AWS account id"),
+        ));
     }
     if raw.servers.0.is_empty() {
         return Err(err(&["servers"], "no servers are configured".into()));
@@ -325,7 +322,10 @@ fn merge(server: &RawServer, defaults: &RawServer) -> RawServer {
         archive_retention: s.archive_retention.or(d.archive_retention),
         max_concurrent_uploads: s.max_concurrent_uploads.or(d.max_concurrent_uploads),
         multipart: Some({
-            let (s, d) = (s.multipart.unwrap_or_default(), d.multipart.unwrap_or_default());
+            let (s, d) = (
+                s.multipart.unwrap_or_default(),
+                d.multipart.unwrap_or_default(),
+            );
             RawMultipart {
                 threshold: s.threshold.or(d.threshold),
                 part_size: s.part_size.or(d.part_size),
@@ -341,7 +341,10 @@ fn merge(server: &RawServer, defaults: &RawServer) -> RawServer {
             }
         }),
         timeouts: Some({
-            let (s, d) = (s.timeouts.unwrap_or_default(), d.timeouts.unwrap_or_default());
+            let (s, d) = (
+                s.timeouts.unwrap_or_default(),
+                d.timeouts.unwrap_or_default(),
+            );
             RawTimeouts {
                 connect: s.connect.or(d.connect),
                 read: s.read.or(d.read),
@@ -368,19 +371,22 @@ fn resolve(name: &str, s: RawServer) -> Result<Server, Invalid> {
         );
     }
     if prefix.len() >= 1024 {
-        return bad(&["prefix"], "prefix is longer than S3's 1,024-byte key limit".into());
+        return bad(
+            &["prefix"],
+            "prefix is longer than S3's 1,024-byte key limit".into(),
+        );
     }
     let region = s.region.unwrap_or_else(|| "us-east-1".into());
     if region.is_empty() {
         return bad(&["region"], "region must not be empty".into());
     }
-    if let Some(ep) = &s.endpoint {
-        if !(ep.starts_with("http://") || ep.starts_with("https://")) {
-            return bad(
-                &["endpoint"],
-                format!("endpoint {ep:?} must start with http:// or https://"),
-            );
-        }
+    if let Some(ep) = &s.endpoint
+        && !(ep.starts_with("http://") || ep.starts_with("https://"))
+    {
+        return bad(
+            &["endpoint"],
+            format!("endpoint {ep:?} must start with http:// or https://"),
+        );
     }
     let credentials = match s.credentials.unwrap_or(RawCredentials::Internal {}) {
         RawCredentials::Internal {} => Credentials::Internal,
@@ -412,7 +418,9 @@ fn resolve(name: &str, s: RawServer) -> Result<Server, Invalid> {
             if !role_arn.starts_with("arn:") || !role_arn.contains(":role/") {
                 return bad(
                     &["credentials", "role_arn"],
-                    format!("role_arn {role_arn:?} is not a role ARN (arn:aws:iam::ACCOUNT:role/NAME)"),
+                    format!(
+                        "role_arn {role_arn:?} is not a role ARN (arn:aws:iam::ACCOUNT:role/NAME)"
+                    ),
                 );
             }
             Credentials::AssumeRole {
@@ -421,13 +429,13 @@ fn resolve(name: &str, s: RawServer) -> Result<Server, Invalid> {
             }
         }
     };
-    if let Some(owner) = &s.expected_bucket_owner {
-        if owner.len() != 12 || !owner.bytes().all(|b| b.is_ascii_digit()) {
-            return bad(
-                &["expected_bucket_owner"],
-                format!("expected_bucket_owner {owner:?} is not a 12-digit AWS account id"),
-            );
-        }
+    if let Some(owner) = &s.expected_bucket_owner
+        && (owner.len() != 12 || !owner.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return bad(
+            &["expected_bucket_owner"],
+            format!("expected_bucket_owner {owner:?} is not a 12-digit AWS account id"),
+        );
     }
     let sse = match s.sse {
         None => None,
@@ -539,10 +547,16 @@ fn resolve(name: &str, s: RawServer) -> Result<Server, Invalid> {
         read: t.read.map_or(Duration::from_secs(60), |d| d.0),
     };
     if timeouts.connect.is_zero() || timeouts.read.is_zero() {
-        return bad(&["timeouts"], "timeouts must be finite and more than 0".into());
+        return bad(
+            &["timeouts"],
+            "timeouts must be finite and more than 0".into(),
+        );
     }
     let publish_last = s.publish_last.unwrap_or_default();
-    if let Some(g) = publish_last.iter().find(|g| g.is_empty() || g.contains('/')) {
+    if let Some(g) = publish_last
+        .iter()
+        .find(|g| g.is_empty() || g.contains('/'))
+    {
         return bad(
             &["publish_last"],
             format!("publish_last glob {g:?} must be a non-empty file-name pattern without '/'"),
@@ -606,9 +620,13 @@ pub(crate) fn locate(text: &str, keys: &[&str]) -> (usize, usize) {
             break; // the parent's block ended without the key
         }
         let key = keys[depth];
-        let matches = [format!("{key}:"), format!("\"{key}\":"), format!("'{key}':")]
-            .iter()
-            .any(|k| trimmed.starts_with(k.as_str()));
+        let matches = [
+            format!("{key}:"),
+            format!("\"{key}\":"),
+            format!("'{key}':"),
+        ]
+        .iter()
+        .any(|k| trimmed.starts_with(k.as_str()));
         if matches {
             best = (i + 1, indent as usize + 1);
             parent_indent = indent;

@@ -69,21 +69,91 @@ fn good_config_merges_defaults() {
 fn errors_name_line_column_and_reason() {
     // (yaml, line, column, words the reason must contain)
     let cases: &[(&str, usize, usize, &str)] = &[
-        ("servers:\n  a:\n    bucket: b\n    bukket: c\n", 4, 5, "unknown field `bukket`"),
-        ("servers:\n  a:\n    bucket: b\n    max_concurrent_uploads: many\n", 4, 29, "invalid type"),
-        ("servers:\n  a:\n    bucket: b\n    retry: { initial_backoff: 10 parsecs }\n", 4, 12, "unknown unit"),
-        ("servers:\n  a:\n    bucket: b\n    multipart: { part_size: 1MiB }\n", 4, 5, "between 5MiB and 5GiB"),
-        ("servers:\n  \"bad name\":\n    bucket: b\n", 2, 3, "invalid server name"),
-        ("servers:\n  a:\n    prefix: x/\n", 2, 3, "missing required key `bucket`"),
-        ("servers:\n  a:\n    bucket: b\n    checksum: sha1\n", 4, 15, "unknown variant `sha1`"),
-        ("servers:\n  a:\n    bucket: b\n    credentials: { mode: static, access_key_id: AK }\n", 3, 5, "secret_access_key_file"),
-        ("servers:\n  a:\n    bucket: b\n    sse: { mode: \"aws:kms\", kms_key_id: alias/mine }\n", 4, 5, "full key ARN"),
-        ("listen: nowhere\nservers:\n  a:\n    bucket: b\n", 1, 9, "invalid socket address"),
-        ("defaults:\n  retry:\n    max_attempts: 0\nservers:\n  a:\n    bucket: b\n", 3, 5, "max_attempts must be at least 1"),
-        ("spool_dir: relative/spool\nservers:\n  a:\n    bucket: b\n", 1, 1, "absolute path"),
-        ("servers:\n  a:\n    bucket: b\n  a:\n    bucket: c\n", 2, 3, "duplicate"),
+        (
+            "servers:\n  a:\n    bucket: b\n    bukket: c\n",
+            4,
+            5,
+            "unknown field `bukket`",
+        ),
+        (
+            "servers:\n  a:\n    bucket: b\n    max_concurrent_uploads: many\n",
+            4,
+            29,
+            "invalid type",
+        ),
+        (
+            "servers:\n  a:\n    bucket: b\n    retry: { initial_backoff: 10 parsecs }\n",
+            4,
+            12,
+            "unknown unit",
+        ),
+        (
+            "servers:\n  a:\n    bucket: b\n    multipart: { part_size: 1MiB }\n",
+            4,
+            5,
+            "between 5MiB and 5GiB",
+        ),
+        (
+            "servers:\n  \"bad name\":\n    bucket: b\n",
+            2,
+            3,
+            "invalid server name",
+        ),
+        (
+            "servers:\n  a:\n    prefix: x/\n",
+            2,
+            3,
+            "missing required key `bucket`",
+        ),
+        (
+            "servers:\n  a:\n    bucket: b\n    checksum: sha1\n",
+            4,
+            15,
+            "unknown variant `sha1`",
+        ),
+        (
+            "servers:\n  a:\n    bucket: b\n    credentials: { mode: static, access_key_id: AK }\n",
+            3,
+            5,
+            "secret_access_key_file",
+        ),
+        (
+            "servers:\n  a:\n    bucket: b\n    sse: { mode: \"aws:kms\", kms_key_id: alias/mine }\n",
+            4,
+            5,
+            "full key ARN",
+        ),
+        (
+            "listen: nowhere\nservers:\n  a:\n    bucket: b\n",
+            1,
+            9,
+            "invalid socket address",
+        ),
+        (
+            "defaults:\n  retry:\n    max_attempts: 0\nservers:\n  a:\n    bucket: b\n",
+            3,
+            5,
+            "max_attempts must be at least 1",
+        ),
+        (
+            "spool_dir: relative/spool\nservers:\n  a:\n    bucket: b\n",
+            1,
+            1,
+            "absolute path",
+        ),
+        (
+            "servers:\n  a:\n    bucket: b\n  a:\n    bucket: c\n",
+            2,
+            3,
+            "duplicate",
+        ),
         ("servers: {}\n", 1, 1, "no servers"),
-        ("servers:\n  a:\n    bucket: b\n    credentials: { mode: internal, role_arn: x }\n", 3, 5, "unknown field `role_arn`"),
+        (
+            "servers:\n  a:\n    bucket: b\n    credentials: { mode: internal, role_arn: x }\n",
+            3,
+            5,
+            "unknown field `role_arn`",
+        ),
     ];
     let mut bad = Vec::new();
     for (yaml, line, column, words) in cases {

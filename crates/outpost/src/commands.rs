@@ -23,10 +23,9 @@ pub fn host_problems(cfg: &Config) -> Vec<String> {
             secret_access_key_file,
             ..
         } = &s.credentials
+            && let Err(e) = outpost_uploader::check_secret_file(secret_access_key_file)
         {
-            if let Err(e) = outpost_uploader::check_secret_file(secret_access_key_file) {
-                out.push(format!("server {}: {}", s.name, e.message));
-            }
+            out.push(format!("server {}: {}", s.name, e.message));
         }
     }
     match std::fs::symlink_metadata(&cfg.spool_dir) {
@@ -76,7 +75,11 @@ pub fn check(path: &Path) -> u8 {
             s.completion,
             s.after_upload,
             folder.display(),
-            if folder.is_dir() { "" } else { " (created at start)" }
+            if folder.is_dir() {
+                ""
+            } else {
+                " (created at start)"
+            }
         );
         if s.expected_bucket_owner.is_none() {
             println!(
@@ -124,8 +127,8 @@ pub fn status(path: &Path, json: bool) -> u8 {
         return 0;
     }
     println!(
-        "{:<20} {:>10} {:>14} {:>12} {:>10} {:>8}  {}",
-        "SERVER", "PENDING", "BYTES", "OLDEST(s)", "IN_FLIGHT", "FAILED", "STATE"
+        "{:<20} {:>10} {:>14} {:>12} {:>10} {:>8}  STATE",
+        "SERVER", "PENDING", "BYTES", "OLDEST(s)", "IN_FLIGHT", "FAILED"
     );
     for (s, st) in rows {
         println!(
@@ -136,7 +139,11 @@ pub fn status(path: &Path, json: bool) -> u8 {
             st.oldest_pending_age_seconds,
             live.get(&s).copied().unwrap_or(0),
             st.failed_files,
-            if live.is_empty() { "daemon not running" } else { "ok" }
+            if live.is_empty() {
+                "daemon not running"
+            } else {
+                "ok"
+            }
         );
     }
     0
@@ -149,7 +156,10 @@ pub fn requeue(path: &Path, server: &str, files: &[String], all: bool) -> u8 {
         Err(code) => return code,
     };
     if !cfg.servers.contains_key(server) {
-        eprintln!("outpost: server {server:?} is not configured in {}", path.display());
+        eprintln!(
+            "outpost: server {server:?} is not configured in {}",
+            path.display()
+        );
         return 1;
     }
     if !all && files.is_empty() {

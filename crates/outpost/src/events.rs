@@ -21,13 +21,25 @@ impl Events {
     pub fn uploaded(&self, server: &str, key: &str, up: &Uploaded, took: Duration) {
         let m = &self.metrics;
         m.files_uploaded.with_label_values(&[server]).inc();
-        m.bytes_uploaded.with_label_values(&[server]).inc_by(up.bytes);
-        m.duration.with_label_values(&[server]).observe(took.as_secs_f64());
+        m.bytes_uploaded
+            .with_label_values(&[server])
+            .inc_by(up.bytes);
+        m.duration
+            .with_label_values(&[server])
+            .observe(took.as_secs_f64());
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
         m.last_success.with_label_values(&[server]).set(now);
-        tracing::debug!(server, key, bytes = up.bytes, parts = up.parts, resumed = up.resumed, seconds = took.as_secs_f64(), "uploaded");
+        tracing::debug!(
+            server,
+            key,
+            bytes = up.bytes,
+            parts = up.parts,
+            resumed = up.resumed,
+            seconds = took.as_secs_f64(),
+            "uploaded"
+        );
     }
 
     /// An attempt failed.
@@ -38,10 +50,18 @@ impl Events {
             .inc();
         match e.class {
             ErrorClass::Interrupted => {
-                tracing::info!(server, key, "upload interrupted by shutdown; it resumes after restart")
+                tracing::info!(
+                    server,
+                    key,
+                    "upload interrupted by shutdown; it resumes after restart"
+                )
             }
-            ErrorClass::Refused => tracing::warn!(server, key, attempt, error = %e, "destination refused the upload; retrying (check the bucket policy and credentials)"),
-            _ => tracing::warn!(server, key, attempt, class = e.class.as_str(), error = %e, "upload failed; retrying"),
+            ErrorClass::Refused => {
+                tracing::warn!(server, key, attempt, error = %e, "destination refused the upload; retrying (check the bucket policy and credentials)")
+            }
+            _ => {
+                tracing::warn!(server, key, attempt, class = e.class.as_str(), error = %e, "upload failed; retrying")
+            }
         }
     }
 
@@ -60,7 +80,11 @@ impl Events {
             .files_failed
             .with_label_values(&[server, "vanished"])
             .inc();
-        tracing::error!(server, rel, "claimed file vanished before upload (removed by someone else); nothing to publish");
+        tracing::error!(
+            server,
+            rel,
+            "claimed file vanished before upload (removed by someone else); nothing to publish"
+        );
     }
 }
 

@@ -52,7 +52,14 @@ async fn handle(mut sock: TcpStream, state: &HttpState) -> std::io::Result<()> {
         }
         buf.extend_from_slice(&chunk[..n]);
         if buf.len() > 16 * 1024 {
-            return respond(&mut sock, "431 Request Header Fields Too Large", "text/plain", b"too large\n", false).await;
+            return respond(
+                &mut sock,
+                "431 Request Header Fields Too Large",
+                "text/plain",
+                b"too large\n",
+                false,
+            )
+            .await;
         }
     }
     let head = String::from_utf8_lossy(&buf);
@@ -62,29 +69,63 @@ async fn handle(mut sock: TcpStream, state: &HttpState) -> std::io::Result<()> {
     let head_only = method == "HEAD";
     let known = matches!(path, "/metrics" | "/healthz" | "/readyz");
     if !known {
-        return respond(&mut sock, "404 Not Found", "text/plain", b"not found\n", head_only).await;
+        return respond(
+            &mut sock,
+            "404 Not Found",
+            "text/plain",
+            b"not found\n",
+            head_only,
+        )
+        .await;
     }
     if method != "GET" && method != "HEAD" {
-        return respond(&mut sock, "405 Method Not Allowed", "text/plain", b"method not allowed\n", false).await;
+        return respond(
+            &mut sock,
+            "405 Method Not Allowed",
+            "text/plain",
+            b"method not allowed\n",
+            false,
+        )
+        .await;
     }
     match path {
         "/metrics" => {
             state.metrics.refresh(&state.stats);
             let body = state.metrics.render();
-            respond(&mut sock, "200 OK", "text/plain; version=0.0.4; charset=utf-8", &body, head_only).await
+            respond(
+                &mut sock,
+                "200 OK",
+                "text/plain; version=0.0.4; charset=utf-8",
+                &body,
+                head_only,
+            )
+            .await
         }
         "/healthz" => respond(&mut sock, "200 OK", "text/plain", b"ok\n", head_only).await,
         _ => {
             if state.ready.load(Ordering::SeqCst) {
                 respond(&mut sock, "200 OK", "text/plain", b"ready\n", head_only).await
             } else {
-                respond(&mut sock, "503 Service Unavailable", "text/plain", b"starting\n", head_only).await
+                respond(
+                    &mut sock,
+                    "503 Service Unavailable",
+                    "text/plain",
+                    b"starting\n",
+                    head_only,
+                )
+                .await
             }
         }
     }
 }
 
-async fn respond(sock: &mut TcpStream, status: &str, ctype: &str, body: &[u8], head_only: bool) -> std::io::Result<()> {
+async fn respond(
+    sock: &mut TcpStream,
+    status: &str,
+    ctype: &str,
+    body: &[u8],
+    head_only: bool,
+) -> std::io::Result<()> {
     let mut out = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n{}\r\n",
         body.len(),

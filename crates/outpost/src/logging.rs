@@ -25,7 +25,10 @@ pub fn init(format: LogFormat) {
     let mut filter = EnvFilter::builder()
         .with_default_directive(LevelFilter::INFO.into())
         .parse_lossy(&spec);
-    if filter.max_level_hint().is_none_or(|l| l > LevelFilter::DEBUG) {
+    if filter
+        .max_level_hint()
+        .is_none_or(|l| l > LevelFilter::DEBUG)
+    {
         for t in CAPPED {
             if let Ok(d) = format!("{t}=debug").parse::<Directive>() {
                 filter = filter.add_directive(d);

@@ -32,11 +32,12 @@ impl Metrics {
     /// Registers everything.
     pub fn new() -> prometheus::Result<Metrics> {
         let registry = Registry::new();
-        let counter = |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<IntCounterVec> {
-            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
-            registry.register(Box::new(c.clone()))?;
-            Ok(c)
-        };
+        let counter =
+            |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<IntCounterVec> {
+                let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(c.clone()))?;
+                Ok(c)
+            };
         let igauge = |name: &str, help: &str| -> prometheus::Result<IntGaugeVec> {
             let g = IntGaugeVec::new(Opts::new(name, help), &["server"])?;
             registry.register(Box::new(g.clone()))?;
@@ -60,8 +61,11 @@ impl Metrics {
         )?;
         registry.register(Box::new(duration.clone()))?;
         let build_info = Gauge::with_opts(
-            Opts::new("outpost_build_info", "Always 1; the version label says which build runs.")
-                .const_label("version", env!("CARGO_PKG_VERSION")),
+            Opts::new(
+                "outpost_build_info",
+                "Always 1; the version label says which build runs.",
+            )
+            .const_label("version", env!("CARGO_PKG_VERSION")),
         )?;
         build_info.set(1.0);
         registry.register(Box::new(build_info.clone()))?;
@@ -69,17 +73,52 @@ impl Metrics {
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
         Ok(Metrics {
-            files_uploaded: counter("outpost_files_uploaded_total", "Files acknowledged by S3.", &["server"])?,
-            bytes_uploaded: counter("outpost_bytes_uploaded_total", "Bytes of files acknowledged by S3.", &["server"])?,
-            upload_errors: counter("outpost_upload_errors_total", "Failed upload attempts, by error class.", &["server", "class"])?,
-            files_failed: counter("outpost_files_failed_total", "Files moved to .failed/, by reason.", &["server", "reason"])?,
-            files_rejected: counter("outpost_files_rejected_total", "Spool entries refused (symlinks, special files, unreadable), by reason.", &["server", "reason"])?,
-            queue_files: igauge("outpost_queue_files", "Files not yet acknowledged (waiting or in flight).")?,
-            queue_bytes: igauge("outpost_queue_bytes", "Bytes of files not yet acknowledged.")?,
+            files_uploaded: counter(
+                "outpost_files_uploaded_total",
+                "Files acknowledged by S3.",
+                &["server"],
+            )?,
+            bytes_uploaded: counter(
+                "outpost_bytes_uploaded_total",
+                "Bytes of files acknowledged by S3.",
+                &["server"],
+            )?,
+            upload_errors: counter(
+                "outpost_upload_errors_total",
+                "Failed upload attempts, by error class.",
+                &["server", "class"],
+            )?,
+            files_failed: counter(
+                "outpost_files_failed_total",
+                "Files moved to .failed/, by reason.",
+                &["server", "reason"],
+            )?,
+            files_rejected: counter(
+                "outpost_files_rejected_total",
+                "Spool entries refused (symlinks, special files, unreadable), by reason.",
+                &["server", "reason"],
+            )?,
+            queue_files: igauge(
+                "outpost_queue_files",
+                "Files not yet acknowledged (waiting or in flight).",
+            )?,
+            queue_bytes: igauge(
+                "outpost_queue_bytes",
+                "Bytes of files not yet acknowledged.",
+            )?,
             in_flight: igauge("outpost_uploads_in_flight", "Files being uploaded now.")?,
-            oldest_age: fgauge("outpost_oldest_pending_age_seconds", "Age of the oldest file not yet acknowledged, from its modification time.")?,
-            blocked: igauge("outpost_server_blocked", "1 while the destination refuses us and uploads to it are paused.")?,
-            last_success: fgauge("outpost_last_success_timestamp_seconds", "Unix time of the last acknowledged file since start (0 before the first).")?,
+            oldest_age: fgauge(
+                "outpost_oldest_pending_age_seconds",
+                "Age of the oldest file not yet acknowledged, from its modification time.",
+            )?,
+            blocked: igauge(
+                "outpost_server_blocked",
+                "1 while the destination refuses us and uploads to it are paused.",
+            )?,
+            last_success: fgauge(
+                "outpost_last_success_timestamp_seconds",
+                "Unix time of the last acknowledged file since start (0 before the first).",
+            )?,
             duration,
             registry,
         })
@@ -117,9 +156,15 @@ impl Metrics {
         let now = std::time::SystemTime::now();
         let stats = stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
         for (server, s) in stats {
-            self.queue_files.with_label_values(&[&server]).set(s.queue_files as i64);
-            self.queue_bytes.with_label_values(&[&server]).set(s.queue_bytes as i64);
-            self.in_flight.with_label_values(&[&server]).set(s.in_flight as i64);
+            self.queue_files
+                .with_label_values(&[&server])
+                .set(s.queue_files as i64);
+            self.queue_bytes
+                .with_label_values(&[&server])
+                .set(s.queue_bytes as i64);
+            self.in_flight
+                .with_label_values(&[&server])
+                .set(s.in_flight as i64);
             let age = s
                 .oldest_dropped
                 .and_then(|t| now.duration_since(t).ok())

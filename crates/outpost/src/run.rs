@@ -135,7 +135,10 @@ async fn daemon(cfg: Config, path: &Path) -> u8 {
     match spool.recover() {
         Ok(claims) => {
             if !claims.is_empty() {
-                tracing::info!(files = claims.len(), "resuming files claimed before the last stop");
+                tracing::info!(
+                    files = claims.len(),
+                    "resuming files claimed before the last stop"
+                );
             }
             for c in claims {
                 let _ = tx
@@ -275,14 +278,22 @@ fn status_line(stats: &outpost_scheduler::Stats) -> String {
 }
 
 /// Writes what only the running daemon knows (files in flight) for `outpost status`.
-fn write_live_state(spool: &Path, instance: &str, stats: &outpost_scheduler::Stats, last: &str) -> String {
+fn write_live_state(
+    spool: &Path,
+    instance: &str,
+    stats: &outpost_scheduler::Stats,
+    last: &str,
+) -> String {
     let s = stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let in_flight: HashMap<String, u64> = s.iter().map(|(k, v)| (k.clone(), v.in_flight)).collect();
     let body = serde_json::json!({ "pid": std::process::id(), "in_flight": in_flight }).to_string();
     if body != last {
         let p = live_path(spool, instance);
         let tmp = p.with_extension("json.tmp");
-        if std::fs::write(&tmp, &body).and_then(|()| std::fs::rename(&tmp, &p)).is_err() {
+        if std::fs::write(&tmp, &body)
+            .and_then(|()| std::fs::rename(&tmp, &p))
+            .is_err()
+        {
             tracing::debug!("cannot write live state");
         }
     }

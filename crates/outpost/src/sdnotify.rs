@@ -26,10 +26,12 @@ pub fn notify(msg: &str) {
 /// The watchdog period systemd wants pings at (half of `WATCHDOG_USEC`), if any.
 pub fn watchdog_interval() -> Option<std::time::Duration> {
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
-    if let Some(pid) = std::env::var("WATCHDOG_PID").ok().and_then(|p| p.parse::<u32>().ok()) {
-        if pid != std::process::id() {
-            return None;
-        }
+    if let Some(pid) = std::env::var("WATCHDOG_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        && pid != std::process::id()
+    {
+        return None;
     }
     Some(std::time::Duration::from_micros(usec / 2))
 }

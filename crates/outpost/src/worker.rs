@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 use outpost_config::AfterUpload;
 use outpost_scheduler::{History, Item, Outcome, Work};
 use outpost_uploader::{Destination, ErrorClass, Journal};
-use outpost_watcher::{Claim, FailRecord, FailReason, Spool, rfc3339};
+use outpost_watcher::{Claim, FailReason, FailRecord, Spool, rfc3339};
 use tokio_util::sync::CancellationToken;
 
 use crate::events::Events;
@@ -72,7 +72,14 @@ impl Worker {
     }
 
     /// Moves a claim to `.failed/` with its record; logs and counts it.
-    fn fail(&self, dest: &Destination, claim: &Claim, reason: &str, history: Option<&History>, why: &str) {
+    fn fail(
+        &self,
+        dest: &Destination,
+        claim: &Claim,
+        reason: &str,
+        history: Option<&History>,
+        why: &str,
+    ) {
         let record = FailRecord {
             server: claim.server.clone(),
             relative_path: claim.rel.clone(),
@@ -82,19 +89,29 @@ impl Worker {
             key: dest.server.key_for(&claim.rel),
             attempts: history.map_or(1, |h| h.attempts),
             first_attempt: history.map(|h| rfc3339(h.first_attempt)),
-            last_attempt: Some(rfc3339(history.map_or_else(SystemTime::now, |h| h.last_attempt))),
+            last_attempt: Some(rfc3339(
+                history.map_or_else(SystemTime::now, |h| h.last_attempt),
+            )),
             last_error: why.to_owned(),
             failed_at: rfc3339(SystemTime::now()),
         };
         match self.spool.fail(claim, record) {
             Ok(path) => self.events.failed(&claim.server, reason, &path, why),
-            Err(e) => tracing::error!(server = %claim.server, rel = %claim.rel, error = %e, "cannot move file to .failed; it stays claimed and is retried after restart"),
+            Err(e) => {
+                tracing::error!(server = %claim.server, rel = %claim.rel, error = %e, "cannot move file to .failed; it stays claimed and is retried after restart")
+            }
         }
     }
 }
 
 impl Work<Job> for Worker {
-    async fn attempt(&self, server: &str, job: &Job, attempt: u32, stop: CancellationToken) -> Outcome {
+    async fn attempt(
+        &self,
+        server: &str,
+        job: &Job,
+        attempt: u32,
+        stop: CancellationToken,
+    ) -> Outcome {
         let claim = &job.0;
         let Some(dest) = self.dest(server) else {
             return Outcome::Retry(format!("server {server} has no destination"));
@@ -140,16 +157,34 @@ impl Work<Job> for Worker {
                         Outcome::Dropped
                     }
                     ErrorClass::Unreadable => {
-                        self.fail(&dest, claim, FailReason::Unreadable.as_str(), None, &e.to_string());
+                        self.fail(
+                            &dest,
+                            claim,
+                            FailReason::Unreadable.as_str(),
+                            None,
+                            &e.to_string(),
+                        );
                         Outcome::Dropped
                     }
                     ErrorClass::TooLarge => {
-                        self.fail(&dest, claim, FailReason::TooLarge.as_str(), None, &e.to_string());
+                        self.fail(
+                            &dest,
+                            claim,
+                            FailReason::TooLarge.as_str(),
+                            None,
+                            &e.to_string(),
+                        );
                         Outcome::Dropped
                     }
                     ErrorClass::Object => {
                         dest.abort_recorded(&journal).await;
-                        self.fail(&dest, claim, FailReason::Rejected.as_str(), None, &e.to_string());
+                        self.fail(
+                            &dest,
+                            claim,
+                            FailReason::Rejected.as_str(),
+                            None,
+                            &e.to_string(),
+                        );
                         Outcome::Dropped
                     }
                 }
@@ -171,6 +206,12 @@ impl Work<Job> for Worker {
             "gave up after {} attempts: {}",
             history.attempts, history.last_error
         );
-        self.fail(&dest, claim, FailReason::RetriesExhausted.as_str(), Some(&history), &why);
+        self.fail(
+            &dest,
+            claim,
+            FailReason::RetriesExhausted.as_str(),
+            Some(&history),
+            &why,
+        );
     }
 }

@@ -61,7 +61,12 @@ mod tests {
         };
         let want = [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300];
         for (i, w) in want.iter().enumerate() {
-            assert_eq!(p.base_delay(i as u32 + 1), Duration::from_secs(*w), "failure {}", i + 1);
+            assert_eq!(
+                p.base_delay(i as u32 + 1),
+                Duration::from_secs(*w),
+                "failure {}",
+                i + 1
+            );
         }
         assert_eq!(p.base_delay(200), Duration::from_secs(300));
     }

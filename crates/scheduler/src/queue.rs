@@ -160,7 +160,9 @@ pub struct Scheduler<I: Item, W: Work<I>> {
 
 impl<I: Item, W: Work<I>> std::fmt::Debug for Scheduler<I, W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Scheduler").field("global", &self.global).finish()
+        f.debug_struct("Scheduler")
+            .field("global", &self.global)
+            .finish()
     }
 }
 
@@ -374,7 +376,11 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
         // Draining: no new attempt starts.
         let deadline = Instant::now() + grace;
         if self.running > 0 {
-            tracing::info!(in_flight = self.running, grace_s = grace.as_secs_f64(), "waiting for uploads in flight");
+            tracing::info!(
+                in_flight = self.running,
+                grace_s = grace.as_secs_f64(),
+                "waiting for uploads in flight"
+            );
         }
         while self.running > 0 {
             tokio::select! {

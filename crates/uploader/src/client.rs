@@ -103,8 +103,12 @@ fn session_name() -> String {
 
 fn read_secret(path: &std::path::Path) -> Result<String, UploadError> {
     let refuse = |m: String| UploadError::new(ErrorClass::Refused, "credentials", m);
-    let md = std::fs::metadata(path)
-        .map_err(|e| refuse(format!("cannot read secret_access_key_file {}: {e}", path.display())))?;
+    let md = std::fs::metadata(path).map_err(|e| {
+        refuse(format!(
+            "cannot read secret_access_key_file {}: {e}",
+            path.display()
+        ))
+    })?;
     if md.permissions().mode() & 0o077 != 0 {
         return Err(refuse(format!(
             "secret_access_key_file {} is readable by group or others (mode {:o}); refusing it: chmod 600",
@@ -112,11 +116,18 @@ fn read_secret(path: &std::path::Path) -> Result<String, UploadError> {
             md.permissions().mode() & 0o777
         )));
     }
-    let s = std::fs::read_to_string(path)
-        .map_err(|e| refuse(format!("cannot read secret_access_key_file {}: {e}", path.display())))?;
+    let s = std::fs::read_to_string(path).map_err(|e| {
+        refuse(format!(
+            "cannot read secret_access_key_file {}: {e}",
+            path.display()
+        ))
+    })?;
     let s = s.trim().to_owned();
     if s.is_empty() {
-        return Err(refuse(format!("secret_access_key_file {} is empty", path.display())));
+        return Err(refuse(format!(
+            "secret_access_key_file {} is empty",
+            path.display()
+        )));
     }
     Ok(s)
 }

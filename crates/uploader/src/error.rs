@@ -83,7 +83,7 @@ impl UploadError {
             std::io::ErrorKind::NotFound => ErrorClass::Vanished,
             std::io::ErrorKind::PermissionDenied => ErrorClass::Unreadable,
             _ if e.raw_os_error() == Some(40) => ErrorClass::Unreadable, // ELOOP: a link
-            std::io::ErrorKind::UnexpectedEof => ErrorClass::Transient, // truncated meanwhile
+            std::io::ErrorKind::UnexpectedEof => ErrorClass::Transient,  // truncated meanwhile
             _ => ErrorClass::Transient,
         };
         UploadError::new(class, op, e.to_string())
@@ -107,7 +107,11 @@ impl UploadError {
                         "{} (HTTP {}){}",
                         code.as_deref().unwrap_or("error"),
                         status.map_or("?".into(), |s| s.to_string()),
-                        if msg.is_empty() { String::new() } else { format!(": {msg}") }
+                        if msg.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {msg}")
+                        }
                     ),
                     code,
                 }
@@ -157,20 +161,43 @@ fn chain(e: Option<&dyn std::error::Error>) -> String {
 pub fn classify(code: Option<&str>, status: Option<u16>) -> ErrorClass {
     match code {
         Some(
-            "AccessDenied" | "AllAccessDisabled" | "NoSuchBucket" | "InvalidAccessKeyId"
-            | "SignatureDoesNotMatch" | "PermanentRedirect" | "AuthorizationHeaderMalformed"
-            | "IllegalLocationConstraintException" | "InvalidBucketName" | "AccountProblem"
-            | "KMS.AccessDeniedException" | "KMS.DisabledException" | "KMS.NotFoundException"
-            | "InvalidToken" | "MethodNotAllowed",
+            "AccessDenied"
+            | "AllAccessDisabled"
+            | "NoSuchBucket"
+            | "InvalidAccessKeyId"
+            | "SignatureDoesNotMatch"
+            | "PermanentRedirect"
+            | "AuthorizationHeaderMalformed"
+            | "IllegalLocationConstraintException"
+            | "InvalidBucketName"
+            | "AccountProblem"
+            | "KMS.AccessDeniedException"
+            | "KMS.DisabledException"
+            | "KMS.NotFoundException"
+            | "InvalidToken"
+            | "MethodNotAllowed",
         ) => ErrorClass::Refused,
-        Some("EntityTooLarge" | "KeyTooLongError" | "InvalidObjectName" | "InvalidStorageClass") => {
-            ErrorClass::Object
-        }
         Some(
-            "SlowDown" | "InternalError" | "ServiceUnavailable" | "RequestTimeout" | "Throttling"
-            | "ThrottlingException" | "RequestTimeTooSkewed" | "ExpiredToken" | "TokenRefreshRequired"
-            | "BadDigest" | "XAmzContentSHA256Mismatch" | "IncompleteBody" | "NoSuchUpload"
-            | "InvalidPart" | "InvalidPartOrder" | "RequestTimeoutException" | "OperationAborted",
+            "EntityTooLarge" | "KeyTooLongError" | "InvalidObjectName" | "InvalidStorageClass",
+        ) => ErrorClass::Object,
+        Some(
+            "SlowDown"
+            | "InternalError"
+            | "ServiceUnavailable"
+            | "RequestTimeout"
+            | "Throttling"
+            | "ThrottlingException"
+            | "RequestTimeTooSkewed"
+            | "ExpiredToken"
+            | "TokenRefreshRequired"
+            | "BadDigest"
+            | "XAmzContentSHA256Mismatch"
+            | "IncompleteBody"
+            | "NoSuchUpload"
+            | "InvalidPart"
+            | "InvalidPartOrder"
+            | "RequestTimeoutException"
+            | "OperationAborted",
         ) => ErrorClass::Transient,
         _ => match status {
             Some(301 | 307 | 400 | 401 | 403 | 404 | 405) if code.is_none() => ErrorClass::Refused,
@@ -194,7 +221,11 @@ mod tests {
             (Some("AccessDenied"), Some(403), ErrorClass::Refused),
             (Some("NoSuchBucket"), Some(404), ErrorClass::Refused),
             (Some("InvalidAccessKeyId"), Some(403), ErrorClass::Refused),
-            (Some("SignatureDoesNotMatch"), Some(403), ErrorClass::Refused),
+            (
+                Some("SignatureDoesNotMatch"),
+                Some(403),
+                ErrorClass::Refused,
+            ),
             (None, Some(301), ErrorClass::Refused),
             (Some("EntityTooLarge"), Some(400), ErrorClass::Object),
             (Some("ExpiredToken"), Some(400), ErrorClass::Transient),

@@ -133,7 +133,8 @@ impl Destination {
                 }
                 self.put_single(file, &key, size, mtime_ns).await
             } else {
-                self.put_multipart(file, &key, size, mtime_ns, journal).await
+                self.put_multipart(file, &key, size, mtime_ns, journal)
+                    .await
             }
         };
         tokio::select! {
@@ -309,7 +310,11 @@ impl Destination {
                 }
                 Some(Ok(Err(e))) => return Err(e), // the journal stays: the retry resumes
                 Some(Err(e)) => {
-                    return Err(UploadError::new(ErrorClass::Transient, "UploadPart", e.to_string()));
+                    return Err(UploadError::new(
+                        ErrorClass::Transient,
+                        "UploadPart",
+                        e.to_string(),
+                    ));
                 }
             }
         }
@@ -330,7 +335,11 @@ impl Destination {
             .key(key)
             .upload_id(&upload_id)
             .set_expected_bucket_owner(s.expected_bucket_owner.clone())
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
             .send()
             .await;
         match res {
@@ -410,10 +419,9 @@ impl Destination {
         if let Some(r) = journal
             .load()
             .and_then(|b| serde_json::from_slice::<MpuRecord>(&b).ok())
+            && r.bucket == self.server.bucket
         {
-            if r.bucket == self.server.bucket {
-                self.abort(&r.key, &r.upload_id).await;
-            }
+            self.abort(&r.key, &r.upload_id).await;
         }
         journal.clear();
     }
@@ -444,7 +452,10 @@ impl CreateExt for outpost_config::Server {
         key: &str,
     ) -> aws_sdk_s3::operation::create_multipart_upload::builders::CreateMultipartUploadFluentBuilder
     {
-        let req = client.create_multipart_upload().bucket(&self.bucket).key(key);
+        let req = client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key);
         match self.checksum {
             Checksum::Crc32c => req.checksum_algorithm(ChecksumAlgorithm::Crc32C),
             Checksum::Crc64Nvme => req.checksum_algorithm(ChecksumAlgorithm::Crc64Nvme),

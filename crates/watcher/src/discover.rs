@@ -7,8 +7,8 @@ use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
-use std::sync::mpsc;
 use std::sync::Arc;
+use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 use notify::{RecursiveMode, Watcher};
@@ -16,7 +16,7 @@ use outpost_config::Completion;
 
 use crate::fsx::{self, FileType};
 use crate::rules::{in_progress, key_problem, marker_target};
-use crate::spool::{rfc3339, FailRecord, SpoolError};
+use crate::spool::{FailRecord, SpoolError, rfc3339};
 use crate::{Claim, RejectReason, Spool, SpoolEvents};
 
 /// How long an emptied sub-folder must stay empty before it is removed.
@@ -79,7 +79,9 @@ impl std::fmt::Debug for DiscoveryHandle {
 }
 
 /// Starts discovery on its own thread.
-pub fn run_discovery(d: Discovery) -> std::io::Result<(DiscoveryHandle, std::thread::JoinHandle<()>)> {
+pub fn run_discovery(
+    d: Discovery,
+) -> std::io::Result<(DiscoveryHandle, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel();
     let handle = DiscoveryHandle(tx.clone());
     let join = std::thread::Builder::new()
@@ -106,7 +108,11 @@ struct State {
 
 impl State {
     fn new(d: Discovery) -> State {
-        let rules = d.servers.iter().map(|s| (s.name.clone(), s.clone())).collect();
+        let rules = d
+            .servers
+            .iter()
+            .map(|s| (s.name.clone(), s.clone()))
+            .collect();
         State {
             d,
             rules,
@@ -155,7 +161,9 @@ impl State {
                 Ok(Msg::Fs(ev)) => {
                     rescan |= collect(ev, &mut paths);
                     let until = Instant::now() + COALESCE;
-                    while let Ok(m) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                    while let Ok(m) =
+                        rx.recv_timeout(until.saturating_duration_since(Instant::now()))
+                    {
                         match m {
                             Msg::Stop => return,
                             Msg::Fs(ev) => rescan |= collect(ev, &mut paths),
@@ -178,10 +186,10 @@ impl State {
                 paths.sort();
                 paths.dedup();
                 for p in paths {
-                    if let Some((server, rel)) = split_event_path(&root, &p) {
-                        if self.rules.contains_key(&server) {
-                            self.examine(&server, &rel);
-                        }
+                    if let Some((server, rel)) = split_event_path(&root, &p)
+                        && self.rules.contains_key(&server)
+                    {
+                        self.examine(&server, &rel);
                     }
                 }
             }
@@ -199,7 +207,12 @@ impl State {
                 if n.starts_with('.') || self.rules.contains_key(&n) {
                     continue;
                 }
-                self.reject(&n, Path::new(""), RejectReason::UnknownServer, &root.join(&name));
+                self.reject(
+                    &n,
+                    Path::new(""),
+                    RejectReason::UnknownServer,
+                    &root.join(&name),
+                );
             }
         }
         let names: Vec<String> = self.d.servers.iter().map(|s| s.name.clone()).collect();
@@ -223,10 +236,10 @@ impl State {
     fn examine(&mut self, server: &str, rel: &Path) {
         if rel.components().any(|c| in_progress(c.as_os_str())) {
             // In-progress names, and anything inside a dot-folder, wait for their rename.
-            if let Some(Component::Normal(last)) = rel.components().last() {
-                if !in_progress(last) {
-                    return;
-                }
+            if let Some(Component::Normal(last)) = rel.components().next_back()
+                && !in_progress(last)
+            {
+                return;
             }
             return;
         }
@@ -393,10 +406,12 @@ impl State {
     fn next_quiet_check(&self) -> Option<Instant> {
         self.quiet
             .iter()
-            .filter_map(|((s, _), q)| match self.rules.get(s).map(|r| &r.completion) {
-                Some(Completion::Quiet { period }) => Some(q.since + *period),
-                _ => None,
-            })
+            .filter_map(
+                |((s, _), q)| match self.rules.get(s).map(|r| &r.completion) {
+                    Some(Completion::Quiet { period }) => Some(q.since + *period),
+                    _ => None,
+                },
+            )
             .min()
     }
 
@@ -405,10 +420,12 @@ impl State {
         let due: Vec<(String, PathBuf)> = self
             .quiet
             .iter()
-            .filter(|((s, _), q)| match self.rules.get(s).map(|r| &r.completion) {
-                Some(Completion::Quiet { period }) => q.since + *period <= now,
-                _ => true,
-            })
+            .filter(
+                |((s, _), q)| match self.rules.get(s).map(|r| &r.completion) {
+                    Some(Completion::Quiet { period }) => q.since + *period <= now,
+                    _ => true,
+                },
+            )
             .map(|(k, _)| k.clone())
             .collect();
         for (server, rel) in due {
@@ -424,7 +441,8 @@ impl State {
             }
         }
         // Forget files that went away.
-        self.quiet.retain(|(s, rel), _| self.d.spool.root().join(s).join(rel).exists());
+        self.quiet
+            .retain(|(s, rel), _| self.d.spool.root().join(s).join(rel).exists());
     }
 
     /// Claims a complete file, or fails it at once if its name can never be a key.
@@ -445,14 +463,21 @@ impl State {
                 first_attempt: None,
                 last_attempt: None,
                 last_error: match reason {
-                    crate::FailReason::NameNotUtf8 => "the file name is not valid UTF-8; S3 keys are UTF-8".into(),
-                    _ => format!("the key would be longer than S3's {} bytes", crate::rules::MAX_KEY_BYTES),
+                    crate::FailReason::NameNotUtf8 => {
+                        "the file name is not valid UTF-8; S3 keys are UTF-8".into()
+                    }
+                    _ => format!(
+                        "the key would be longer than S3's {} bytes",
+                        crate::rules::MAX_KEY_BYTES
+                    ),
                 },
                 failed_at: rfc3339(SystemTime::now()),
             };
             match self.d.spool.fail_in_place(server, rel, record) {
                 Ok(dest) => self.d.events.failed_at_discovery(server, reason, &dest),
-                Err(e) => tracing::error!(server, path = %self.full(server, rel).display(), error = %e, "cannot move an unpublishable file to .failed"),
+                Err(e) => {
+                    tracing::error!(server, path = %self.full(server, rel).display(), error = %e, "cannot move an unpublishable file to .failed")
+                }
             }
             if let Some(m) = marker {
                 let _ = std::fs::remove_file(self.full(server, m));

@@ -25,8 +25,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::fsx::{self, FileType};
 use crate::Claim;
+use crate::fsx::{self, FileType};
 
 /// A spool operation that failed, naming what and where.
 #[derive(Debug, thiserror::Error)]
@@ -43,9 +43,7 @@ pub enum SpoolError {
         source: std::io::Error,
     },
     /// Another daemon holds this instance's lock.
-    #[error(
-        "another outpost is already running on {path} as instance {instance:?} (lock held)"
-    )]
+    #[error("another outpost is already running on {path} as instance {instance:?} (lock held)")]
     Locked {
         /// Instance folder.
         path: PathBuf,
@@ -312,8 +310,7 @@ impl Spool {
                     let _ = fsx::unlink_at(&d.claims, name);
                     continue;
                 }
-                let Some(seq) = s.strip_suffix(".json").and_then(|n| n.parse::<u64>().ok())
-                else {
+                let Some(seq) = s.strip_suffix(".json").and_then(|n| n.parse::<u64>().ok()) else {
                     continue;
                 };
                 max_seq = max_seq.max(seq);
@@ -420,7 +417,9 @@ impl Spool {
                         let _ = fsx::sync(&mfd);
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => tracing::warn!(server, marker = %m.display(), error = %e, "cannot remove marker"),
+                    Err(e) => {
+                        tracing::warn!(server, marker = %m.display(), error = %e, "cannot remove marker")
+                    }
                 }
             }
         }
@@ -488,7 +487,8 @@ impl Spool {
     pub fn fail(&self, c: &Claim, mut record: FailRecord) -> Result<PathBuf, SpoolError> {
         let d = self.dirs(&c.server)?;
         let data = seq_name(c.seq, "data");
-        let dest = self.move_to_failed(&d.claims, &data, &c.server, Path::new(&c.rel), &mut record)?;
+        let dest =
+            self.move_to_failed(&d.claims, &data, &c.server, Path::new(&c.rel), &mut record)?;
         let _ = fsx::unlink_at(&d.claims, &seq_name(c.seq, "upload"));
         let _ = fsx::unlink_at(&d.claims, &seq_name(c.seq, "json"));
         let _ = fsx::sync(&d.claims);
@@ -606,7 +606,9 @@ impl Spool {
                 &mut st,
             );
         });
-        walk_files(&root.join(FAILED).join(server), &mut |_, _| st.failed_files += 1);
+        walk_files(&root.join(FAILED).join(server), &mut |_, _| {
+            st.failed_files += 1
+        });
         st.oldest_pending_age_seconds = oldest
             .and_then(|o| now.duration_since(o).ok())
             .unwrap_or(Duration::ZERO)
@@ -625,7 +627,10 @@ impl Spool {
         let base = root.join(FAILED).join(server);
         let mut records = Vec::new();
         walk_all(&base, &mut |path, _| {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             if name.starts_with('.') && name.ends_with(".error.json") {
                 records.push(path.to_owned());
             }
@@ -650,10 +655,12 @@ impl Spool {
                 .strip_prefix(&base)
                 .map(|p| p.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            if let Some(only) = only {
-                if !only.iter().any(|o| o == &failed_rel || o == &rec.relative_path) {
-                    continue;
-                }
+            if let Some(only) = only
+                && !only
+                    .iter()
+                    .any(|o| o == &failed_rel || o == &rec.relative_path)
+            {
+                continue;
             }
             let target = root.join(server).join(&rec.relative_path);
             if std::fs::symlink_metadata(&target).is_ok() {
@@ -662,11 +669,11 @@ impl Spool {
                 ));
                 continue;
             }
-            if let Some(p) = target.parent() {
-                if let Err(e) = std::fs::create_dir_all(p) {
-                    errors.push(format!("{failed_rel}: {e}"));
-                    continue;
-                }
+            if let Some(p) = target.parent()
+                && let Err(e) = std::fs::create_dir_all(p)
+            {
+                errors.push(format!("{failed_rel}: {e}"));
+                continue;
             }
             match std::fs::rename(&failed_file, &target) {
                 Ok(()) => {
@@ -678,7 +685,8 @@ impl Spool {
         }
         if let Some(only) = only {
             for o in only {
-                if !done.iter().any(|d| d == o) && !errors.iter().any(|e| e.starts_with(o.as_str())) {
+                if !done.iter().any(|d| d == o) && !errors.iter().any(|e| e.starts_with(o.as_str()))
+                {
                     errors.push(format!("{o}: no such failed file for server {server}"));
                 }
             }

@@ -38,7 +38,13 @@ struct Fake {
 }
 
 impl Work<It> for Fake {
-    async fn attempt(&self, server: &str, item: &It, attempt: u32, stop: CancellationToken) -> Outcome {
+    async fn attempt(
+        &self,
+        server: &str,
+        item: &It,
+        attempt: u32,
+        stop: CancellationToken,
+    ) -> Outcome {
         self.log
             .lock()
             .expect("lock")
