@@ -7,6 +7,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::Arc;
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
+use bytes::Bytes;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ObjectCannedAcl,
@@ -61,12 +62,19 @@ fn identity(file: &std::fs::File) -> Result<(u64, i128), UploadError> {
     ))
 }
 
-async fn read_at(file: Arc<std::fs::File>, offset: u64, len: u64) -> Result<Vec<u8>, UploadError> {
+/// Reads `len` bytes at `offset` into a buffer of its own anonymous mapping, returned
+/// to the kernel when the request drops it. (Large `Vec`s would raise glibc's dynamic
+/// mmap threshold and stay in the heap, doubling the resident size.)
+async fn read_at(file: Arc<std::fs::File>, offset: u64, len: u64) -> Result<Bytes, UploadError> {
     tokio::task::spawn_blocking(move || {
-        let mut buf = vec![0u8; len as usize];
-        file.read_exact_at(&mut buf, offset)
-            .map(|()| buf)
-            .map_err(|e| UploadError::io("read", &e))
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let mut buf = memmap2::MmapMut::map_anon(len as usize)
+            .map_err(|e| UploadError::new(ErrorClass::Transient, "read", format!("cannot allocate a part buffer: {e}")))?;
+        file.read_exact_at(&mut buf[..], offset)
+            .map_err(|e| UploadError::io("read", &e))?;
+        Ok(Bytes::from_owner(buf))
     })
     .await
     .map_err(|e| UploadError::new(ErrorClass::Transient, "read", e.to_string()))?
