@@ -7,12 +7,12 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::Arc;
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
-use bytes::Bytes;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ObjectCannedAcl,
     ServerSideEncryption, StorageClass,
 };
+use bytes::Bytes;
 use outpost_config::{Checksum, Sse};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
@@ -70,8 +70,13 @@ async fn read_at(file: Arc<std::fs::File>, offset: u64, len: u64) -> Result<Byte
         if len == 0 {
             return Ok(Bytes::new());
         }
-        let mut buf = memmap2::MmapMut::map_anon(len as usize)
-            .map_err(|e| UploadError::new(ErrorClass::Transient, "read", format!("cannot allocate a part buffer: {e}")))?;
+        let mut buf = memmap2::MmapMut::map_anon(len as usize).map_err(|e| {
+            UploadError::new(
+                ErrorClass::Transient,
+                "read",
+                format!("cannot allocate a part buffer: {e}"),
+            )
+        })?;
         file.read_exact_at(&mut buf[..], offset)
             .map_err(|e| UploadError::io("read", &e))?;
         Ok(Bytes::from_owner(buf))
