@@ -50,7 +50,6 @@ struct Harness {
     seen: Arc<Seen>,
     stop: outpost_watcher::DiscoveryHandle,
     thread: Option<std::thread::JoinHandle<()>>,
-    spool: Arc<Spool>,
 }
 
 impl Harness {
@@ -100,7 +99,6 @@ impl Harness {
             seen,
             stop,
             thread: Some(thread),
-            spool,
         }
     }
     fn p(&self, rel: &str) -> std::path::PathBuf {
