@@ -93,3 +93,88 @@ fn kill9_loop_loses_nothing() {
         );
     });
 }
+
+/// SIGTERM during a multipart upload: exits 0 within the grace, leaves the upload
+/// recorded, and the next run resumes it with ListParts and completes it.
+#[test]
+fn sigterm_mid_multipart_resumes_after_restart() {
+    let owner = Store::rgw_owner();
+    let publisher = Store::rgw_publisher();
+    let bucket = bucket_name("term");
+    let oc = owner.client();
+    rt().block_on(async {
+        create_bucket(&oc, &bucket).await;
+        put_policy(
+            &oc,
+            &bucket,
+            &serde_json::json!({"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow",
+                "Principal": {"AWS": ["arn:aws:iam:::user/publisher"]},
+                "Action": ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+                "Resource": [format!("arn:aws:s3:::{bucket}/*")]
+            }]}),
+        )
+        .await;
+    });
+    let dir = TestDir::new();
+    let port = free_port();
+    let yaml = config_yaml(
+        &dir,
+        port,
+        &server_yaml(
+            "acme",
+            &publisher,
+            &bucket,
+            "    checksum: md5\n    multipart: { threshold: 5MiB, part_size: 5MiB, concurrency: 1 }\n",
+        ),
+    )
+    .replace("shutdown_grace: 5s", "shutdown_grace: 0s");
+    let cfg = dir.config(&yaml);
+    let big = data(60 * 1024 * 1024, 77);
+    let mut d = Daemon::start(&dir, &cfg, port, &publisher);
+    d.wait_ready();
+    dir.drop_file("acme", "big.bin", &big);
+    let journal = || {
+        files_below(&dir.spool().join(".outpost"))
+            .into_iter()
+            .any(|p| p.extension().is_some_and(|e| e == "upload"))
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), journal),
+        "no multipart journal; log:\n{}",
+        d.log_text()
+    );
+    std::thread::sleep(Duration::from_millis(300)); // a part or two on the wire
+    let t = std::time::Instant::now();
+    assert_eq!(d.stop(), Some(0), "log:\n{}", d.log_text());
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "stop took {:?}",
+        t.elapsed()
+    );
+    if d.metric("outpost_files_uploaded_total{server=\"acme\"}")
+        .is_none()
+        && journal()
+    {
+        // Interrupted as intended: the upload is still recorded and open.
+        assert_eq!(dir.claimed().len(), 1);
+        rt().block_on(async { assert_eq!(open_uploads(&oc, &bucket).await, 1) });
+    }
+    let mut d = Daemon::start(&dir, &cfg, port, &publisher);
+    d.wait_ready();
+    assert!(
+        wait_until(Duration::from_secs(120), || dir.claimed().is_empty()),
+        "not delivered after restart; log:\n{}",
+        d.log_text()
+    );
+    assert!(
+        d.log_text().contains("resuming multipart upload"),
+        "log:\n{}",
+        d.log_text()
+    );
+    assert_eq!(d.stop(), Some(0));
+    rt().block_on(async {
+        assert!(get(&oc, &bucket, "pre/big.bin").await.as_deref() == Some(big.as_slice()));
+        assert_eq!(open_uploads(&oc, &bucket).await, 0);
+    });
+}

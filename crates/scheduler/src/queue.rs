@@ -306,7 +306,7 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
         }
     }
 
-    async fn finished(&mut self, f: Finished) {
+    fn finished(&mut self, f: Finished) {
         self.running = self.running.saturating_sub(1);
         let Some(q) = self.servers.get_mut(&f.server) else {
             return;
@@ -333,7 +333,10 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
                         last_error: p.last_error.clone(),
                     };
                     self.publish(&f.server);
-                    self.work.give_up(&f.server, p.item, history).await;
+                    // Off the dispatcher: giving up may talk to a slow server (abort).
+                    let work = self.work.clone();
+                    let server = f.server.clone();
+                    tokio::spawn(async move { work.give_up(&server, p.item, history).await });
                 } else {
                     let delay = q.retry.delay(p.failures);
                     p.not_before = Some(Instant::now() + delay);
@@ -365,7 +368,7 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                Some(f) = self.done_rx.recv() => self.finished(f).await,
+                Some(f) = self.done_rx.recv() => self.finished(f),
                 cmd = commands.recv(), if open => match cmd {
                     Some(c) => self.apply(c),
                     None => open = false,
@@ -384,14 +387,14 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
         }
         while self.running > 0 {
             tokio::select! {
-                Some(f) = self.done_rx.recv() => self.finished(f).await,
+                Some(f) = self.done_rx.recv() => self.finished(f),
                 _ = tokio::time::sleep_until(deadline) => {
                     tracing::warn!(in_flight = self.running, "shutdown grace over; interrupting uploads (their state stays recorded)");
                     self.stop.cancel();
                     let hard = Instant::now() + Duration::from_secs(10);
                     while self.running > 0 {
                         tokio::select! {
-                            Some(f) = self.done_rx.recv() => self.finished(f).await,
+                            Some(f) = self.done_rx.recv() => self.finished(f),
                             _ = tokio::time::sleep_until(hard) => return,
                         }
                     }
