@@ -178,3 +178,71 @@ fn sigterm_mid_multipart_resumes_after_restart() {
         assert_eq!(open_uploads(&oc, &bucket).await, 0);
     });
 }
+
+/// A file rewritten while its multipart upload runs is never completed as is: the
+/// upload is aborted and the file sent again, whole, as it now is.
+#[test]
+fn file_changed_during_multipart_is_not_published_as_is() {
+    let store = Store::s3s();
+    let bucket = bucket_name("changed");
+    let client = store.client();
+    rt().block_on(create_bucket(&client, &bucket));
+    let dir = TestDir::new();
+    let port = free_port();
+    let cfg = dir.config(&config_yaml(
+        &dir,
+        port,
+        &server_yaml(
+            "acme",
+            &store,
+            &bucket,
+            "    multipart: { threshold: 5MiB, part_size: 5MiB, concurrency: 1 }\n",
+        ),
+    ));
+    let mut d = Daemon::start_with(&dir, &cfg, port, &store, &[]);
+    d.wait_ready();
+    let original = data(80 * 1024 * 1024, 1);
+    dir.drop_file("acme", "grow.bin", &original);
+    // Append to the claimed file while its parts are being sent.
+    let claimed = || dir.claimed().into_iter().next();
+    assert!(wait_until(Duration::from_secs(30), || claimed().is_some()));
+    let path = claimed().expect("claimed");
+    let extra = data(1000, 2);
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open claim");
+        f.write_all(&extra).expect("append");
+    }
+    assert!(
+        wait_until(Duration::from_secs(120), || d
+            .metric("outpost_files_uploaded_total{server=\"acme\"}")
+            == Some(1.0)),
+        "log:\n{}",
+        d.log_text()
+    );
+    let mut want = original.clone();
+    want.extend_from_slice(&extra);
+    rt().block_on(async {
+        let got = get(&client, &bucket, "pre/grow.bin").await.expect("object");
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "published a mix of old and new content"
+        );
+        assert!(got == want);
+    });
+    let log = d.log_text();
+    assert_eq!(
+        d.metric("outpost_upload_errors_total{class=\"transient\",server=\"acme\"}"),
+        Some(1.0),
+        "the change was not detected:\n{log}"
+    );
+    assert!(
+        log.contains("changed during its upload"),
+        "change not logged:\n{log}"
+    );
+    assert_eq!(d.stop(), Some(0));
+}
