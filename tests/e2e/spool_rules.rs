@@ -117,20 +117,23 @@ fn quiet_rule_waits_until_the_file_stops_changing() {
 
 #[test]
 fn failed_files_are_recorded_shown_by_status_and_requeued() {
-    // The bucket does not exist yet: every attempt fails until retries run out.
-    // (moto, because s3s-fs accepts writes into buckets that do not exist.)
+    // The endpoint is wrong (nothing listens there): every attempt fails with a
+    // connection error until retries run out, and the file goes to .failed/.
     let store = Store::moto();
     let bucket = bucket_name("requeue");
+    let dead = format!("http://127.0.0.1:{}", free_port());
     let dir = TestDir::new();
     let port = free_port();
-    let cfg = dir.config(&config_yaml(
-        &dir,
-        port,
-        &format!(
-            "  acme:\n    bucket: {bucket}\n    prefix: \"pre/\"\n    endpoint: {}\n    path_style: true\n    retry: {{ initial_backoff: 50ms, max_backoff: 100ms, max_attempts: 2 }}\n",
-            store.endpoint
-        ),
-    ));
+    let yaml = |endpoint: &str| {
+        config_yaml(
+            &dir,
+            port,
+            &format!(
+                "  acme:\n    bucket: {bucket}\n    prefix: \"pre/\"\n    endpoint: {endpoint}\n    path_style: true\n    retry: {{ initial_backoff: 50ms, max_backoff: 100ms, max_attempts: 2 }}\n"
+            ),
+        )
+    };
+    let cfg = dir.config(&yaml(&dead));
     let cfg_s = cfg.to_str().expect("utf8").to_owned();
     let mut d = Daemon::start(&dir, &cfg, port, &store);
     d.wait_ready();
@@ -161,7 +164,7 @@ fn failed_files_are_recorded_shown_by_status_and_requeued() {
     assert!(
         record["last_error"]
             .as_str()
-            .is_some_and(|e| e.contains("NoSuchBucket")),
+            .is_some_and(|e| e.contains("connection")),
         "{record}"
     );
     // status works with the daemon down.
@@ -171,8 +174,10 @@ fn failed_files_are_recorded_shown_by_status_and_requeued() {
     assert_eq!(st[0]["server"], "acme");
     assert_eq!(st[0]["failed_files"], 1);
     assert_eq!(st[0]["pending_files"], 0);
-    // The customer creates the bucket; the operator requeues; the file goes out.
+    assert_eq!(st[0]["daemon_running"], false);
+    // The operator fixes the endpoint and requeues; the file goes out.
     rt().block_on(create_bucket(&store.client(), &bucket));
+    dir.config(&yaml(&store.endpoint));
     let (code, out, err) = outpost(&["requeue", "-c", &cfg_s, "acme", "--all"], &[]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("1 file(s) requeued"), "{out}");

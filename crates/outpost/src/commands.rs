@@ -117,9 +117,11 @@ pub fn status(path: &Path, json: bool) -> u8 {
                     "pending_files": st.pending_files,
                     "pending_bytes": st.pending_bytes,
                     "oldest_pending_age_seconds": st.oldest_pending_age_seconds,
-                    "in_flight": live.get(s).copied().unwrap_or(0),
+                    "in_flight": live.in_flight.get(s).copied().unwrap_or(0),
                     "failed_files": st.failed_files,
-                    "blocked": false,
+                    "blocked": live.blocked.contains_key(s),
+                    "blocked_reason": live.blocked.get(s),
+                    "daemon_running": live.running,
                 })
             })
             .collect();
@@ -137,12 +139,12 @@ pub fn status(path: &Path, json: bool) -> u8 {
             st.pending_files,
             st.pending_bytes,
             st.oldest_pending_age_seconds,
-            live.get(&s).copied().unwrap_or(0),
+            live.in_flight.get(&s).copied().unwrap_or(0),
             st.failed_files,
-            if live.is_empty() {
-                "daemon not running"
-            } else {
-                "ok"
+            match (live.running, live.blocked.get(&s)) {
+                (false, _) => "daemon not running".to_owned(),
+                (true, Some(why)) => format!("BLOCKED: {why}"),
+                (true, None) => "ok".to_owned(),
             }
         );
     }
@@ -176,4 +178,119 @@ pub fn requeue(path: &Path, server: &str, files: &[String], all: bool) -> u8 {
     }
     println!("{} file(s) requeued", done.len());
     u8::from(!errors.is_empty())
+}
+
+/// `outpost policy SERVER`.
+pub fn policy(path: &Path, server: &str) -> u8 {
+    let cfg = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(s) = cfg.servers.get(server) else {
+        eprintln!(
+            "outpost: server {server:?} is not configured in {}",
+            path.display()
+        );
+        return 1;
+    };
+    let account = match &cfg.publisher_account_id {
+        Some(a) => a.clone(),
+        None => {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("outpost: {e}");
+                    return 1;
+                }
+            };
+            match rt.block_on(outpost_uploader::caller_account(s)) {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!(
+                        "outpost: cannot find the publisher's account (set publisher_account_id, or give the daemon's identity sts:GetCallerIdentity): {e}"
+                    );
+                    return 1;
+                }
+            }
+        }
+    };
+    let doc = crate::policy::parts(s, &account);
+    println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    0
+}
+
+/// `outpost verify [SERVER…]`.
+pub fn verify(path: &Path, only: &[String]) -> u8 {
+    let cfg = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    for o in only {
+        if !cfg.servers.contains_key(o) {
+            eprintln!(
+                "outpost: server {o:?} is not configured in {}",
+                path.display()
+            );
+            return 1;
+        }
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("outpost: {e}");
+            return 1;
+        }
+    };
+    let mut all_ok = true;
+    for s in cfg.servers.values() {
+        if !only.is_empty() && !only.contains(&s.name) {
+            continue;
+        }
+        let dest = match rt.block_on(outpost_uploader::Destination::new(std::sync::Arc::new(
+            s.clone(),
+        ))) {
+            Ok(d) => d,
+            Err(e) => {
+                println!("{}: FAILED at credentials: {}", s.name, e.message);
+                all_ok = false;
+                continue;
+            }
+        };
+        let steps = rt.block_on(dest.verify());
+        let key = s.key_for(outpost_uploader::VERIFY_KEY);
+        let mut ok = true;
+        for step in &steps {
+            match &step.result {
+                Ok(()) => println!("{}: {} s3://{}/{key}: OK", s.name, step.op, s.bucket),
+                Err(e) => {
+                    ok = false;
+                    println!(
+                        "{}: {} s3://{}/{key}: FAILED: {}",
+                        s.name, step.op, s.bucket, e.message
+                    );
+                    let fix = if step.op != "PutObject"
+                        && e.class == outpost_uploader::ErrorClass::Refused
+                        && steps.first().is_some_and(|f| f.result.is_ok())
+                    {
+                        format!(
+                            "single PUTs are allowed but multipart is refused: the bucket policy must allow s3:PutObject without an s3:x-amz-acl condition on parts (plus s3:AbortMultipartUpload, s3:ListMultipartUploadParts) — run `outpost policy {}` and send it to the customer",
+                            s.name
+                        )
+                    } else {
+                        e.explain(s)
+                    };
+                    println!("{}:   fix: {fix}", s.name);
+                }
+            }
+        }
+        println!("{}: {}", s.name, if ok { "OK" } else { "FAILED" });
+        all_ok &= ok;
+    }
+    u8::from(!all_ok)
 }

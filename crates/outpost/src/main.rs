@@ -5,6 +5,7 @@ mod events;
 mod http;
 mod logging;
 mod metrics;
+mod policy;
 mod run;
 mod sdnotify;
 mod worker;
@@ -62,6 +63,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Live probe per server with the permissions uploads need: PutObject of the probe key
+    /// `<prefix>.outpost-verify` with the ACL, and a multipart create/part/abort.
+    Verify {
+        /// Configuration file [default: $OUTPOST_CONFIG, then /etc/outpost/outpost.yaml].
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+        /// Servers to probe (default: all).
+        servers: Vec<String>,
+    },
+    /// Print, as JSON, what the customer and the publisher must grant for SERVER.
+    Policy {
+        /// Configuration file [default: $OUTPOST_CONFIG, then /etc/outpost/outpost.yaml].
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+        /// The server.
+        server: String,
+    },
     /// Move failed files of SERVER back to pending.
     Requeue {
         /// Configuration file [default: $OUTPOST_CONFIG, then /etc/outpost/outpost.yaml].
@@ -88,6 +106,8 @@ fn main() -> ExitCode {
         Command::Run { config } => run::run(&config_path(config)),
         Command::Check { config } => commands::check(&config_path(config)),
         Command::Status { config, json } => commands::status(&config_path(config), json),
+        Command::Verify { config, servers } => commands::verify(&config_path(config), &servers),
+        Command::Policy { config, server } => commands::policy(&config_path(config), &server),
         Command::Requeue {
             config,
             server,

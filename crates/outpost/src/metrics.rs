@@ -170,6 +170,9 @@ impl Metrics {
                 .and_then(|t| now.duration_since(t).ok())
                 .map_or(0.0, |d| d.as_secs_f64());
             self.oldest_age.with_label_values(&[&server]).set(age);
+            self.blocked
+                .with_label_values(&[&server])
+                .set(i64::from(s.blocked.is_some()));
         }
     }
 

@@ -277,7 +277,8 @@ fn status_line(stats: &outpost_scheduler::Stats) -> String {
     format!("{files} files ({bytes} bytes) pending, {inflight} uploading")
 }
 
-/// Writes what only the running daemon knows (files in flight) for `outpost status`.
+/// Writes what only the running daemon knows (files in flight, blocked servers) for
+/// `outpost status`.
 fn write_live_state(
     spool: &Path,
     instance: &str,
@@ -286,7 +287,16 @@ fn write_live_state(
 ) -> String {
     let s = stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let in_flight: HashMap<String, u64> = s.iter().map(|(k, v)| (k.clone(), v.in_flight)).collect();
-    let body = serde_json::json!({ "pid": std::process::id(), "in_flight": in_flight }).to_string();
+    let blocked: HashMap<String, String> = s
+        .iter()
+        .filter_map(|(k, v)| v.blocked.clone().map(|b| (k.clone(), b)))
+        .collect();
+    let body = serde_json::json!({
+        "pid": std::process::id(),
+        "in_flight": in_flight,
+        "blocked": blocked,
+    })
+    .to_string();
     if body != last {
         let p = live_path(spool, instance);
         let tmp = p.with_extension("json.tmp");
@@ -300,9 +310,20 @@ fn write_live_state(
     body
 }
 
-/// Files in flight per server from every live daemon on this spool.
-pub fn read_live_state(spool: &Path) -> HashMap<String, u64> {
-    let mut out = HashMap::new();
+/// What running daemons on this spool report.
+#[derive(Debug, Default)]
+pub struct LiveState {
+    /// Whether any daemon is running on this spool.
+    pub running: bool,
+    /// Files in flight per server.
+    pub in_flight: HashMap<String, u64>,
+    /// Why a server is blocked, per blocked server.
+    pub blocked: HashMap<String, String>,
+}
+
+/// The live state of every daemon running on this spool.
+pub fn read_live_state(spool: &Path) -> LiveState {
+    let mut out = LiveState::default();
     let Ok(entries) = std::fs::read_dir(spool.join(".outpost")) else {
         return out;
     };
@@ -319,9 +340,16 @@ pub fn read_live_state(spool: &Path) -> HashMap<String, u64> {
         if !alive {
             continue;
         }
+        out.running = true;
         if let Some(m) = v["in_flight"].as_object() {
             for (k, n) in m {
-                *out.entry(k.clone()).or_insert(0) += n.as_u64().unwrap_or(0);
+                *out.in_flight.entry(k.clone()).or_insert(0) += n.as_u64().unwrap_or(0);
+            }
+        }
+        if let Some(m) = v["blocked"].as_object() {
+            for (k, r) in m {
+                out.blocked
+                    .insert(k.clone(), r.as_str().unwrap_or_default().to_owned());
             }
         }
     }

@@ -150,7 +150,8 @@ impl Work<Job> for Worker {
                 self.events.upload_error(server, &key, attempt, &e);
                 match e.class {
                     ErrorClass::Interrupted => Outcome::Interrupted,
-                    ErrorClass::Transient | ErrorClass::Refused => Outcome::Retry(e.to_string()),
+                    ErrorClass::Transient => Outcome::Retry(e.to_string()),
+                    ErrorClass::Refused => Outcome::Blocked(e.explain(&dest.server)),
                     ErrorClass::Vanished => {
                         self.events.vanished(server, &claim.rel);
                         let _ = self.spool.finish(claim, false);

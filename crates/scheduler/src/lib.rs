@@ -35,6 +35,10 @@ pub enum Outcome {
     Done,
     /// A transient error: retry after a backoff, or give up after the last attempt.
     Retry(String),
+    /// The destination refuses us: the *server* is blocked, the item stays pending
+    /// (its attempt is not counted), and only a probe runs until one succeeds. The text
+    /// says the possible causes and the fix.
+    Blocked(String),
     /// The worker already dealt with it (e.g. moved it to `.failed/`); forget it.
     Dropped,
     /// Shutdown interrupted the attempt; the item stays claimed on disk for next time.

@@ -22,6 +22,25 @@ pub struct ServerStats {
     pub in_flight: u64,
     /// Drop time of the oldest file not yet acknowledged.
     pub oldest_dropped: Option<SystemTime>,
+    /// Why the server is blocked, if it is.
+    pub blocked: Option<String>,
+}
+
+/// Longest wait between two probes of a blocked server.
+pub const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(300);
+
+/// A server the destination refuses: no uploads start but one probe at a time.
+#[derive(Debug, Clone)]
+struct Blocked {
+    /// The worker's explanation (causes and fix).
+    reason: String,
+    since: std::time::Instant,
+    /// Probes that failed so far.
+    probes: u32,
+    /// No probe before this.
+    next_probe: Instant,
+    /// A probe is in flight.
+    probing: bool,
 }
 
 /// Shared view of every server's totals.
@@ -54,6 +73,8 @@ struct ServerQueue<I> {
     retry: RetryPolicy,
     /// Set when the server was removed by a reload: drain, then forget.
     removed: bool,
+    /// Set while the destination refuses us.
+    blocked: Option<Blocked>,
 }
 
 impl<I: Item> ServerQueue<I> {
@@ -67,7 +88,20 @@ impl<I: Item> ServerQueue<I> {
             max_in_flight,
             retry,
             removed: false,
+            blocked: None,
         }
+    }
+
+    /// Delay before the `n`-th probe of a blocked server: the retry schedule capped at
+    /// [`MAX_PROBE_INTERVAL`], drawn in `[d/2, d]` so probes never bunch up at zero.
+    fn probe_delay(&self, n: u32) -> Duration {
+        let cap = self.retry.max.min(MAX_PROBE_INTERVAL);
+        let policy = RetryPolicy {
+            max: cap.max(self.retry.initial),
+            ..self.retry
+        };
+        let d = policy.base_delay(n.max(1));
+        d / 2 + crate::full_jitter(d / 2)
     }
 
     /// The first waiting item that may start now: not behind an earlier item of the same
@@ -75,6 +109,11 @@ impl<I: Item> ServerQueue<I> {
     fn pick(&self, now: Instant) -> Option<u64> {
         if self.running.len() >= self.max_in_flight || self.removed {
             return None;
+        }
+        if let Some(b) = &self.blocked {
+            if b.probing || b.next_probe > now {
+                return None;
+            }
         }
         let mut held: HashSet<&str> = HashSet::new();
         for (seq, p) in &self.waiting {
@@ -92,7 +131,14 @@ impl<I: Item> ServerQueue<I> {
     }
 
     fn next_wake(&self) -> Option<Instant> {
-        self.waiting.values().filter_map(|p| p.not_before).min()
+        let items = self.waiting.values().filter_map(|p| p.not_before).min();
+        match &self.blocked {
+            Some(b) if !b.probing && !self.waiting.is_empty() => {
+                Some(items.map_or(b.next_probe, |t| t.max(b.next_probe)))
+            }
+            Some(_) => None,
+            None => items,
+        }
     }
 
     fn stats(&self) -> ServerStats {
@@ -101,6 +147,7 @@ impl<I: Item> ServerQueue<I> {
             queue_bytes: self.bytes,
             in_flight: self.running.len() as u64,
             oldest_dropped: self.by_age.first().map(|(t, _)| *t),
+            blocked: self.blocked.as_ref().map(|b| b.reason.clone()),
         }
     }
 
@@ -272,6 +319,10 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
                     continue;
                 };
                 let Some(seq) = q.pick(now) else { continue };
+                if let Some(b) = q.blocked.as_mut() {
+                    b.probing = true;
+                    tracing::info!(server = %name, probe = b.probes + 1, "probing blocked server with one pending file");
+                }
                 let Some(mut p) = q.waiting.remove(&seq) else {
                     continue;
                 };
@@ -315,8 +366,48 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
             return;
         };
         q.running_keys.remove(p.item.order_key());
+        if let Some(b) = q.blocked.as_mut() {
+            b.probing = false;
+        }
         match f.outcome {
-            Outcome::Done | Outcome::Dropped => q.forget(&p),
+            Outcome::Done | Outcome::Dropped => {
+                if matches!(f.outcome, Outcome::Done) {
+                    if let Some(b) = q.blocked.take() {
+                        tracing::info!(server = %f.server, blocked_seconds = b.since.elapsed().as_secs(), probes = b.probes, "destination accepts uploads again; server unblocked, delivery resumes");
+                    }
+                }
+                q.forget(&p)
+            }
+            Outcome::Blocked(reason) => {
+                // Not the file's fault: it stays pending, its attempt is not counted.
+                q.waiting.insert(f.seq, p);
+                let now = Instant::now();
+                match q.blocked.as_mut() {
+                    None => {
+                        tracing::error!(server = %f.server, "server blocked: {reason}");
+                        let next = now + q.probe_delay(1);
+                        q.blocked = Some(Blocked {
+                            reason,
+                            since: std::time::Instant::now(),
+                            probes: 1,
+                            next_probe: next,
+                            probing: false,
+                        });
+                    }
+                    Some(_) => {
+                        let n = q.blocked.as_ref().map_or(1, |b| b.probes) + 1;
+                        let delay = q.probe_delay(n);
+                        if let Some(b) = q.blocked.as_mut() {
+                            if b.reason != reason {
+                                tracing::error!(server = %f.server, "server still blocked, for another reason: {reason}");
+                                b.reason = reason;
+                            }
+                            b.probes = n;
+                            b.next_probe = now + delay;
+                        }
+                    }
+                }
+            }
             Outcome::Interrupted => {
                 // Stays claimed on disk; back in the index in case the run continues.
                 q.waiting.insert(f.seq, p);

@@ -33,6 +33,17 @@ impl PartChecksum {
     }
 }
 
+impl PartChecksum {
+    /// Builds the checksum of `kind` from finished digests.
+    pub fn from_digest(kind: Checksum, crc32c: u32, crc64: u64, md5: &[u8]) -> PartChecksum {
+        match kind {
+            Checksum::Crc32c => PartChecksum::Crc32c(B64.encode(crc32c.to_be_bytes())),
+            Checksum::Crc64Nvme => PartChecksum::Crc64Nvme(B64.encode(crc64.to_be_bytes())),
+            Checksum::Md5 => PartChecksum::Md5(B64.encode(md5)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,9 @@ pub struct Destination {
     pub server: Arc<Server>,
     /// The S3 client (connection pool shared by every upload to this server).
     pub client: aws_sdk_s3::Client,
+    /// Set once the destination refused multipart while accepting a single PUT: files
+    /// up to 5 GiB then go as one streamed PutObject.
+    pub multipart_refused: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Destination {
@@ -30,12 +33,16 @@ impl Destination {
     /// file readable by group or others is refused.
     pub async fn new(server: Arc<Server>) -> Result<Destination, UploadError> {
         let client = build_client(&server).await?;
-        Ok(Destination { server, client })
+        Ok(Destination {
+            server,
+            client,
+            multipart_refused: Arc::default(),
+        })
     }
 }
 
-/// The base SDK configuration of a server (credentials chain, region, timeouts).
-async fn sdk_config(server: &Server) -> Result<aws_config::SdkConfig, UploadError> {
+/// The SDK configuration of a server's own identity (before any AssumeRole).
+async fn base_config(server: &Server) -> Result<aws_config::SdkConfig, UploadError> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(server.region.clone()))
         .retry_config(RetryConfig::disabled())
@@ -59,7 +66,12 @@ async fn sdk_config(server: &Server) -> Result<aws_config::SdkConfig, UploadErro
             "outpost-static",
         ));
     }
-    let base = loader.load().await;
+    Ok(loader.load().await)
+}
+
+/// The SDK configuration uploads use: the base identity, or the assumed role.
+async fn sdk_config(server: &Server) -> Result<aws_config::SdkConfig, UploadError> {
+    let base = base_config(server).await?;
     if let Credentials::AssumeRole {
         role_arn,
         external_id,
@@ -154,4 +166,22 @@ async fn build_client(server: &Server) -> Result<aws_sdk_s3::Client, UploadError
 /// A client for ad-hoc probes (same settings as uploads).
 pub async fn probe_client(server: &Server) -> Result<aws_sdk_s3::Client, UploadError> {
     build_client(server).await
+}
+
+/// The AWS account of the publisher's own identity (STS GetCallerIdentity).
+pub async fn caller_account(server: &Server) -> Result<String, UploadError> {
+    let base = base_config(server).await?;
+    let sts = aws_sdk_sts::Client::new(&base);
+    let out = sts
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| UploadError::sdk("GetCallerIdentity", e))?;
+    out.account().map(str::to_owned).ok_or_else(|| {
+        UploadError::new(
+            ErrorClass::Transient,
+            "GetCallerIdentity",
+            "no account in the answer",
+        )
+    })
 }

@@ -200,7 +200,7 @@ pub fn classify(code: Option<&str>, status: Option<u16>) -> ErrorClass {
             | "OperationAborted",
         ) => ErrorClass::Transient,
         _ => match status {
-            Some(301 | 307 | 400 | 401 | 403 | 404 | 405) if code.is_none() => ErrorClass::Refused,
+            Some(301 | 401 | 403) if code.is_none() => ErrorClass::Refused,
             Some(s) if s >= 500 || s == 429 || s == 408 => ErrorClass::Transient,
             // Unknown 4xx codes: retried within the file's limits, then `.failed/`.
             _ => ErrorClass::Transient,
@@ -234,5 +234,69 @@ mod tests {
         for (code, status, want) in cases {
             assert_eq!(classify(code, status), want, "{code:?} {status:?}");
         }
+    }
+}
+
+impl UploadError {
+    /// One line for an operator: what the destination refused, the possible causes, and
+    /// what the customer or the operator must fix.
+    pub fn explain(&self, s: &outpost_config::Server) -> String {
+        let code = self.code.as_deref().unwrap_or("");
+        let verify = format!("check with `outpost verify {}`", s.name);
+        let kms = match &s.sse {
+            Some(outpost_config::Sse::Kms { kms_key_id }) => format!(
+                ", or the key policy of {kms_key_id} does not let the publisher use the key"
+            ),
+            _ => String::new(),
+        };
+        let owner = match &s.expected_bucket_owner {
+            Some(o) => format!(
+                ", or bucket {} is not owned by account {o} (expected_bucket_owner)",
+                s.bucket
+            ),
+            None => String::new(),
+        };
+        let why = match code {
+            "AccessDenied" | "AllAccessDisabled" | "" => format!(
+                "the bucket policy of {} does not allow the publisher to write under {:?}{owner}{kms}; fix: run `outpost policy {}` and have the customer apply it, then {verify}",
+                s.bucket, s.prefix, s.name
+            ),
+            "NoSuchBucket" => format!(
+                "bucket {} does not exist; fix: check `bucket` of server {} or ask the customer to create it",
+                s.bucket, s.name
+            ),
+            "InvalidAccessKeyId" => format!(
+                "S3 does not know the access key; fix: check the credentials of server {} (the access key id, or the daemon's identity)",
+                s.name
+            ),
+            "SignatureDoesNotMatch" => format!(
+                "the secret key does not match the access key; fix: check the secret of server {}",
+                s.name
+            ),
+            "PermanentRedirect"
+            | "AuthorizationHeaderMalformed"
+            | "IllegalLocationConstraintException" => format!(
+                "bucket {} is not in region {}; fix: set `region` of server {} to the bucket's region",
+                s.bucket, s.region, s.name
+            ),
+            "InvalidToken" => format!(
+                "the session token is not valid; fix: check the assume_role settings of server {}",
+                s.name
+            ),
+            c if c.starts_with("KMS.") => format!(
+                "KMS refuses the key{kms}; fix: the customer adds the key-policy statement printed by `outpost policy {}`",
+                s.name
+            ),
+            _ => format!("the destination refuses us; {verify}"),
+        };
+        format!(
+            "{} refused ({}): {why}",
+            self.op,
+            if code.is_empty() {
+                self.message.as_str()
+            } else {
+                code
+            }
+        )
     }
 }

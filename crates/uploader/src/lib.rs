@@ -11,11 +11,13 @@ mod checksum;
 mod client;
 mod error;
 mod upload;
+mod verify;
 
 pub use checksum::PartChecksum;
-pub use client::{Destination, check_secret_file, probe_client};
+pub use client::{Destination, caller_account, check_secret_file, probe_client};
 pub use error::{ErrorClass, UploadError};
 pub use upload::{MpuRecord, part_size_for};
+pub use verify::{Step, VERIFY_KEY};
 
 /// Durable storage for the multipart journal of one file (kept by the spool beside the
 /// claim). The upload id is saved here before any part is sent.

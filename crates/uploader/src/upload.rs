@@ -18,8 +18,9 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::limits::{MAX_OBJECT, MAX_PARTS};
+use crate::limits::{MAX_OBJECT, MAX_PARTS, MAX_PUT};
 use crate::{Destination, ErrorClass, Journal, PartChecksum, UploadError, Uploaded};
+use std::sync::atomic::Ordering;
 
 /// The journal of a multipart upload in progress.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -109,6 +110,8 @@ macro_rules! object_settings {
     }};
 }
 
+pub(crate) use object_settings;
+
 /// Adds the checksum header of `sum` to a PutObject or UploadPart request.
 macro_rules! with_checksum {
     ($req:expr, $sum:expr) => {{
@@ -119,6 +122,8 @@ macro_rules! with_checksum {
         }
     }};
 }
+
+pub(crate) use with_checksum;
 
 impl Destination {
     /// Uploads `file` (opened read-only from its claim) to `<prefix><rel>`.
@@ -145,9 +150,35 @@ impl Destination {
                     self.abort_recorded(journal).await;
                 }
                 self.put_single(file, &key, size, mtime_ns).await
+            } else if size <= MAX_PUT && self.multipart_refused.load(Ordering::Relaxed) {
+                self.abort_recorded(journal).await;
+                self.put_streamed(file, &key, size, mtime_ns).await
             } else {
-                self.put_multipart(file, &key, size, mtime_ns, journal)
+                match self
+                    .put_multipart(file.clone(), &key, size, mtime_ns, journal)
                     .await
+                {
+                    Err(e)
+                        if e.class == ErrorClass::Refused
+                            && matches!(e.op, "CreateMultipartUpload" | "UploadPart")
+                            && size <= MAX_PUT =>
+                    {
+                        // A policy written for single PUTs: try one PutObject.
+                        self.abort_recorded(journal).await;
+                        let r = self.put_streamed(file, &key, size, mtime_ns).await;
+                        if r.is_ok() && !self.multipart_refused.swap(true, Ordering::Relaxed) {
+                            tracing::warn!(
+                                server = %self.server.name,
+                                bucket = %self.server.bucket,
+                                refused = %e,
+                                "the destination refuses multipart uploads but accepts single PUTs: files up to 5 GiB now go as one PutObject (slower, no resume); run `outpost policy {}` for statements that admit parts",
+                                self.server.name
+                            );
+                        }
+                        r
+                    }
+                    r => r,
+                }
             }
         };
         tokio::select! {
@@ -179,6 +210,55 @@ impl Destination {
             .key(key)
             .content_length(size as i64)
             .body(ByteStream::from(data));
+        let req = object_settings!(req, &self.server);
+        let req = with_checksum!(req, sum);
+        req.send()
+            .await
+            .map_err(|e| UploadError::sdk("PutObject", e))?;
+        Ok(Uploaded {
+            bytes: size,
+            parts: 1,
+            resumed: false,
+        })
+    }
+
+    /// One PutObject streamed from disk (bounded memory): the checksum is computed in a
+    /// first pass, then the file is sent with it, so the store verifies every byte.
+    async fn put_streamed(
+        &self,
+        file: Arc<std::fs::File>,
+        key: &str,
+        size: u64,
+        mtime_ns: i128,
+    ) -> Result<Uploaded, UploadError> {
+        let kind = self.server.checksum;
+        let f = file.clone();
+        let sum = tokio::task::spawn_blocking(move || checksum_of_file(&f, kind, size))
+            .await
+            .map_err(|e| UploadError::new(ErrorClass::Transient, "read", e.to_string()))??;
+        if identity(&file)? != (size, mtime_ns) {
+            return Err(UploadError::new(
+                ErrorClass::Transient,
+                "read",
+                "the file changed while it was read; it will be read again",
+            ));
+        }
+        let mut dup = file.try_clone().map_err(|e| UploadError::io("open", &e))?;
+        std::io::Seek::seek(&mut dup, std::io::SeekFrom::Start(0))
+            .map_err(|e| UploadError::io("read", &e))?;
+        let body = ByteStream::read_from()
+            .file(tokio::fs::File::from_std(dup))
+            .length(aws_smithy_types::byte_stream::Length::Exact(size))
+            .build()
+            .await
+            .map_err(|e| UploadError::new(ErrorClass::Transient, "read", e.to_string()))?;
+        let req = self
+            .client
+            .put_object()
+            .bucket(&self.server.bucket)
+            .key(key)
+            .content_length(size as i64)
+            .body(body);
         let req = object_settings!(req, &self.server);
         let req = with_checksum!(req, sum);
         req.send()
@@ -440,6 +520,37 @@ impl Destination {
     }
 }
 
+/// The checksum of a whole file, read in 8 MiB pieces.
+fn checksum_of_file(
+    file: &std::fs::File,
+    kind: Checksum,
+    size: u64,
+) -> Result<PartChecksum, UploadError> {
+    use md5::Digest;
+    let mut buf = vec![0u8; 8 << 20];
+    let mut off = 0u64;
+    let mut crc32 = 0u32;
+    let mut crc64 = crc64fast_nvme::Digest::new();
+    let mut md5 = md5::Md5::new();
+    while off < size {
+        let n = (size - off).min(buf.len() as u64) as usize;
+        file.read_exact_at(&mut buf[..n], off)
+            .map_err(|e| UploadError::io("read", &e))?;
+        match kind {
+            Checksum::Crc32c => crc32 = crc32c::crc32c_append(crc32, &buf[..n]),
+            Checksum::Crc64Nvme => crc64.write(&buf[..n]),
+            Checksum::Md5 => md5.update(&buf[..n]),
+        }
+        off += n as u64;
+    }
+    Ok(PartChecksum::from_digest(
+        kind,
+        crc32,
+        crc64.sum64(),
+        md5.finalize().as_slice(),
+    ))
+}
+
 fn completed(p: &aws_sdk_s3::types::Part) -> CompletedPart {
     CompletedPart::builder()
         .set_part_number(p.part_number())
@@ -450,7 +561,7 @@ fn completed(p: &aws_sdk_s3::types::Part) -> CompletedPart {
 }
 
 /// CreateMultipartUpload with the server's checksum algorithm.
-trait CreateExt {
+pub(crate) trait CreateExt {
     fn client_create(
         &self,
         client: &aws_sdk_s3::Client,

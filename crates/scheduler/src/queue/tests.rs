@@ -234,3 +234,95 @@ async fn stuck_server_does_not_hold_every_slot() {
     assert_eq!(st["ok"].queue_files, 0, "healthy server drained");
     assert_eq!(st["stuck"].queue_files, 100);
 }
+
+/// Refuses every attempt until `open` is set.
+#[derive(Default)]
+struct Gate {
+    open: std::sync::atomic::AtomicBool,
+    attempts: AtomicUsize,
+    running: AtomicUsize,
+    peak_while_closed: AtomicUsize,
+    gave_up: AtomicUsize,
+}
+
+impl Work<It> for Gate {
+    async fn attempt(
+        &self,
+        _server: &str,
+        _item: &It,
+        _attempt: u32,
+        _stop: CancellationToken,
+    ) -> Outcome {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        if self.open.load(Ordering::SeqCst) {
+            Outcome::Done
+        } else {
+            self.peak_while_closed.fetch_max(now, Ordering::SeqCst);
+            Outcome::Blocked("AccessDenied: fix the bucket policy".into())
+        }
+    }
+    async fn give_up(&self, _server: &str, _item: It, _h: History) {
+        self.gave_up.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn blocked_server_probes_one_file_and_heals_by_itself() {
+    let gate = Arc::new(Gate::default());
+    let s = Scheduler::new(gate.clone(), 8);
+    let stats = s.stats();
+    let (tx, rx) = mpsc::channel(1000);
+    tx.send(Command::Configure {
+        server: "b".into(),
+        max_in_flight: 4,
+        retry: RetryPolicy {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(3600),
+            max_attempts: 2,
+        },
+    })
+    .await
+    .expect("send");
+    for i in 1..=20 {
+        tx.send(Command::Add {
+            server: "b".into(),
+            item: it(&format!("f{i}"), i),
+        })
+        .await
+        .expect("send");
+    }
+    let stop = CancellationToken::new();
+    let h = tokio::spawn(s.run(rx, stop.clone(), Duration::from_secs(1)));
+    // One hour blocked: probes back off to the 5-minute cap.
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    let st = stats.lock().expect("lock")["b"].clone();
+    assert!(
+        st.blocked
+            .as_deref()
+            .is_some_and(|r| r.contains("AccessDenied"))
+    );
+    assert_eq!(st.queue_files, 20, "files stay pending while blocked");
+    assert_eq!(
+        gate.gave_up.load(Ordering::SeqCst),
+        0,
+        "blocked files never go to .failed"
+    );
+    let attempts = gate.attempts.load(Ordering::SeqCst);
+    // 4 first attempts, then one probe at a time: 1+2+4+…+256 s, then every 150–300 s.
+    assert!(
+        (10..=40).contains(&attempts),
+        "{attempts} attempts in an hour"
+    );
+    assert!(gate.peak_while_closed.load(Ordering::SeqCst) <= 4);
+    // The customer fixes the policy: the next probe succeeds and everything drains.
+    gate.open.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(400)).await;
+    let st = stats.lock().expect("lock")["b"].clone();
+    assert_eq!(st.blocked, None);
+    assert_eq!(st.queue_files, 0);
+    stop.cancel();
+    h.await.expect("join");
+}
