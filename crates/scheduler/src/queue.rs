@@ -110,10 +110,10 @@ impl<I: Item> ServerQueue<I> {
         if self.running.len() >= self.max_in_flight || self.removed {
             return None;
         }
-        if let Some(b) = &self.blocked {
-            if b.probing || b.next_probe > now {
-                return None;
-            }
+        if let Some(b) = &self.blocked
+            && (b.probing || b.next_probe > now)
+        {
+            return None;
         }
         let mut held: HashSet<&str> = HashSet::new();
         for (seq, p) in &self.waiting {
@@ -371,10 +371,10 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
         }
         match f.outcome {
             Outcome::Done | Outcome::Dropped => {
-                if matches!(f.outcome, Outcome::Done) {
-                    if let Some(b) = q.blocked.take() {
-                        tracing::info!(server = %f.server, blocked_seconds = b.since.elapsed().as_secs(), probes = b.probes, "destination accepts uploads again; server unblocked, delivery resumes");
-                    }
+                if matches!(f.outcome, Outcome::Done)
+                    && let Some(b) = q.blocked.take()
+                {
+                    tracing::info!(server = %f.server, blocked_seconds = b.since.elapsed().as_secs(), probes = b.probes, "destination accepts uploads again; server unblocked, delivery resumes");
                 }
                 q.forget(&p)
             }

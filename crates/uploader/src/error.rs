@@ -208,35 +208,6 @@ pub fn classify(code: Option<&str>, status: Option<u16>) -> ErrorClass {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn classes() {
-        let cases = [
-            (Some("SlowDown"), Some(503), ErrorClass::Transient),
-            (Some("InternalError"), Some(500), ErrorClass::Transient),
-            (None, Some(502), ErrorClass::Transient),
-            (Some("AccessDenied"), Some(403), ErrorClass::Refused),
-            (Some("NoSuchBucket"), Some(404), ErrorClass::Refused),
-            (Some("InvalidAccessKeyId"), Some(403), ErrorClass::Refused),
-            (
-                Some("SignatureDoesNotMatch"),
-                Some(403),
-                ErrorClass::Refused,
-            ),
-            (None, Some(301), ErrorClass::Refused),
-            (Some("EntityTooLarge"), Some(400), ErrorClass::Object),
-            (Some("ExpiredToken"), Some(400), ErrorClass::Transient),
-            (Some("NoSuchUpload"), Some(404), ErrorClass::Transient),
-        ];
-        for (code, status, want) in cases {
-            assert_eq!(classify(code, status), want, "{code:?} {status:?}");
-        }
-    }
-}
-
 impl UploadError {
     /// One line for an operator: what the destination refused, the possible causes, and
     /// what the customer or the operator must fix.
@@ -298,5 +269,34 @@ impl UploadError {
                 code
             }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes() {
+        let cases = [
+            (Some("SlowDown"), Some(503), ErrorClass::Transient),
+            (Some("InternalError"), Some(500), ErrorClass::Transient),
+            (None, Some(502), ErrorClass::Transient),
+            (Some("AccessDenied"), Some(403), ErrorClass::Refused),
+            (Some("NoSuchBucket"), Some(404), ErrorClass::Refused),
+            (Some("InvalidAccessKeyId"), Some(403), ErrorClass::Refused),
+            (
+                Some("SignatureDoesNotMatch"),
+                Some(403),
+                ErrorClass::Refused,
+            ),
+            (None, Some(301), ErrorClass::Refused),
+            (Some("EntityTooLarge"), Some(400), ErrorClass::Object),
+            (Some("ExpiredToken"), Some(400), ErrorClass::Transient),
+            (Some("NoSuchUpload"), Some(404), ErrorClass::Transient),
+        ];
+        for (code, status, want) in cases {
+            assert_eq!(classify(code, status), want, "{code:?} {status:?}");
+        }
     }
 }
