@@ -3,5 +3,6 @@
 
 mod bad_input;
 mod crash;
+mod cross_account;
 mod flow;
 mod spool_rules;
