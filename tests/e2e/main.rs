@@ -5,4 +5,5 @@ mod bad_input;
 mod crash;
 mod cross_account;
 mod flow;
+mod ops;
 mod spool_rules;

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the end-to-end tests and the demo need: Ceph radosgw (Debian), s3s-fs
+# Installs what the end-to-end tests and the demo need: Ceph radosgw, Prometheus and
+# systemd (Debian), s3s-fs
 # (crates.io), moto and boto3 (PyPI, in a venv). Idempotent; tools go under
 # $OUTPOST_TOOLS. Usage: install.sh [radosgw] [s3s] [moto]   (default: all)
 set -euo pipefail
@@ -9,6 +10,10 @@ TOOLS=${OUTPOST_TOOLS:-/opt/outpost-tools}
 mkdir -p "$TOOLS"
 need_apt=()
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# promtool and a real Prometheus for the metrics tests; systemd-analyze for the units.
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+command -v dpkg-deb >/dev/null 2>&1 || need_apt+=(dpkg)
 want radosgw && for bin in radosgw:radosgw ceph-mon:ceph-mon ceph-osd:ceph-osd ceph:ceph-common; do
   command -v "${bin%%:*}" >/dev/null 2>&1 || need_apt+=("${bin##*:}")
 done

@@ -116,6 +116,7 @@ async fn daemon(cfg: Config, path: &Path) -> u8 {
     });
     let scheduler = Scheduler::new(worker, cfg.max_concurrent_uploads);
     let stats = scheduler.stats();
+    let heartbeat = scheduler.heartbeat();
     let (tx, rx) = mpsc::channel(4096);
     for s in cfg.servers.values() {
         let _ = tx
@@ -193,13 +194,32 @@ async fn daemon(cfg: Config, path: &Path) -> u8 {
     };
     let bg = CancellationToken::new();
     if let Some(every) = watchdog_interval() {
+        // WATCHDOG=1 only while both loops answer: a wedged dispatcher or discovery
+        // thread stops the pings and systemd restarts the daemon.
         let bg = bg.clone();
+        let disc = disc.clone();
+        let beat = heartbeat.clone();
+        let ping_tx = tx.clone();
         tokio::spawn(async move {
             let mut t = tokio::time::interval(every);
             loop {
                 tokio::select! {
                     _ = bg.cancelled() => return,
-                    _ = t.tick() => notify("WATCHDOG=1"),
+                    _ = t.tick() => {}
+                }
+                let (d0, s0) = (disc.heartbeat(), beat.load(Ordering::Relaxed));
+                disc.ping();
+                let _ = ping_tx.try_send(Command::Ping);
+                tokio::time::sleep((every / 4).min(Duration::from_secs(2))).await;
+                let (d1, s1) = (disc.heartbeat(), beat.load(Ordering::Relaxed));
+                if d1 != d0 && s1 != s0 {
+                    notify("WATCHDOG=1");
+                } else {
+                    tracing::error!(
+                        discovery_alive = d1 != d0,
+                        scheduler_alive = s1 != s0,
+                        "a loop does not answer; withholding the watchdog ping"
+                    );
                 }
             }
         });

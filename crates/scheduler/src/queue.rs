@@ -188,6 +188,8 @@ pub enum Command<I> {
         /// Server name.
         server: String,
     },
+    /// Does nothing but prove the dispatcher answers (the systemd watchdog).
+    Ping,
 }
 
 /// The dispatcher.
@@ -203,6 +205,8 @@ pub struct Scheduler<I: Item, W: Work<I>> {
     done_rx: mpsc::UnboundedReceiver<Finished>,
     /// Fired when shutdown's grace ran out: attempts stop and leave their state on disk.
     stop: CancellationToken,
+    /// Counts dispatcher loop turns: the watchdog sees the loop is alive.
+    heartbeat: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl<I: Item, W: Work<I>> std::fmt::Debug for Scheduler<I, W> {
@@ -227,7 +231,14 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
             done_tx,
             done_rx,
             stop: CancellationToken::new(),
+            heartbeat: Arc::default(),
         }
+    }
+
+    /// A counter that advances every time the dispatcher handles anything (send
+    /// [`Command::Ping`] to make it turn).
+    pub fn heartbeat(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.heartbeat.clone()
     }
 
     /// The shared totals, updated as the queues change.
@@ -277,6 +288,7 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
                 }
                 self.reap(&server);
             }
+            Command::Ping => {}
         }
     }
 
@@ -466,6 +478,8 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
                 },
                 _ = sleep_until(wake), if wake.is_some() => {}
             }
+            self.heartbeat
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         // Draining: no new attempt starts.
         let deadline = Instant::now() + grace;

@@ -8,6 +8,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -58,17 +59,30 @@ pub struct Discovery {
 /// Messages into the discovery thread.
 enum Msg {
     Fs(notify::Result<notify::Event>),
+    Ping,
     Stop,
 }
 
-/// Stops the discovery thread.
+/// Stops and watches the discovery thread.
 #[derive(Clone)]
-pub struct DiscoveryHandle(mpsc::Sender<Msg>);
+pub struct DiscoveryHandle {
+    tx: mpsc::Sender<Msg>,
+    heartbeat: Arc<AtomicU64>,
+}
 
 impl DiscoveryHandle {
     /// Asks discovery to stop after the event in hand.
     pub fn stop(&self) {
-        let _ = self.0.send(Msg::Stop);
+        let _ = self.tx.send(Msg::Stop);
+    }
+    /// Asks discovery to show it is alive: the heartbeat advances when it handles the
+    /// ping (or as it works through a long scan).
+    pub fn ping(&self) {
+        let _ = self.tx.send(Msg::Ping);
+    }
+    /// Advances whenever discovery handles a message or scans a batch of entries.
+    pub fn heartbeat(&self) -> u64 {
+        self.heartbeat.load(Ordering::Relaxed)
     }
 }
 
@@ -83,10 +97,14 @@ pub fn run_discovery(
     d: Discovery,
 ) -> std::io::Result<(DiscoveryHandle, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel();
-    let handle = DiscoveryHandle(tx.clone());
+    let heartbeat = Arc::new(AtomicU64::new(0));
+    let handle = DiscoveryHandle {
+        tx: tx.clone(),
+        heartbeat: heartbeat.clone(),
+    };
     let join = std::thread::Builder::new()
         .name("outpost-discovery".into())
-        .spawn(move || State::new(d).run(tx, rx))?;
+        .spawn(move || State::new(d, heartbeat).run(tx, rx))?;
     Ok((handle, join))
 }
 
@@ -104,10 +122,12 @@ struct State {
     reported: HashSet<(String, PathBuf)>,
     /// Quiet-rule candidates.
     quiet: HashMap<(String, PathBuf), QuietSeen>,
+    /// Advances as the thread works (watchdog).
+    heartbeat: Arc<AtomicU64>,
 }
 
 impl State {
-    fn new(d: Discovery) -> State {
+    fn new(d: Discovery, heartbeat: Arc<AtomicU64>) -> State {
         let rules = d
             .servers
             .iter()
@@ -118,6 +138,7 @@ impl State {
             rules,
             reported: HashSet::new(),
             quiet: HashMap::new(),
+            heartbeat,
         }
     }
 
@@ -156,8 +177,11 @@ impl State {
             }
             let mut paths: Vec<PathBuf> = Vec::new();
             let mut rescan = false;
-            match rx.recv_timeout(wake.saturating_duration_since(now)) {
+            let msg = rx.recv_timeout(wake.saturating_duration_since(now));
+            self.beat();
+            match msg {
                 Ok(Msg::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Ok(Msg::Ping) => {}
                 Ok(Msg::Fs(ev)) => {
                     rescan |= collect(ev, &mut paths);
                     let until = Instant::now() + COALESCE;
@@ -166,6 +190,7 @@ impl State {
                     {
                         match m {
                             Msg::Stop => return,
+                            Msg::Ping => self.beat(),
                             Msg::Fs(ev) => rescan |= collect(ev, &mut paths),
                         }
                         if paths.len() > 10_000 {
@@ -196,6 +221,10 @@ impl State {
             self.check_quiet();
         }
         drop(watcher);
+    }
+
+    fn beat(&self) {
+        self.heartbeat.fetch_add(1, Ordering::Relaxed);
     }
 
     fn full_scan(&mut self) {
@@ -289,7 +318,10 @@ impl State {
                 self.remove_if_stale(&root, &dir);
                 continue;
             }
-            for (name, ft) in entries {
+            for (i, (name, ft)) in entries.into_iter().enumerate() {
+                if i % 256 == 0 {
+                    self.beat();
+                }
                 let child = dir.join(&name);
                 match ft {
                     FileType::Directory => {

@@ -1,0 +1,270 @@
+//! Operations: systemd's notify protocol, the HTTP endpoint's answers to bad requests,
+//! the metric set (checked by promtool), and a real Prometheus scraping the daemon.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixDatagram;
+use std::time::{Duration, Instant};
+
+use outpost_e2e::*;
+
+#[test]
+fn sd_notify_ready_watchdog_status_reload_stopping() {
+    let store = Store::s3s();
+    let bucket = bucket_name("notify");
+    rt().block_on(create_bucket(&store.client(), &bucket));
+    let dir = TestDir::new();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).expect("bind notify socket");
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let port = free_port();
+    let cfg = dir.config(&config_yaml(
+        &dir,
+        port,
+        &server_yaml("acme", &store, &bucket, ""),
+    ));
+    let sock_s = sock_path.to_str().expect("utf8");
+    let mut d = Daemon::start_with(
+        &dir,
+        &cfg,
+        port,
+        &store,
+        &[("NOTIFY_SOCKET", sock_s), ("WATCHDOG_USEC", "1000000")],
+    );
+    let mut msgs: Vec<String> = Vec::new();
+    let recv_for = |dur: Duration, msgs: &mut Vec<String>| {
+        let start = Instant::now();
+        let mut buf = [0u8; 4096];
+        while start.elapsed() < dur {
+            if let Ok(n) = sock.recv(&mut buf) {
+                msgs.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+    };
+    recv_for(Duration::from_secs(3), &mut msgs);
+    assert!(msgs.iter().any(|m| m == "READY=1"), "{msgs:?}");
+    dir.drop_file("acme", "s.csv", b"status");
+    recv_for(Duration::from_secs(3), &mut msgs);
+    let pings = msgs.iter().filter(|m| *m == "WATCHDOG=1").count();
+    assert!(
+        pings >= 6,
+        "watchdog pings every 0.5 s expected, got {pings}: {msgs:?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.starts_with("STATUS=") && m.contains("pending")),
+        "{msgs:?}"
+    );
+    // Reload: RELOADING=1 then READY=1.
+    let n = msgs.len();
+    let _ = std::process::Command::new("kill")
+        .args(["-HUP", &d.child.id().to_string()])
+        .status();
+    recv_for(Duration::from_secs(2), &mut msgs);
+    let after: Vec<&String> = msgs[n..]
+        .iter()
+        .filter(|m| !m.starts_with("WATCHDOG") && !m.starts_with("STATUS"))
+        .collect();
+    assert_eq!(after, vec!["RELOADING=1", "READY=1"], "{msgs:?}");
+    // Stop: STOPPING=1.
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &d.child.id().to_string()])
+        .status();
+    recv_for(Duration::from_secs(2), &mut msgs);
+    assert!(msgs.iter().any(|m| m == "STOPPING=1"), "{msgs:?}");
+    assert_eq!(d.stop(), Some(0));
+    eprintln!("notify messages seen: {:?}", {
+        let mut kinds: Vec<String> = msgs
+            .iter()
+            .map(|m| m.split('=').next().unwrap_or("").to_owned())
+            .collect();
+        kinds.dedup();
+        kinds
+    });
+}
+
+fn raw_http(port: u16, request: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(request.as_bytes()).expect("write");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn http_endpoint_answers_bad_requests_and_survives_slow_clients() {
+    let store = Store::s3s();
+    let dir = TestDir::new();
+    let port = free_port();
+    let cfg = dir.config(&config_yaml(
+        &dir,
+        port,
+        &server_yaml("acme", &store, "unused", ""),
+    ));
+    let mut d = Daemon::start(&dir, &cfg, port, &store);
+    d.wait_ready();
+    assert!(raw_http(port, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n").starts_with("HTTP/1.1 404"));
+    let r = raw_http(
+        port,
+        "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert!(
+        r.starts_with("HTTP/1.1 405") && r.contains("Allow: GET, HEAD"),
+        "{r}"
+    );
+    assert!(raw_http(port, "GET /healthz HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200"));
+    assert!(raw_http(port, "GET /readyz HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200"));
+    // Slow-loris clients that never finish their request do not block /metrics.
+    let _slow: Vec<std::net::TcpStream> = (0..50)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: slow")
+                .expect("write");
+            s
+        })
+        .collect();
+    let t = Instant::now();
+    let (code, body) = http_get(port, "/metrics").expect("metrics");
+    assert_eq!(code, 200);
+    assert!(body.contains("outpost_build_info"));
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "metrics took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(d.stop(), Some(0));
+}
+
+/// Every series of SPEC §5, as it must exist from start-up for a configured server.
+const SPEC_SERIES: [&str; 13] = [
+    "outpost_files_uploaded_total{server=\"acme\"}",
+    "outpost_bytes_uploaded_total{server=\"acme\"}",
+    "outpost_upload_errors_total{class=\"transient\",server=\"acme\"}",
+    "outpost_files_failed_total{reason=\"retries_exhausted\",server=\"acme\"}",
+    "outpost_files_rejected_total{reason=\"symlink\",server=\"acme\"}",
+    "outpost_queue_files{server=\"acme\"}",
+    "outpost_queue_bytes{server=\"acme\"}",
+    "outpost_uploads_in_flight{server=\"acme\"}",
+    "outpost_oldest_pending_age_seconds{server=\"acme\"}",
+    "outpost_server_blocked{server=\"acme\"}",
+    "outpost_last_success_timestamp_seconds{server=\"acme\"}",
+    "outpost_upload_duration_seconds_count{server=\"acme\"}",
+    "outpost_build_info{version=",
+];
+
+#[test]
+fn every_spec_series_exists_at_zero_and_promtool_accepts_the_exposition() {
+    let store = Store::s3s();
+    let dir = TestDir::new();
+    let port = free_port();
+    let cfg = dir.config(&config_yaml(
+        &dir,
+        port,
+        &server_yaml("acme", &store, "unused", ""),
+    ));
+    let mut d = Daemon::start(&dir, &cfg, port, &store);
+    d.wait_ready();
+    let (_, body) = http_get(port, "/metrics").expect("metrics");
+    for s in SPEC_SERIES {
+        let line = body
+            .lines()
+            .find(|l| l.starts_with(s))
+            .unwrap_or_else(|| panic!("{s} missing:\n{body}"));
+        if !s.starts_with("outpost_build_info") {
+            assert!(line.ends_with(" 0"), "{line} not at 0 before any event");
+        }
+    }
+    for p in [
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+    ] {
+        assert!(body.lines().any(|l| l.starts_with(p)), "{p} missing");
+    }
+    // Label values come only from closed sets: never a file name or key.
+    assert!(!body.contains(".csv"));
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(body.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn a_real_prometheus_scrapes_the_counters() {
+    let store = Store::s3s();
+    let bucket = bucket_name("prom");
+    rt().block_on(create_bucket(&store.client(), &bucket));
+    let dir = TestDir::new();
+    let port = free_port();
+    let cfg = dir.config(&config_yaml(
+        &dir,
+        port,
+        &server_yaml("acme", &store, &bucket, ""),
+    ));
+    let mut d = Daemon::start(&dir, &cfg, port, &store);
+    d.wait_ready();
+    let prom_port = free_port();
+    let prom_cfg = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &prom_cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: outpost\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+        ),
+    )
+    .expect("write prometheus config");
+    let mut prom = std::process::Command::new("prometheus")
+        .arg(format!("--config.file={}", prom_cfg.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("prometheus.log")).expect("log"))
+        .spawn()
+        .expect("prometheus (Debian package prometheus)");
+    for i in 0..3 {
+        dir.drop_file("acme", &format!("p{i}.csv"), b"scraped");
+    }
+    let query = |q: &str| -> Option<f64> {
+        let (_, body) = http_get(prom_port, &format!("/api/v1/query?query={q}"))?;
+        let v: serde_json::Value = serde_json::from_str(body.split("\r\n").last()?)
+            .ok()
+            .or_else(|| {
+                // chunked or plain body: find the JSON object
+                let start = body.find('{')?;
+                serde_json::from_str(&body[start..body.rfind('}')? + 1]).ok()
+            })?;
+        v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    };
+    let ok = wait_until(Duration::from_secs(120), || {
+        query("outpost_files_uploaded_total%7Bserver%3D%22acme%22%7D") == Some(3.0)
+    });
+    let _ = prom.kill();
+    let _ = prom.wait();
+    assert!(
+        ok,
+        "Prometheus never saw 3 uploads; its log:\n{}",
+        std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default()
+    );
+    assert_eq!(d.stop(), Some(0));
+}
