@@ -1,6 +1,6 @@
 # outpost — make targets. `make help` lists them.
 .DEFAULT_GOAL := help
-.PHONY: help build test demo check
+.PHONY: help build test demo check deb
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -17,3 +17,8 @@ demo: ## publish sample batch files to a local radosgw bucket and show them arri
 check: ## formatting and lints
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+deb: ## build the Debian package (release binary) into target/deb/
+	cargo build --release -p outpost
+	mkdir -p target/deb
+	deploy/deb/build.sh target/release/outpost target/deb

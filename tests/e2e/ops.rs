@@ -268,3 +268,173 @@ fn a_real_prometheus_scrapes_the_counters() {
     );
     assert_eq!(d.stop(), Some(0));
 }
+
+fn repo(path: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path)
+}
+
+fn run(cmd: &str, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn alert_rules_pass_promtool_check_and_their_unit_tests() {
+    let rules = repo("deploy/prometheus/outpost.rules.yml");
+    let (ok, out) = run(
+        "promtool",
+        &["check", "rules", rules.to_str().expect("utf8")],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("6 rules found"), "{out}");
+    let tests = repo("deploy/prometheus/outpost.rules.test.yml");
+    let (ok, out) = run(
+        "promtool",
+        &["test", "rules", tests.to_str().expect("utf8")],
+    );
+    assert!(ok && out.contains("SUCCESS"), "{out}");
+    // Every alert links to its runbook section, and the section exists.
+    let text = std::fs::read_to_string(&rules).expect("rules");
+    let ops = std::fs::read_to_string(repo("docs/operations.md")).expect("operations.md");
+    for line in text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("- alert:"))
+    {
+        let name = line.split(':').nth(1).expect("name").trim();
+        let anchor = format!("docs/operations.md#{}", name.to_lowercase());
+        assert!(text.contains(&anchor), "{name} lacks runbook {anchor}");
+        assert!(
+            ops.contains(&format!("## {name}")),
+            "docs/operations.md lacks a section for {name}"
+        );
+    }
+}
+
+#[test]
+fn grafana_dashboard_is_valid_json_over_known_metrics() {
+    let text = std::fs::read_to_string(repo("deploy/grafana/outpost.json")).expect("dashboard");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    let panels = v["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 5);
+    let known = [
+        "outpost_bytes_uploaded_total",
+        "outpost_files_uploaded_total",
+        "outpost_queue_files",
+        "outpost_queue_bytes",
+        "outpost_uploads_in_flight",
+        "outpost_oldest_pending_age_seconds",
+        "outpost_upload_errors_total",
+        "outpost_files_failed_total",
+        "outpost_files_rejected_total",
+        "outpost_server_blocked",
+        "outpost_upload_duration_seconds_bucket",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+    ];
+    let mut seen = std::collections::BTreeSet::new();
+    for p in panels {
+        for t in p["targets"].as_array().expect("targets") {
+            let expr = t["expr"].as_str().expect("expr");
+            let names: Vec<&str> = expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("outpost_") || w.starts_with("process_"))
+                .collect();
+            assert!(!names.is_empty(), "{expr}");
+            for n in names {
+                assert!(known.contains(&n), "unknown metric {n} in {expr}");
+                seen.insert(n);
+            }
+        }
+    }
+    for want in [
+        "outpost_bytes_uploaded_total",
+        "outpost_queue_files",
+        "outpost_oldest_pending_age_seconds",
+        "outpost_upload_errors_total",
+        "outpost_server_blocked",
+    ] {
+        assert!(seen.contains(want), "dashboard lacks {want}");
+    }
+}
+
+#[test]
+fn example_config_passes_check() {
+    let cfg = repo("deploy/outpost.example.yaml");
+    let (code, out, err) = outpost(&["check", "-c", cfg.to_str().expect("utf8")], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("server acme") && out.contains("server beta"),
+        "{out}"
+    );
+}
+
+#[test]
+fn deb_package_installs_runs_check_and_removes() {
+    let dir = TestDir::new();
+    let bin = outpost_bin();
+    let (ok, out) = run(
+        repo("deploy/deb/build.sh").to_str().expect("utf8"),
+        &[
+            bin.to_str().expect("utf8"),
+            dir.path().to_str().expect("utf8"),
+        ],
+    );
+    assert!(ok, "{out}");
+    let deb = out.lines().last().expect("deb path").trim().to_owned();
+    let (ok, listing) = run("dpkg-deb", &["-c", &deb]);
+    assert!(ok, "{listing}");
+    for f in [
+        "./usr/bin/outpost",
+        "./lib/systemd/system/outpost.service",
+        "./usr/lib/sysusers.d/outpost.conf",
+        "./usr/lib/tmpfiles.d/outpost.conf",
+        "./etc/outpost/outpost.yaml",
+        "./usr/share/doc/outpost/operations.md",
+    ] {
+        assert!(listing.contains(f), "{f} not in package:\n{listing}");
+    }
+    let (ok, conffiles) = run("dpkg-deb", &["-I", &deb, "conffiles"]);
+    assert!(
+        ok && conffiles.contains("/etc/outpost/outpost.yaml"),
+        "{conffiles}"
+    );
+    let (ok, out) = run("dpkg", &["-i", &deb]);
+    assert!(ok, "dpkg -i (needs root): {out}");
+    let result = std::panic::catch_unwind(|| {
+        let (ok, out) = run("/usr/bin/outpost", &["--version"]);
+        assert!(ok && out.contains(env!("CARGO_PKG_VERSION")), "{out}");
+        let (ok, out) = run(
+            "/usr/bin/outpost",
+            &["check", "-c", "/etc/outpost/outpost.yaml"],
+        );
+        assert!(ok, "{out}");
+        let (ok, out) = run(
+            "systemd-analyze",
+            &["verify", "/lib/systemd/system/outpost.service"],
+        );
+        assert!(ok && !out.contains("rror"), "systemd-analyze verify: {out}");
+        let (ok, out) = run("getent", &["passwd", "outpost"]);
+        assert!(ok, "user outpost not created: {out}");
+        let md = std::fs::metadata("/var/spool/outpost").expect("spool created");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(md.permissions().mode() & 0o7777, 0o2775);
+    });
+    let (ok, out) = run("dpkg", &["--purge", "outpost"]);
+    assert!(ok, "{out}");
+    assert!(!std::path::Path::new("/usr/bin/outpost").exists());
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
