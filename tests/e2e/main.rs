@@ -6,4 +6,5 @@ mod crash;
 mod cross_account;
 mod flow;
 mod ops;
+mod reload;
 mod spool_rules;

@@ -6,6 +6,7 @@ mod http;
 mod logging;
 mod metrics;
 mod policy;
+mod reload;
 mod run;
 mod sdnotify;
 mod worker;

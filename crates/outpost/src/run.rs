@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use outpost_config::Config;
-use outpost_scheduler::{Command, RetryPolicy, Scheduler};
+use outpost_scheduler::{Command, Scheduler};
 use outpost_uploader::Destination;
 use outpost_watcher::{Discovery, ServerRule, Spool, default_instance, run_discovery};
 use tokio::signal::unix::{SignalKind, signal};
@@ -53,7 +53,8 @@ pub fn run(path: &Path) -> u8 {
     rt.block_on(daemon(cfg, path))
 }
 
-fn rules(cfg: &Config) -> Vec<ServerRule> {
+/// Discovery's view of the servers.
+pub fn rules(cfg: &Config) -> Vec<ServerRule> {
     cfg.servers
         .values()
         .map(|s| ServerRule {
@@ -66,7 +67,7 @@ fn rules(cfg: &Config) -> Vec<ServerRule> {
         .collect()
 }
 
-async fn daemon(cfg: Config, path: &Path) -> u8 {
+async fn daemon(mut cfg: Config, path: &Path) -> u8 {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %path.display(), servers = cfg.servers.len(), "starting");
     let metrics = match Metrics::new() {
         Ok(m) => m,
@@ -114,22 +115,12 @@ async fn daemon(cfg: Config, path: &Path) -> u8 {
         dests: RwLock::new(dests),
         events: events.clone(),
     });
-    let scheduler = Scheduler::new(worker, cfg.max_concurrent_uploads);
+    let scheduler = Scheduler::new(worker.clone(), cfg.max_concurrent_uploads);
     let stats = scheduler.stats();
     let heartbeat = scheduler.heartbeat();
     let (tx, rx) = mpsc::channel(4096);
     for s in cfg.servers.values() {
-        let _ = tx
-            .send(Command::Configure {
-                server: s.name.clone(),
-                max_in_flight: s.max_concurrent_uploads,
-                retry: RetryPolicy {
-                    initial: s.retry.initial_backoff,
-                    max: s.retry.max_backoff,
-                    max_attempts: s.retry.max_attempts,
-                },
-            })
-            .await;
+        let _ = tx.send(crate::reload::configure(s)).await;
     }
     let shutdown = CancellationToken::new();
     let sched_task = tokio::spawn(scheduler.run(rx, shutdown.clone(), cfg.shutdown_grace));
@@ -263,11 +254,14 @@ async fn daemon(cfg: Config, path: &Path) -> u8 {
             _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
             _ = hup.recv() => {
                 notify("RELOADING=1");
-                match Config::load(path) {
-                    Ok(new) if new == cfg => tracing::info!("SIGHUP: configuration unchanged"),
-                    Ok(_) => tracing::warn!("SIGHUP: the new configuration is valid, but this version applies server changes only at restart; the running configuration is kept"),
-                    Err(e) => tracing::error!(error = %e, "SIGHUP: new configuration refused; the running one is kept"),
-                }
+                let live = crate::reload::Live {
+                    spool: &spool,
+                    worker: &worker,
+                    scheduler: &tx,
+                    discovery: &disc,
+                    metrics: &metrics,
+                };
+                crate::reload::reload(path, &mut cfg, &live).await;
                 notify("READY=1");
             }
         }

@@ -188,6 +188,8 @@ pub enum Command<I> {
         /// Server name.
         server: String,
     },
+    /// Changes the global limit of attempts in flight.
+    SetGlobal(usize),
     /// Does nothing but prove the dispatcher answers (the systemd watchdog).
     Ping,
 }
@@ -288,6 +290,7 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
                 }
                 self.reap(&server);
             }
+            Command::SetGlobal(n) => self.global = n.max(1),
             Command::Ping => {}
         }
     }

@@ -60,6 +60,8 @@ pub struct Discovery {
 enum Msg {
     Fs(notify::Result<notify::Event>),
     Ping,
+    /// The new set of servers after a reload.
+    Reconfigure(Vec<ServerRule>),
     Stop,
 }
 
@@ -79,6 +81,11 @@ impl DiscoveryHandle {
     /// ping (or as it works through a long scan).
     pub fn ping(&self) {
         let _ = self.tx.send(Msg::Ping);
+    }
+    /// Replaces the servers discovery serves (a reload): added folders are watched and
+    /// scanned, removed ones left alone.
+    pub fn reconfigure(&self, servers: Vec<ServerRule>) {
+        let _ = self.tx.send(Msg::Reconfigure(servers));
     }
     /// Advances whenever discovery handles a message or scans a batch of entries.
     pub fn heartbeat(&self) -> u64 {
@@ -124,6 +131,8 @@ struct State {
     quiet: HashMap<(String, PathBuf), QuietSeen>,
     /// Advances as the thread works (watchdog).
     heartbeat: Arc<AtomicU64>,
+    /// inotify watches (None when the kernel refused them: rescans only).
+    watcher: Option<notify::RecommendedWatcher>,
 }
 
 impl State {
@@ -139,6 +148,7 @@ impl State {
             reported: HashSet::new(),
             quiet: HashMap::new(),
             heartbeat,
+            watcher: None,
         }
     }
 
@@ -150,20 +160,16 @@ impl State {
                 let _ = tx.send(Msg::Fs(ev));
             })
         };
-        let mut watcher = match watcher {
+        self.watcher = match watcher {
             Ok(w) => Some(w),
             Err(e) => {
                 tracing::warn!(error = %e, "file-system events unavailable; relying on the periodic rescan");
                 None
             }
         };
-        if let Some(w) = watcher.as_mut() {
-            for s in self.d.servers.iter() {
-                let p = root.join(&s.name);
-                if let Err(e) = w.watch(&p, RecursiveMode::Recursive) {
-                    tracing::warn!(server = %s.name, path = %p.display(), error = %e, "cannot watch server folder; relying on the periodic rescan");
-                }
-            }
+        let names: Vec<String> = self.d.servers.iter().map(|s| s.name.clone()).collect();
+        for n in names {
+            self.watch(&n);
         }
         self.full_scan();
         let ready = std::mem::replace(&mut self.d.on_ready, Box::new(|| {}));
@@ -182,6 +188,7 @@ impl State {
             match msg {
                 Ok(Msg::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 Ok(Msg::Ping) => {}
+                Ok(Msg::Reconfigure(servers)) => self.reconfigure(servers),
                 Ok(Msg::Fs(ev)) => {
                     rescan |= collect(ev, &mut paths);
                     let until = Instant::now() + COALESCE;
@@ -191,6 +198,7 @@ impl State {
                         match m {
                             Msg::Stop => return,
                             Msg::Ping => self.beat(),
+                            Msg::Reconfigure(servers) => self.reconfigure(servers),
                             Msg::Fs(ev) => rescan |= collect(ev, &mut paths),
                         }
                         if paths.len() > 10_000 {
@@ -220,7 +228,39 @@ impl State {
             }
             self.check_quiet();
         }
-        drop(watcher);
+    }
+
+    fn watch(&mut self, server: &str) {
+        let p = self.d.spool.root().join(server);
+        if let Some(w) = self.watcher.as_mut() {
+            if let Err(e) = w.watch(&p, RecursiveMode::Recursive) {
+                tracing::warn!(server, path = %p.display(), error = %e, "cannot watch server folder; relying on the periodic rescan");
+            }
+        }
+    }
+
+    fn reconfigure(&mut self, servers: Vec<ServerRule>) {
+        let old: HashSet<String> = self.rules.keys().cloned().collect();
+        let new: HashSet<String> = servers.iter().map(|s| s.name.clone()).collect();
+        for gone in old.difference(&new) {
+            if let Some(w) = self.watcher.as_mut() {
+                let _ = w.unwatch(&self.d.spool.root().join(gone));
+            }
+            self.quiet.retain(|(s, _), _| s != gone);
+        }
+        self.rules = servers
+            .iter()
+            .map(|s| (s.name.clone(), s.clone()))
+            .collect();
+        self.d.servers = servers;
+        let mut added: Vec<String> = new.difference(&old).cloned().collect();
+        added.sort();
+        for s in &added {
+            self.reported
+                .retain(|(srv, rel)| !(srv == s && rel.as_os_str().is_empty()));
+            self.watch(s);
+            self.scan_tree(s, PathBuf::new(), true);
+        }
     }
 
     fn beat(&self) {

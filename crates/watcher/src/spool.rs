@@ -297,6 +297,12 @@ impl Spool {
             let map = self.servers.read().unwrap_or_else(|e| e.into_inner());
             map.keys().cloned().collect()
         };
+        self.recover_servers(&names)
+    }
+
+    /// [`Spool::recover`] for some servers only (a server added by a reload).
+    pub fn recover_servers(&self, names: &[String]) -> Result<Vec<Claim>, SpoolError> {
+        let names = names.to_vec();
         let mut out = Vec::new();
         let mut max_seq = 0;
         for server in names {
