@@ -232,10 +232,10 @@ impl State {
 
     fn watch(&mut self, server: &str) {
         let p = self.d.spool.root().join(server);
-        if let Some(w) = self.watcher.as_mut() {
-            if let Err(e) = w.watch(&p, RecursiveMode::Recursive) {
-                tracing::warn!(server, path = %p.display(), error = %e, "cannot watch server folder; relying on the periodic rescan");
-            }
+        if let Some(w) = self.watcher.as_mut()
+            && let Err(e) = w.watch(&p, RecursiveMode::Recursive)
+        {
+            tracing::warn!(server, path = %p.display(), error = %e, "cannot watch server folder; relying on the periodic rescan");
         }
     }
 
