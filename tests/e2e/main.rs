@@ -7,4 +7,5 @@ mod cross_account;
 mod flow;
 mod ops;
 mod reload;
+mod shared_spool;
 mod spool_rules;

@@ -60,6 +60,12 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// How often the whole spool is rescanned to catch events the kernel missed.
     pub rescan_interval: Duration,
+    /// This daemon's name in `.outpost/` (default: the host name); daemons sharing a
+    /// spool need distinct names.
+    pub instance: Option<String>,
+    /// A daemon whose lease is older than this is taken for dead, and its claims taken
+    /// over by another daemon on the same spool.
+    pub lease_ttl: Duration,
     /// Servers by name (= spool folder name).
     pub servers: BTreeMap<String, Server>,
 }

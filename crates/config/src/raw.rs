@@ -65,6 +65,8 @@ struct RawConfig {
     max_concurrent_uploads: Option<usize>,
     shutdown_grace: Option<Dur>,
     rescan_interval: Option<Dur>,
+    instance: Option<String>,
+    lease_ttl: Option<Dur>,
     #[serde(default)]
     defaults: RawServer,
     #[serde(default)]
@@ -276,6 +278,19 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         })?;
         servers.insert(name.clone(), resolved);
     }
+    let instance = raw.instance.clone();
+    if let Some(i) = &instance {
+        if !crate::valid_server_name(i) {
+            return Err(err(
+                &["instance"],
+                format!("instance {i:?} must match [A-Za-z0-9_][A-Za-z0-9_.-]*"),
+            ));
+        }
+    }
+    let lease_ttl = raw.lease_ttl.map_or(Duration::from_secs(60), |d| d.0);
+    if lease_ttl < Duration::from_secs(1) {
+        return Err(err(&["lease_ttl"], "lease_ttl must be at least 1s".into()));
+    }
     let spool_dir = raw
         .spool_dir
         .unwrap_or_else(|| PathBuf::from("/var/spool/outpost"));
@@ -294,6 +309,8 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         max_concurrent_uploads,
         shutdown_grace: raw.shutdown_grace.map_or(Duration::from_secs(30), |d| d.0),
         rescan_interval: raw.rescan_interval.map_or(Duration::from_secs(30), |d| d.0),
+        instance,
+        lease_ttl,
         servers,
     })
 }

@@ -80,7 +80,7 @@ async fn daemon(mut cfg: Config, path: &Path) -> u8 {
     for n in &names {
         metrics.add_server(n);
     }
-    let instance = default_instance();
+    let instance = cfg.instance.clone().unwrap_or_else(default_instance);
     let spool = match Spool::open(&cfg.spool_dir, &instance, &names) {
         Ok(s) => Arc::new(s),
         Err(e) => {
@@ -237,6 +237,40 @@ async fn daemon(mut cfg: Config, path: &Path) -> u8 {
         });
     }
 
+    {
+        // Lease: renew ours; take over the claims of daemons on this spool whose lease
+        // expired (a shared spool, SPEC §1).
+        let bg = bg.clone();
+        let spool = spool.clone();
+        let ttl = cfg.lease_ttl;
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(ttl / 3);
+            loop {
+                tokio::select! {
+                    _ = bg.cancelled() => return,
+                    _ = t.tick() => {}
+                }
+                let s = spool.clone();
+                let taken = tokio::task::spawn_blocking(move || {
+                    if let Err(e) = s.renew_lease() {
+                        tracing::error!(error = %e, "cannot renew this daemon's lease");
+                    }
+                    s.take_over_expired(ttl)
+                })
+                .await
+                .unwrap_or_default();
+                for c in taken {
+                    let _ = tx
+                        .send(Command::Add {
+                            server: c.server.clone(),
+                            item: Job(Arc::new(c)),
+                        })
+                        .await;
+                }
+            }
+        });
+    }
     let (mut term, mut int, mut hup) = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),

@@ -137,6 +137,8 @@ pub struct Spool {
     root_fd: OwnedFd,
     /// `.outpost/<instance>` path (for messages).
     inst_path: PathBuf,
+    /// This daemon's instance name.
+    instance: String,
     /// The lock file; holding it open holds the lock.
     _lock: std::fs::File,
     /// Per-server folders, created on demand.
@@ -241,6 +243,7 @@ impl Spool {
             root: root.to_owned(),
             root_fd,
             inst_path,
+            instance: instance.to_owned(),
             _lock: lock,
             servers: RwLock::new(HashMap::new()),
             next_seq: AtomicU64::new(1),
@@ -248,7 +251,120 @@ impl Spool {
         for s in servers {
             spool.add_server(s)?;
         }
+        spool
+            .renew_lease()
+            .map_err(io("write lease", spool.inst_path.join("lease")))?;
         Ok(spool)
+    }
+
+    /// Refreshes this instance's lease: other daemons on the spool take over its claims
+    /// only once the lease is older than their `lease_ttl`.
+    pub fn renew_lease(&self) -> std::io::Result<()> {
+        std::fs::write(
+            self.inst_path.join("lease"),
+            format!("{}\n", std::process::id()),
+        )
+    }
+
+    /// Takes over the claims of every other instance whose lease expired more than
+    /// `ttl` ago and whose lock is free, for the servers configured here. Each file
+    /// moves by one atomic rename, so two daemons racing for it cannot both win.
+    pub fn take_over_expired(&self, ttl: Duration) -> Vec<Claim> {
+        let mut out = Vec::new();
+        let Ok(instances) = std::fs::read_dir(self.root.join(STATE)) else {
+            return out;
+        };
+        for inst in instances.flatten() {
+            let name = inst.file_name().to_string_lossy().into_owned();
+            if name == self.instance || !inst.path().is_dir() {
+                continue;
+            }
+            let dir = inst.path();
+            let lease_age = std::fs::metadata(dir.join("lease"))
+                .or_else(|_| std::fs::metadata(&dir))
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .unwrap_or_default();
+            if lease_age < ttl {
+                continue;
+            }
+            // A daemon of that name alive on this host still holds its lock.
+            let Ok(lock) = std::fs::OpenOptions::new()
+                .write(true)
+                .open(dir.join("lock"))
+            else {
+                continue;
+            };
+            if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+                .is_err()
+            {
+                continue;
+            }
+            let names: Vec<String> = {
+                let map = self.servers.read().unwrap_or_else(|e| e.into_inner());
+                map.keys().cloned().collect()
+            };
+            let before = out.len();
+            for server in names {
+                let Ok(d) = self.dirs(&server) else { continue };
+                let from = dir.join("claims").join(&server);
+                let Ok(from_fd) = fsx::open_dir(&from) else {
+                    continue;
+                };
+                let Ok(entries) = fsx::list(&from_fd) else {
+                    continue;
+                };
+                for (entry, _) in &entries {
+                    let s = entry.to_string_lossy();
+                    let Some(old_seq) = s.strip_suffix(".json").and_then(|n| n.parse::<u64>().ok())
+                    else {
+                        continue;
+                    };
+                    let Ok(bytes) = fsx::read_at(&from_fd, entry) else {
+                        continue;
+                    };
+                    let Ok(mut c) = serde_json::from_slice::<Claim>(&bytes) else {
+                        continue;
+                    };
+                    let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
+                    c.server = server.clone();
+                    c.seq = seq;
+                    let Ok(meta) = serde_json::to_vec(&c) else {
+                        continue;
+                    };
+                    if fsx::write_atomic(&d.claims, &seq_name(seq, "json"), &meta).is_err() {
+                        continue;
+                    }
+                    // The rename of the data is the moment the file changes hands.
+                    if fsx::rename_at(
+                        &from_fd,
+                        &seq_name(old_seq, "data"),
+                        &d.claims,
+                        &seq_name(seq, "data"),
+                    )
+                    .is_err()
+                    {
+                        let _ = fsx::unlink_at(&d.claims, &seq_name(seq, "json"));
+                        continue;
+                    }
+                    let _ = fsx::rename_at(
+                        &from_fd,
+                        &seq_name(old_seq, "upload"),
+                        &d.claims,
+                        &seq_name(seq, "upload"),
+                    );
+                    let _ = fsx::unlink_at(&from_fd, entry);
+                    let _ = fsx::sync(&d.claims);
+                    let _ = fsx::sync(&from_fd);
+                    out.push(c);
+                }
+            }
+            if out.len() > before {
+                tracing::warn!(instance = %name, files = out.len() - before, lease_age_s = lease_age.as_secs(), "took over the claims of a daemon whose lease expired");
+            }
+        }
+        out
     }
 
     /// `spool_dir`.
