@@ -279,13 +279,13 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         servers.insert(name.clone(), resolved);
     }
     let instance = raw.instance.clone();
-    if let Some(i) = &instance {
-        if !crate::valid_server_name(i) {
-            return Err(err(
-                &["instance"],
-                format!("instance {i:?} must match [A-Za-z0-9_][A-Za-z0-9_.-]*"),
-            ));
-        }
+    if let Some(i) = &instance
+        && !crate::valid_server_name(i)
+    {
+        return Err(err(
+            &["instance"],
+            format!("instance {i:?} must match [A-Za-z0-9_][A-Za-z0-9_.-]*"),
+        ));
     }
     let lease_ttl = raw.lease_ttl.map_or(Duration::from_secs(60), |d| d.0);
     if lease_ttl < Duration::from_secs(1) {
