@@ -4,6 +4,7 @@
 mod bad_input;
 mod crash;
 mod cross_account;
+mod faults;
 mod flow;
 mod ops;
 mod reload;

@@ -2,6 +2,9 @@
 //! runs the real `outpost` binary, and checks what a user would see on real S3
 //! servers on 127.0.0.1 (started by `make test`, see tests/servers/).
 
+#[path = "proxy.rs"]
+pub mod proxy;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

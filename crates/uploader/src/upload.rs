@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::Arc;
 
-use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ObjectCannedAcl,
@@ -37,6 +36,10 @@ pub struct MpuRecord {
     pub mtime_ns: i128,
     /// Part size used.
     pub part_size: u64,
+    /// Set (with an empty `upload_id`) when a CreateMultipartUpload's answer was lost:
+    /// the store may hold an upload begun at or after this time that nobody recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspect_since_unix: Option<i64>,
 }
 
 /// The part size for a file of `size` bytes: the configured size, grown so the upload
@@ -288,6 +291,16 @@ impl Destination {
             .load()
             .and_then(|b| serde_json::from_slice::<MpuRecord>(&b).ok());
         let mut upload_id = None;
+        let record = match record {
+            Some(r) if r.upload_id.is_empty() => {
+                if let Some(since) = r.suspect_since_unix {
+                    self.abort_orphans(&r.key, since).await;
+                }
+                journal.clear();
+                None
+            }
+            other => other,
+        };
         if let Some(r) = record {
             let same = r.bucket == s.bucket
                 && r.key == key
@@ -327,10 +340,30 @@ impl Destination {
             None => {
                 let mut req = s.client_create(&self.client, key);
                 req = object_settings!(req, s);
-                let out = req
-                    .send()
-                    .await
-                    .map_err(|e| UploadError::sdk("CreateMultipartUpload", e))?;
+                let since = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64)
+                    - 2;
+                let out = match req.send().await {
+                    Ok(out) => out,
+                    Err(e) => {
+                        let e = UploadError::sdk("CreateMultipartUpload", e);
+                        if e.code.is_none() && e.class == ErrorClass::Transient {
+                            // No answer: the store may have begun an upload anyway.
+                            let rec = MpuRecord {
+                                upload_id: String::new(),
+                                bucket: s.bucket.clone(),
+                                key: key.to_owned(),
+                                size,
+                                mtime_ns,
+                                part_size,
+                                suspect_since_unix: Some(since),
+                            };
+                            let _ = journal.save(&serde_json::to_vec(&rec).unwrap_or_default());
+                        }
+                        return Err(e);
+                    }
+                };
                 let id = out.upload_id().unwrap_or_default().to_owned();
                 let rec = MpuRecord {
                     upload_id: id.clone(),
@@ -339,6 +372,7 @@ impl Destination {
                     size,
                     mtime_ns,
                     part_size,
+                    suspect_since_unix: None,
                 };
                 let bytes = serde_json::to_vec(&rec).unwrap_or_default();
                 if let Err(e) = journal.save(&bytes) {
@@ -400,6 +434,18 @@ impl Destination {
                 None => break,
                 Some(Ok(Ok((n, p)))) => {
                     done.insert(n, p);
+                }
+                Some(Ok(Err(e))) if resumed && e.class == ErrorClass::Refused => {
+                    // A resumed upload that no longer takes parts (completed or gone on
+                    // a store that answers 403 rather than NoSuchUpload): start afresh.
+                    journal.clear();
+                    return Err(UploadError::new(
+                        ErrorClass::Transient,
+                        "UploadPart",
+                        format!(
+                            "the recorded multipart upload no longer accepts parts ({e}); starting a new one"
+                        ),
+                    ));
                 }
                 Some(Ok(Err(e))) => return Err(e), // the journal stays: the retry resumes
                 Some(Err(e)) => {
@@ -486,23 +532,64 @@ impl Destination {
         Ok(out)
     }
 
+    /// Aborts an upload, retrying transient failures a few times: an upload left open
+    /// costs the customer storage until their lifecycle rule runs.
     async fn abort(&self, key: &str, upload_id: &str) {
-        let r = self
+        for attempt in 0..6u32 {
+            let r = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.server.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .set_expected_bucket_owner(self.server.expected_bucket_owner.clone())
+                .send()
+                .await;
+            match r {
+                Ok(_) => {
+                    tracing::info!(bucket = %self.server.bucket, key, "aborted multipart upload");
+                    return;
+                }
+                Err(e) => {
+                    let e = UploadError::sdk("AbortMultipartUpload", e);
+                    if e.code.as_deref() == Some("NoSuchUpload") {
+                        return;
+                    }
+                    if e.class != ErrorClass::Transient || attempt == 5 {
+                        tracing::warn!(bucket = %self.server.bucket, key, error = %e, "cannot abort multipart upload; the bucket's lifecycle rule will clean it");
+                        return;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+                }
+            }
+        }
+    }
+
+    /// After a CreateMultipartUpload whose answer was lost (the store may have created
+    /// the upload anyway): aborts uploads of `key` begun since `since_unix`, when the
+    /// policy lets us list them; otherwise the bucket's lifecycle rule cleans them.
+    async fn abort_orphans(&self, key: &str, since_unix: i64) {
+        let listed = self
             .client
-            .abort_multipart_upload()
+            .list_multipart_uploads()
             .bucket(&self.server.bucket)
-            .key(key)
-            .upload_id(upload_id)
+            .prefix(key)
             .set_expected_bucket_owner(self.server.expected_bucket_owner.clone())
             .send()
             .await;
-        match r {
-            Ok(_) => tracing::info!(bucket = %self.server.bucket, key, "aborted multipart upload"),
-            Err(e) => {
-                let code = e.as_service_error().and_then(|s| s.code()).unwrap_or("");
-                if code != "NoSuchUpload" {
-                    tracing::warn!(bucket = %self.server.bucket, key, error = %UploadError::sdk("AbortMultipartUpload", e), "cannot abort multipart upload; a lifecycle rule will clean it");
+        match listed {
+            Ok(out) => {
+                for u in out.uploads() {
+                    let began = u.initiated().map_or(0, |t| t.secs());
+                    if u.key() == Some(key) && began >= since_unix {
+                        if let Some(id) = u.upload_id() {
+                            self.abort(key, id).await;
+                        }
+                    }
                 }
+            }
+            Err(e) => {
+                tracing::debug!(key, error = %UploadError::sdk("ListMultipartUploads", e), "cannot list uploads to clean an unrecorded one; left to the lifecycle rule")
             }
         }
     }
@@ -514,7 +601,13 @@ impl Destination {
             .and_then(|b| serde_json::from_slice::<MpuRecord>(&b).ok())
             && r.bucket == self.server.bucket
         {
-            self.abort(&r.key, &r.upload_id).await;
+            if r.upload_id.is_empty() {
+                if let Some(since) = r.suspect_since_unix {
+                    self.abort_orphans(&r.key, since).await;
+                }
+            } else {
+                self.abort(&r.key, &r.upload_id).await;
+            }
         }
         journal.clear();
     }
