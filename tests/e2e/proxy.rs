@@ -170,7 +170,8 @@ fn serve(
     client.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut reader = BufReader::new(client.try_clone()?);
     let mut client = client;
-    loop {
+    // One request per connection: the upstream answers with `Connection: close`.
+    {
         // Request head.
         let mut head = Vec::new();
         loop {
@@ -303,6 +304,6 @@ fn serve(
         client.write_all(&resp)?;
         // The upstream closed: tell the client this connection is done too.
         let _ = client.shutdown(std::net::Shutdown::Both);
-        return Ok(());
+        Ok(())
     }
 }

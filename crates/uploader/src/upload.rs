@@ -581,10 +581,11 @@ impl Destination {
             Ok(out) => {
                 for u in out.uploads() {
                     let began = u.initiated().map_or(0, |t| t.secs());
-                    if u.key() == Some(key) && began >= since_unix {
-                        if let Some(id) = u.upload_id() {
-                            self.abort(key, id).await;
-                        }
+                    if u.key() == Some(key)
+                        && began >= since_unix
+                        && let Some(id) = u.upload_id()
+                    {
+                        self.abort(key, id).await;
                     }
                 }
             }
