@@ -6,6 +6,7 @@ mod crash;
 mod cross_account;
 mod faults;
 mod flow;
+mod hostile;
 mod ops;
 mod reload;
 mod shared_spool;

@@ -155,10 +155,7 @@ impl TestDir {
     pub fn drop_file(&self, server: &str, rel: &str, data: &[u8]) {
         let p = self.spool().join(server).join(rel);
         std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        let tmp = p.with_file_name(format!(
-            ".{}.tmp",
-            p.file_name().expect("name").to_string_lossy()
-        ));
+        let tmp = p.with_file_name(format!(".drop-{}.tmp", fastrand::u64(..)));
         std::fs::write(&tmp, data).expect("write");
         std::fs::rename(&tmp, &p).expect("rename");
     }

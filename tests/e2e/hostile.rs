@@ -1,0 +1,118 @@
+//! Hostile and odd spool entries: each gets a clear log line, is counted, loses
+//! nothing, and the daemon keeps running.
+
+use std::time::Duration;
+
+use outpost_e2e::*;
+
+#[test]
+fn odd_names_hard_links_swapped_folders_and_unknown_servers() {
+    // radosgw: a real store (s3s-fs keeps objects as files and cannot hold 255-byte names).
+    let store = Store::rgw_publisher();
+    let client = Store::rgw_owner().client();
+    let bucket = bucket_name("hostile");
+    rt().block_on(async {
+        create_bucket(&client, &bucket).await;
+        put_policy(
+            &client,
+            &bucket,
+            &serde_json::json!({"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow",
+                "Principal": {"AWS": ["arn:aws:iam:::user/publisher"]},
+                "Action": ["s3:PutObject"],
+                "Resource": [format!("arn:aws:s3:::{bucket}/*")]
+            }]}),
+        )
+        .await;
+    });
+    let dir = TestDir::new();
+    let port = free_port();
+    let cfg = dir.config(&config_yaml(
+        &dir,
+        port,
+        &server_yaml("acme", &store, &bucket, "    checksum: md5\n"),
+    ));
+    // A folder for a server nobody configured, present at start.
+    std::fs::create_dir_all(dir.spool().join("stranger")).expect("mkdir");
+    std::fs::write(dir.spool().join("stranger/keep.csv"), "not ours").expect("write");
+    let mut d = Daemon::start(&dir, &cfg, port, &store);
+    d.wait_ready();
+    let srv = dir.spool().join("acme");
+
+    // A 255-byte name, and names whose keys must round-trip exactly.
+    let long = format!("{}.csv", "n".repeat(251));
+    let names = [
+        long.as_str(),
+        "sp ace.csv",
+        "per%25cent.csv",
+        "plus+sign.csv",
+        "ünï-cødé €.csv",
+        "q?mark&amp=1.csv",
+    ];
+    for (i, n) in names.iter().enumerate() {
+        dir.drop_file("acme", n, format!("content {i}").as_bytes());
+    }
+    // A hard link to a file outside the spool is a regular file: published.
+    let outside = dir.path().join("outside.csv");
+    std::fs::write(&outside, "linked content").expect("write");
+    std::fs::hard_link(&outside, srv.join("hard.csv")).expect("hard link");
+    // A folder swapped for a link to outside the spool is never entered.
+    let secret_dir = dir.path().join("secret");
+    std::fs::create_dir_all(&secret_dir).expect("mkdir");
+    std::fs::write(secret_dir.join("private.csv"), "private").expect("write");
+    std::fs::create_dir_all(dir.path().join("staging/swap")).expect("mkdir");
+    std::os::unix::fs::symlink(&secret_dir, dir.path().join("staging/swap-link")).expect("symlink");
+    std::fs::rename(dir.path().join("staging/swap-link"), srv.join("swap")).expect("swap in");
+
+    let want = names.len() as f64 + 1.0;
+    assert!(
+        wait_until(Duration::from_secs(60), || d
+            .metric("outpost_files_uploaded_total{server=\"acme\"}")
+            == Some(want)),
+        "log:\n{}",
+        d.log_text()
+    );
+    assert!(wait_until(Duration::from_secs(30), || d.metric(
+        "outpost_files_rejected_total{reason=\"symlink\",server=\"acme\"}"
+    ) == Some(1.0)));
+    rt().block_on(async {
+        for (i, n) in names.iter().enumerate() {
+            let got = get(&client, &bucket, &format!("pre/{n}")).await;
+            assert_eq!(
+                got.as_deref(),
+                Some(format!("content {i}").as_bytes()),
+                "key pre/{n} did not round-trip"
+            );
+        }
+        assert_eq!(
+            get(&client, &bucket, "pre/hard.csv").await.as_deref(),
+            Some(&b"linked content"[..])
+        );
+        assert!(
+            get(&client, &bucket, "pre/swap/private.csv")
+                .await
+                .is_none(),
+            "followed a link out of the spool"
+        );
+    });
+    assert!(
+        outside.exists(),
+        "the other link of a hard-linked file was touched"
+    );
+    assert!(secret_dir.join("private.csv").exists());
+
+    let log = d.log_text();
+    // The unknown server's folder: logged once, untouched.
+    assert!(
+        log.contains("not configured") && log.contains("stranger"),
+        "{log}"
+    );
+    assert!(dir.spool().join("stranger/keep.csv").exists());
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        d.log_text().matches("stranger").count(),
+        1,
+        "unknown folder logged more than once"
+    );
+    assert_eq!(d.stop(), Some(0));
+}
