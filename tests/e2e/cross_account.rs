@@ -283,13 +283,13 @@ fn radosgw_verify_says_ok_or_the_failing_step_and_the_fix() {
 }
 
 /// moto with IAM enforced: an admin creates users, roles and policies.
-struct Iam {
-    endpoint: String,
-    admin: Store,
+pub struct Iam {
+    pub endpoint: String,
+    pub admin: Store,
 }
 
 impl Iam {
-    fn new() -> Iam {
+    pub fn new() -> Iam {
         let endpoint = env("OUTPOST_TEST_MOTOAUTH_ENDPOINT");
         Iam {
             admin: Store {
@@ -301,7 +301,7 @@ impl Iam {
         }
     }
     /// Runs a Python snippet with boto3 as the admin; returns its stdout.
-    fn py(&self, code: &str) -> String {
+    pub fn py(&self, code: &str) -> String {
         let prelude = format!(
             "import boto3, json\nkw=dict(endpoint_url='{}', region_name='us-east-1', aws_access_key_id='{}', aws_secret_access_key='{}')\niam=boto3.client('iam', **kw)\ns3=boto3.client('s3', **kw)\n",
             self.endpoint, self.admin.key, self.admin.secret
@@ -318,7 +318,7 @@ impl Iam {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
     /// A user with keys and, optionally, an inline policy allowing `actions`.
-    fn user(&self, name: &str, actions: &[&str]) -> Store {
+    pub fn user(&self, name: &str, actions: &[&str]) -> Store {
         let policy = if actions.is_empty() {
             String::new()
         } else {

@@ -9,5 +9,11 @@ mod flow;
 mod hostile;
 mod ops;
 mod reload;
+mod secrets;
 mod shared_spool;
 mod spool_rules;
+
+/// moto with IAM enforced, shared by the tests that need identities.
+pub fn cross_account_iam() -> cross_account::Iam {
+    cross_account::Iam::new()
+}

@@ -1,0 +1,149 @@
+//! No secret ever appears in a log line, a metric, or command output: a run through
+//! every command and an error path at `RUST_LOG=trace` with JSON logs is searched for
+//! the secret key, session tokens and signatures.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use outpost_e2e::*;
+
+#[test]
+fn no_secret_in_logs_metrics_outputs_or_failure_records() {
+    let iam = super::cross_account_iam();
+    let tag = fastrand::u32(..);
+    let bucket = bucket_name("secrets");
+    let user = format!("sec{tag}");
+    let publisher = iam.user(
+        &user,
+        &[
+            "s3:PutObject",
+            "s3:AbortMultipartUpload",
+            "s3:ListMultipartUploadParts",
+            "sts:AssumeRole",
+        ],
+    );
+    let role_arn = iam.py(&format!(
+        "s3.create_bucket(Bucket='{bucket}')\n\
+         trust={{'Version':'2012-10-17','Statement':[{{'Effect':'Allow','Principal':{{'AWS':'arn:aws:iam::123456789012:user/{user}'}},'Action':'sts:AssumeRole'}}]}}\n\
+         r=iam.create_role(RoleName='r{tag}', AssumeRolePolicyDocument=json.dumps(trust))\n\
+         iam.put_role_policy(RoleName='r{tag}', PolicyName='w', PolicyDocument=json.dumps({{'Version':'2012-10-17','Statement':[{{'Effect':'Allow','Action':['s3:PutObject'],'Resource':'*'}}]}}))\n\
+         print(r['Role']['Arn'])"
+    ));
+    let dir = TestDir::new();
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, format!("{}\n", publisher.secret)).expect("secret");
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let port = free_port();
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let servers = format!(
+        "{}{}{}",
+        server_yaml(
+            "stat",
+            &publisher,
+            &bucket,
+            &format!(
+                "    credentials: {{ mode: static, access_key_id: {}, secret_access_key_file: {} }}\n    multipart: {{ threshold: 5MiB, part_size: 5MiB }}\n",
+                publisher.key,
+                secret_file.display()
+            )
+        ),
+        server_yaml(
+            "role",
+            &publisher,
+            &bucket,
+            &format!(
+                "    credentials: {{ mode: assume_role, role_arn: \"{role_arn}\", external_id: ext-{tag} }}\n"
+            )
+        ),
+        format!(
+            "  dead:\n    bucket: {bucket}\n    endpoint: {dead}\n    path_style: true\n    credentials: {{ mode: static, access_key_id: {}, secret_access_key_file: {} }}\n    retry: {{ initial_backoff: 10ms, max_backoff: 20ms, max_attempts: 2 }}\n",
+            publisher.key,
+            secret_file.display()
+        ),
+    );
+    let cfg = dir.config(&format!(
+        "publisher_account_id: \"123456789012\"\n{}",
+        config_yaml(&dir, port, &servers)
+    ));
+    let cfg_s = cfg.to_str().expect("utf8").to_owned();
+    // The daemon's own identity (for assume_role) is the same user, from the environment.
+    let envs = [
+        ("RUST_LOG", "trace,aws_sigv4=trace,hyper=trace"),
+        ("AWS_ENDPOINT_URL_STS", iam.endpoint.as_str()),
+    ];
+    let mut d = Daemon::start_with(&dir, &cfg, port, &publisher, &envs);
+    d.wait_ready();
+    dir.drop_file("stat", "a.csv", b"static");
+    dir.drop_file("stat", "big.bin", &data(6 * 1024 * 1024, 1));
+    dir.drop_file("role", "b.csv", b"role");
+    dir.drop_file("dead", "c.csv", b"dead");
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            d.metric("outpost_files_uploaded_total{server=\"stat\"}") == Some(2.0)
+                && d.metric("outpost_files_uploaded_total{server=\"role\"}") == Some(1.0)
+                && dir.failed().len() == 2
+        }),
+        "log tail:\n{}",
+        d.log_text()
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let (_, metrics) = http_get(port, "/metrics").expect("metrics");
+    assert_eq!(d.stop(), Some(0));
+    let mut everything = d.log_text();
+    everything.push_str(&metrics);
+    let run_envs: Vec<(&str, &str)> = vec![
+        ("RUST_LOG", "trace"),
+        ("AWS_ACCESS_KEY_ID", publisher.key.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", publisher.secret.as_str()),
+        ("AWS_ENDPOINT_URL_STS", iam.endpoint.as_str()),
+    ];
+    for args in [
+        vec!["--log-format", "json", "check", "-c", &cfg_s],
+        vec!["--log-format", "json", "status", "-c", &cfg_s],
+        vec!["--log-format", "json", "verify", "-c", &cfg_s],
+        vec!["--log-format", "json", "policy", "-c", &cfg_s, "role"],
+        vec![
+            "--log-format",
+            "json",
+            "requeue",
+            "-c",
+            &cfg_s,
+            "dead",
+            "--all",
+        ],
+    ] {
+        let (_, out, err) = outpost(&args, &run_envs);
+        everything.push_str(&out);
+        everything.push_str(&err);
+    }
+    for f in files_below(&dir.spool().join(".failed")) {
+        everything.push_str(&std::fs::read_to_string(f).unwrap_or_default());
+    }
+    assert!(
+        everything.len() > 10_000,
+        "too little output to be a meaningful check"
+    );
+    assert!(
+        !everything.contains(&publisher.secret),
+        "the secret access key was printed"
+    );
+    let lower = everything.to_lowercase();
+    for needle in [
+        "signature=",
+        "x-amz-security-token:",
+        "\"x-amz-security-token\"",
+        "sessiontoken",
+        "secret_access_key\":",
+        "calculated signing parameters",
+    ] {
+        assert!(!lower.contains(needle), "{needle:?} appears in the output");
+    }
+    eprintln!(
+        "secrets: searched {} bytes of logs, metrics, command output and failure records",
+        everything.len()
+    );
+}
