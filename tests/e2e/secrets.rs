@@ -35,8 +35,13 @@ fn no_secret_in_logs_metrics_outputs_or_failure_records() {
     std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let port = free_port();
     let dead = format!("http://127.0.0.1:{}", free_port());
+    let dead_yaml = format!(
+        "  dead:\n    bucket: {bucket}\n    endpoint: {dead}\n    path_style: true\n    credentials: {{ mode: static, access_key_id: {}, secret_access_key_file: {} }}\n    retry: {{ initial_backoff: 10ms, max_backoff: 20ms, max_attempts: 2 }}\n",
+        publisher.key,
+        secret_file.display()
+    );
     let servers = format!(
-        "{}{}{}",
+        "{}{}{dead_yaml}",
         server_yaml(
             "stat",
             &publisher,
@@ -54,11 +59,6 @@ fn no_secret_in_logs_metrics_outputs_or_failure_records() {
             &format!(
                 "    credentials: {{ mode: assume_role, role_arn: \"{role_arn}\", external_id: ext-{tag} }}\n"
             )
-        ),
-        format!(
-            "  dead:\n    bucket: {bucket}\n    endpoint: {dead}\n    path_style: true\n    credentials: {{ mode: static, access_key_id: {}, secret_access_key_file: {} }}\n    retry: {{ initial_backoff: 10ms, max_backoff: 20ms, max_attempts: 2 }}\n",
-            publisher.key,
-            secret_file.display()
         ),
     );
     let cfg = dir.config(&format!(
