@@ -8,6 +8,7 @@ mod faults;
 mod flow;
 mod hostile;
 mod ops;
+mod ordering;
 mod reload;
 mod secrets;
 mod shared_spool;

@@ -121,6 +121,7 @@ pub fn status(path: &Path, json: bool) -> u8 {
                     "failed_files": st.failed_files,
                     "blocked": live.blocked.contains_key(s),
                     "blocked_reason": live.blocked.get(s),
+                    "held_reason": live.held.get(s),
                     "daemon_running": live.running,
                 })
             })
@@ -141,10 +142,11 @@ pub fn status(path: &Path, json: bool) -> u8 {
             st.oldest_pending_age_seconds,
             live.in_flight.get(&s).copied().unwrap_or(0),
             st.failed_files,
-            match (live.running, live.blocked.get(&s)) {
-                (false, _) => "daemon not running".to_owned(),
-                (true, Some(why)) => format!("BLOCKED: {why}"),
-                (true, None) => "ok".to_owned(),
+            match (live.running, live.blocked.get(&s), live.held.get(&s)) {
+                (false, _, _) => "daemon not running".to_owned(),
+                (true, Some(why), _) => format!("BLOCKED: {why}"),
+                (true, None, Some(why)) => format!("HELD: {why}"),
+                (true, None, None) => "ok".to_owned(),
             }
         );
     }

@@ -40,6 +40,7 @@ pub fn configure(s: &outpost_config::Server) -> Command<Job> {
             max: s.retry.max_backoff,
             max_attempts: s.retry.max_attempts,
         },
+        last: s.publish_last.clone(),
     }
 }
 

@@ -339,10 +339,15 @@ fn write_live_state(
         .iter()
         .filter_map(|(k, v)| v.blocked.clone().map(|b| (k.clone(), b)))
         .collect();
+    let held: HashMap<String, String> = s
+        .iter()
+        .filter_map(|(k, v)| v.held.clone().map(|b| (k.clone(), b)))
+        .collect();
     let body = serde_json::json!({
         "pid": std::process::id(),
         "in_flight": in_flight,
         "blocked": blocked,
+        "held": held,
     })
     .to_string();
     if body != last {
@@ -367,6 +372,8 @@ pub struct LiveState {
     pub in_flight: HashMap<String, u64>,
     /// Why a server is blocked, per blocked server.
     pub blocked: HashMap<String, String>,
+    /// Why `publish_last` files of a server wait, per server.
+    pub held: HashMap<String, String>,
 }
 
 /// The live state of every daemon running on this spool.
@@ -394,10 +401,11 @@ pub fn read_live_state(spool: &Path) -> LiveState {
                 *out.in_flight.entry(k.clone()).or_insert(0) += n.as_u64().unwrap_or(0);
             }
         }
-        if let Some(m) = v["blocked"].as_object() {
-            for (k, r) in m {
-                out.blocked
-                    .insert(k.clone(), r.as_str().unwrap_or_default().to_owned());
+        for (field, map) in [("blocked", &mut out.blocked), ("held", &mut out.held)] {
+            if let Some(m) = v[field].as_object() {
+                for (k, r) in m {
+                    map.insert(k.clone(), r.as_str().unwrap_or_default().to_owned());
+                }
             }
         }
     }

@@ -30,6 +30,15 @@ impl Item for Job {
     fn dropped_at(&self) -> SystemTime {
         self.0.dropped_at()
     }
+    fn group(&self) -> &str {
+        self.0.rel.rsplit_once('/').map_or("", |x| x.0)
+    }
+    fn name(&self) -> &str {
+        self.0
+            .rel
+            .rsplit_once('/')
+            .map_or(self.0.rel.as_str(), |x| x.1)
+    }
 }
 
 /// The spool-kept journal of one claim.

@@ -8,6 +8,20 @@
 mod backoff;
 mod queue;
 
+#[cfg(test)]
+mod glob_tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*.info", "batch.info"));
+        assert!(!glob_match("*.info", "batch.info.csv"));
+        assert!(glob_match("manifest-??.json", "manifest-01.json"));
+        assert!(!glob_match("manifest-??.json", "manifest-1.json"));
+        assert!(glob_match("*", ""));
+    }
+}
+
 pub use backoff::{RetryPolicy, full_jitter};
 pub use queue::{Command, Scheduler, ServerStats, Stats};
 
@@ -26,6 +40,29 @@ pub trait Item: Send + Sync + Clone + 'static {
     fn size(&self) -> u64;
     /// When the item was dropped, for the oldest-pending age.
     fn dropped_at(&self) -> SystemTime;
+    /// The folder the item sits in: `publish_last` items wait for the earlier items of
+    /// their group.
+    fn group(&self) -> &str {
+        ""
+    }
+    /// The name matched against `publish_last` globs.
+    fn name(&self) -> &str {
+        self.order_key()
+    }
+}
+
+/// Whether `name` matches a `publish_last` glob (`*` and `?`).
+pub fn glob_match(glob: &str, name: &str) -> bool {
+    fn go(g: &[u8], n: &[u8]) -> bool {
+        match (g.first(), n.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&g[1..], n) || (!n.is_empty() && go(g, &n[1..])),
+            (Some(b'?'), Some(_)) => go(&g[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => go(&g[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    go(glob.as_bytes(), name.as_bytes())
 }
 
 /// The verdict of one attempt.

@@ -24,6 +24,8 @@ pub struct ServerStats {
     pub oldest_dropped: Option<SystemTime>,
     /// Why the server is blocked, if it is.
     pub blocked: Option<String>,
+    /// Why `publish_last` files wait beyond the normal order, if they do.
+    pub held: Option<String>,
 }
 
 /// Longest wait between two probes of a blocked server.
@@ -75,6 +77,11 @@ struct ServerQueue<I> {
     removed: bool,
     /// Set while the destination refuses us.
     blocked: Option<Blocked>,
+    /// `publish_last` globs.
+    last: Vec<String>,
+    /// Per group, the order keys of items given up: `publish_last` items of that group
+    /// wait until they are delivered after all (requeued).
+    failed_in_group: HashMap<String, HashSet<String>>,
 }
 
 impl<I: Item> ServerQueue<I> {
@@ -89,7 +96,29 @@ impl<I: Item> ServerQueue<I> {
             retry,
             removed: false,
             blocked: None,
+            last: Vec::new(),
+            failed_in_group: HashMap::new(),
         }
+    }
+
+    fn is_last(&self, item: &I) -> bool {
+        self.last.iter().any(|g| crate::glob_match(g, item.name()))
+    }
+
+    /// Whether a `publish_last` item must still wait: an earlier item of its group is
+    /// pending or in flight, or one of its group failed.
+    fn held_back(&self, item: &I) -> bool {
+        if !self.is_last(item) {
+            return false;
+        }
+        let g = item.group();
+        if self.failed_in_group.get(g).is_some_and(|f| !f.is_empty()) {
+            return true;
+        }
+        let earlier = |p: &Pending<I>| {
+            p.item.seq() < item.seq() && p.item.group() == g && !self.is_last(&p.item)
+        };
+        self.waiting.values().any(earlier) || self.running.values().any(earlier)
     }
 
     /// Delay before the `n`-th probe of a blocked server: the retry schedule capped at
@@ -125,6 +154,10 @@ impl<I: Item> ServerQueue<I> {
                 held.insert(key);
                 continue;
             }
+            if !self.last.is_empty() && self.held_back(&p.item) {
+                held.insert(key);
+                continue;
+            }
             return Some(*seq);
         }
         None
@@ -148,6 +181,24 @@ impl<I: Item> ServerQueue<I> {
             in_flight: self.running.len() as u64,
             oldest_dropped: self.by_age.first().map(|(t, _)| *t),
             blocked: self.blocked.as_ref().map(|b| b.reason.clone()),
+            held: self
+                .failed_in_group
+                .iter()
+                .find(|(g, f)| {
+                    !f.is_empty()
+                        && self
+                            .waiting
+                            .values()
+                            .any(|p| p.item.group() == g.as_str() && self.is_last(&p.item))
+                })
+                .map(|(g, f)| {
+                    let mut failed: Vec<&String> = f.iter().collect();
+                    failed.sort();
+                    format!(
+                        "publish_last files of folder {g:?} wait: {} of that folder failed (in .failed/); requeue it",
+                        failed.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                    )
+                }),
         }
     }
 
@@ -182,6 +233,8 @@ pub enum Command<I> {
         max_in_flight: usize,
         /// Its retry policy.
         retry: RetryPolicy,
+        /// Globs of items published only after the earlier items of their group.
+        last: Vec<String>,
     },
     /// Removes a server once its queue is empty; no new attempt starts for it.
     Remove {
@@ -274,6 +327,7 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
                 server,
                 max_in_flight,
                 retry,
+                last,
             } => {
                 let q = self
                     .servers
@@ -281,6 +335,7 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
                     .or_insert_with(|| ServerQueue::new(max_in_flight, retry));
                 q.max_in_flight = max_in_flight.max(1);
                 q.retry = retry;
+                q.last = last;
                 q.removed = false;
                 self.publish(&server);
             }
@@ -386,6 +441,15 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
         }
         match f.outcome {
             Outcome::Done | Outcome::Dropped => {
+                if matches!(f.outcome, Outcome::Done) {
+                    let g = p.item.group().to_owned();
+                    if let Some(set) = q.failed_in_group.get_mut(&g) {
+                        set.remove(p.item.order_key());
+                        if set.is_empty() {
+                            q.failed_in_group.remove(&g);
+                        }
+                    }
+                }
                 if matches!(f.outcome, Outcome::Done)
                     && let Some(b) = q.blocked.take()
                 {
@@ -432,6 +496,12 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
                 p.last_error = err;
                 if p.failures >= q.retry.max_attempts {
                     q.forget(&p);
+                    if !q.last.is_empty() && !q.is_last(&p.item) {
+                        q.failed_in_group
+                            .entry(p.item.group().to_owned())
+                            .or_default()
+                            .insert(p.item.order_key().to_owned());
+                    }
                     let history = History {
                         attempts: p.failures,
                         first_attempt: p.first_attempt.unwrap_or_else(SystemTime::now),

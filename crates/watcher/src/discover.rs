@@ -216,8 +216,9 @@ impl State {
                 self.housekeeping();
                 next_rescan = Instant::now() + self.d.rescan_interval;
             } else {
-                paths.sort();
-                paths.dedup();
+                // In arrival order (drop order decides same-path and publish_last order).
+                let mut seen = HashSet::new();
+                paths.retain(|p| seen.insert(p.clone()));
                 for p in paths {
                     if let Some((server, rel)) = split_event_path(&root, &p)
                         && self.rules.contains_key(&server)
@@ -358,29 +359,31 @@ impl State {
                 self.remove_if_stale(&root, &dir);
                 continue;
             }
+            // Files in modification order: the best guess of drop order for files found
+            // by a scan (same-path and publish_last order follow it).
+            let mut files = Vec::new();
             for (i, (name, ft)) in entries.into_iter().enumerate() {
                 if i % 256 == 0 {
                     self.beat();
                 }
                 let child = dir.join(&name);
-                match ft {
-                    FileType::Directory => {
-                        if !in_progress(&name) {
-                            stack.push(child);
-                        }
+                let st = fsx::lstat_at(&fd, &name).ok();
+                let is_dir = match ft {
+                    FileType::Directory => true,
+                    FileType::Unknown => st.as_ref().map(fsx::kind) == Some(FileType::Directory),
+                    _ => false,
+                };
+                if is_dir {
+                    if !in_progress(&name) {
+                        stack.push(child);
                     }
-                    FileType::Unknown => {
-                        let st = fsx::lstat_at(&fd, &name).ok();
-                        if st.as_ref().map(fsx::kind) == Some(FileType::Directory) {
-                            if !in_progress(&name) {
-                                stack.push(child);
-                            }
-                        } else {
-                            self.consider(server, &fd, &child, st.as_ref());
-                        }
-                    }
-                    _ => self.consider(server, &fd, &child, None),
+                } else {
+                    files.push((st.as_ref().map_or(0, fsx::mtime_ns), child, st));
                 }
+            }
+            files.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+            for (_, child, st) in files {
+                self.consider(server, &fd, &child, st.as_ref());
             }
         }
     }

@@ -29,20 +29,6 @@ pub fn key_problem(prefix: &str, rel: &[u8]) -> Option<crate::FailReason> {
     (prefix.len() + rel.len() > MAX_KEY_BYTES).then_some(crate::FailReason::KeyTooLong)
 }
 
-/// Whether `name` matches a `publish_last` glob (`*` and `?` only).
-pub fn glob_match(glob: &str, name: &str) -> bool {
-    fn go(g: &[u8], n: &[u8]) -> bool {
-        match (g.first(), n.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&g[1..], n) || (!n.is_empty() && go(g, &n[1..])),
-            (Some(b'?'), Some(_)) => go(&g[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => go(&g[1..], &n[1..]),
-            _ => false,
-        }
-    }
-    go(glob.as_bytes(), name.as_bytes())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,13 +72,5 @@ mod tests {
             key_problem("p/x", long.as_bytes()),
             Some(crate::FailReason::KeyTooLong)
         );
-    }
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("*.info", "batch.info"));
-        assert!(!glob_match("*.info", "batch.info.csv"));
-        assert!(glob_match("manifest-??.json", "manifest-01.json"));
-        assert!(glob_match("*", ""));
     }
 }

@@ -22,6 +22,12 @@ impl Item for It {
     fn dropped_at(&self) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(self.seq)
     }
+    fn group(&self) -> &str {
+        self.key.rsplit_once('/').map_or("", |x| x.0)
+    }
+    fn name(&self) -> &str {
+        self.key.rsplit_once('/').map_or(self.key.as_str(), |x| x.1)
+    }
 }
 
 /// Records the start order; fails the first `fail_first` attempts of every item.
@@ -92,6 +98,7 @@ async fn run_with(
             server: (*name).into(),
             max_in_flight: *max,
             retry: policy(3),
+            last: vec!["*.info".into()],
         })
         .await
         .expect("send");
@@ -283,6 +290,7 @@ async fn blocked_server_probes_one_file_and_heals_by_itself() {
             max: Duration::from_secs(3600),
             max_attempts: 2,
         },
+        last: Vec::new(),
     })
     .await
     .expect("send");
@@ -323,6 +331,83 @@ async fn blocked_server_probes_one_file_and_heals_by_itself() {
     let st = stats.lock().expect("lock")["b"].clone();
     assert_eq!(st.blocked, None);
     assert_eq!(st.queue_files, 0);
+    stop.cancel();
+    h.await.expect("join");
+}
+
+#[tokio::test(start_paused = true)]
+async fn publish_last_waits_for_earlier_files_of_its_folder_only() {
+    let fake = Arc::new(Fake {
+        delay: Duration::from_millis(100),
+        ..Default::default()
+    });
+    let items = vec![
+        ("a", it("d/1.csv", 1)),
+        ("a", it("d/2.csv", 2)),
+        ("a", it("d/3.csv", 3)),
+        ("a", it("d/batch.info", 4)),
+        ("a", it("e/other.info", 5)),
+        ("a", it("d/late.csv", 6)),
+    ];
+    run_with(fake.clone(), 8, &[("a", 8)], items, Duration::from_secs(5)).await;
+    let log = fake.log.lock().expect("lock").clone();
+    let pos = |seq| log.iter().position(|(_, s, _)| *s == seq).expect("ran");
+    // batch.info starts only after 1, 2, 3 finished; not after late.csv (it came later);
+    // e/other.info has no earlier file in its folder.
+    assert!(pos(4) > pos(1) && pos(4) > pos(2) && pos(4) > pos(3));
+    assert!(pos(5) < pos(4));
+    assert!(pos(6) < pos(4), "late.csv is not held back by the .info");
+}
+
+#[tokio::test(start_paused = true)]
+async fn publish_last_waits_while_an_earlier_file_failed_and_says_why() {
+    let fake = Arc::new(Fake {
+        fail_first: 100,
+        ..Default::default()
+    });
+    let s = Scheduler::new(fake.clone(), 4);
+    let stats = s.stats();
+    let (tx, rx) = mpsc::channel(100);
+    tx.send(Command::Configure {
+        server: "a".into(),
+        max_in_flight: 4,
+        retry: policy(2),
+        last: vec!["*.info".into()],
+    })
+    .await
+    .expect("send");
+    tx.send(Command::Add {
+        server: "a".into(),
+        item: it("d/1.csv", 1),
+    })
+    .await
+    .expect("send");
+    tx.send(Command::Add {
+        server: "a".into(),
+        item: it("d/b.info", 2),
+    })
+    .await
+    .expect("send");
+    let stop = CancellationToken::new();
+    let h = tokio::spawn(s.run(rx, stop.clone(), Duration::from_secs(1)));
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let st = stats.lock().expect("lock")["a"].clone();
+    assert_eq!(*fake.gave_up.lock().expect("lock"), vec![1]);
+    assert!(
+        !fake
+            .log
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|(_, s, _)| *s == 2),
+        "the .info went out"
+    );
+    assert!(
+        st.held
+            .as_deref()
+            .is_some_and(|h| h.contains("d/1.csv") && h.contains("requeue")),
+        "{st:?}"
+    );
     stop.cancel();
     h.await.expect("join");
 }
