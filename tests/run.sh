@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make test`: installs what the tests need, starts the S3 servers on 127.0.0.1, runs
 # every test (unit and end-to-end), and stops the servers whatever happens.
+# Extra arguments go to cargo-nextest (e.g. a filter: `tests/run.sh -E 'test(kill9)'`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -18,7 +19,7 @@ export OUTPOST_TEST_TMP="$ROOT/.tmp/e2e"
 rm -rf "$OUTPOST_TEST_TMP"; mkdir -p "$OUTPOST_TEST_TMP"
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast --test-threads 4
+  cargo nextest run --workspace --no-fail-fast --test-threads 4 "$@"
 else
   cargo test --workspace --no-fail-fast -- --test-threads 4
 fi
