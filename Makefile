@@ -1,6 +1,6 @@
 # outpost — make targets. `make help` lists them.
 .DEFAULT_GOAL := help
-.PHONY: help build test soak demo check deb
+.PHONY: help build test soak bench demo check deb
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -13,6 +13,9 @@ test: ## install test servers, start them on 127.0.0.1, run every test
 
 soak: ## the crash loop with 200 kill -9 (make test runs 24)
 	OUTPOST_CRASH_KILLS=200 tests/run.sh --no-capture -E 'test(kill9)'
+
+bench: ## outpost vs AWS CLI and rclone on the same local server (BENCH_SERVER=s3s|radosgw); writes docs/benchmarks.md
+	tests/bench/run.sh
 
 demo: ## publish sample batch files to a local radosgw bucket and show them arrive
 	deploy/demo.sh

@@ -2,7 +2,8 @@
 # Installs what the end-to-end tests and the demo need: Ceph radosgw, Prometheus and
 # systemd (Debian), s3s-fs
 # (crates.io), moto and boto3 (PyPI, in a venv). Idempotent; tools go under
-# $OUTPOST_TOOLS. Usage: install.sh [radosgw] [s3s] [moto]   (default: all)
+# $OUTPOST_TOOLS. Usage: install.sh [radosgw] [s3s] [moto] [bench]
+# (default: radosgw s3s moto; bench adds rclone and the AWS CLI for `make bench`)
 set -euo pipefail
 WHAT=${*:-radosgw s3s moto}
 want() { case " $WHAT " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
@@ -14,6 +15,8 @@ command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v dpkg-deb >/dev/null 2>&1 || need_apt+=(dpkg)
+# Peers of `make bench`.
+if want bench; then command -v rclone >/dev/null 2>&1 || need_apt+=(rclone); fi
 want radosgw && for bin in radosgw:radosgw ceph-mon:ceph-mon ceph-osd:ceph-osd ceph:ceph-common; do
   command -v "${bin%%:*}" >/dev/null 2>&1 || need_apt+=("${bin##*:}")
 done
@@ -31,5 +34,9 @@ if ! "$TOOLS/venv/bin/python" -c 'import moto.server, boto3' 2>/dev/null; then
   echo "installing moto 5.2.5 and boto3 in $TOOLS/venv"
   python3 -m venv "$TOOLS/venv"
   "$TOOLS/venv/bin/pip" install -q 'moto[server]==5.2.5' boto3
+fi
+if want bench && [ ! -x "$TOOLS/venv/bin/aws" ]; then
+  echo "installing the AWS CLI (PyPI awscli) in $TOOLS/venv"
+  "$TOOLS/venv/bin/pip" install -q awscli
 fi
 echo "test tools ready in $TOOLS"
