@@ -26,6 +26,10 @@ pub struct Destination {
     /// Set once the destination refused multipart while accepting a single PUT: files
     /// up to 5 GiB then go as one streamed PutObject.
     pub multipart_refused: Arc<std::sync::atomic::AtomicBool>,
+    /// Over TLS the payload is not SHA-256-hashed for signing (`UNSIGNED-PAYLOAD`): the
+    /// checksum header we send already lets the store verify every byte. Plain-http
+    /// endpoints keep signed payloads.
+    pub unsigned_payload: bool,
 }
 
 impl Destination {
@@ -33,10 +37,15 @@ impl Destination {
     /// file readable by group or others is refused.
     pub async fn new(server: Arc<Server>) -> Result<Destination, UploadError> {
         let client = build_client(&server).await?;
+        let unsigned_payload = server
+            .endpoint
+            .as_deref()
+            .is_none_or(|e| e.starts_with("https://"));
         Ok(Destination {
             server,
             client,
             multipart_refused: Arc::default(),
+            unsigned_payload,
         })
     }
 }

@@ -128,6 +128,18 @@ macro_rules! with_checksum {
 
 pub(crate) use with_checksum;
 
+/// Sends a PutObject or UploadPart, without payload signing where the endpoint is TLS.
+macro_rules! send_object {
+    ($req:expr, $unsigned:expr) => {{
+        let op = $req.customize();
+        if $unsigned {
+            op.disable_payload_signing().send().await
+        } else {
+            op.send().await
+        }
+    }};
+}
+
 impl Destination {
     /// Uploads `file` (opened read-only from its claim) to `<prefix><rel>`.
     pub async fn upload(
@@ -215,9 +227,7 @@ impl Destination {
             .body(ByteStream::from(data));
         let req = object_settings!(req, &self.server);
         let req = with_checksum!(req, sum);
-        req.send()
-            .await
-            .map_err(|e| UploadError::sdk("PutObject", e))?;
+        send_object!(req, self.unsigned_payload).map_err(|e| UploadError::sdk("PutObject", e))?;
         Ok(Uploaded {
             bytes: size,
             parts: 1,
@@ -264,9 +274,7 @@ impl Destination {
             .body(body);
         let req = object_settings!(req, &self.server);
         let req = with_checksum!(req, sum);
-        req.send()
-            .await
-            .map_err(|e| UploadError::sdk("PutObject", e))?;
+        send_object!(req, self.unsigned_payload).map_err(|e| UploadError::sdk("PutObject", e))?;
         Ok(Uploaded {
             bytes: size,
             parts: 1,
@@ -402,6 +410,7 @@ impl Destination {
                 let id = upload_id.clone();
                 let kind = s.checksum;
                 let owner = s.expected_bucket_owner.clone();
+                let unsigned = self.unsigned_payload;
                 tasks.spawn(async move {
                     let data = read_at(file, offset, len).await?;
                     let sum = PartChecksum::compute(kind, &data);
@@ -415,9 +424,7 @@ impl Destination {
                         .content_length(len as i64)
                         .body(ByteStream::from(data));
                     let req = with_checksum!(req, sum.clone());
-                    let out = req
-                        .send()
-                        .await
+                    let out = send_object!(req, unsigned)
                         .map_err(|e| UploadError::sdk("UploadPart", e))?;
                     let mut p = CompletedPart::builder()
                         .part_number(n)
