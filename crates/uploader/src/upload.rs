@@ -333,8 +333,18 @@ impl Destination {
                         tracing::info!(bucket = %s.bucket, key, parts_done = done.len(), parts = nparts, "resuming multipart upload");
                         upload_id = Some(r.upload_id.clone());
                     }
+                    Err(e)
+                        if e.class == ErrorClass::Transient
+                            && e.code.as_deref() != Some("NoSuchUpload") =>
+                    {
+                        // Not known to be gone: keep the journal and try again later.
+                        return Err(e);
+                    }
                     Err(e) => {
                         tracing::info!(bucket = %s.bucket, key, error = %e, "recorded multipart upload is gone; starting again");
+                        // A store may answer 403 for an upload it no longer has; try to
+                        // abort it anyway so nothing is left open.
+                        self.abort(key, &r.upload_id).await;
                         journal.clear();
                     }
                 }
@@ -348,26 +358,31 @@ impl Destination {
             None => {
                 let mut req = s.client_create(&self.client, key);
                 req = object_settings!(req, s);
+                // Recorded before the request: a crash or a lost answer after the store
+                // began the upload leaves a trace that the next attempt cleans up.
                 let since = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs() as i64)
                     - 2;
+                let suspect = MpuRecord {
+                    upload_id: String::new(),
+                    bucket: s.bucket.clone(),
+                    key: key.to_owned(),
+                    size,
+                    mtime_ns,
+                    part_size,
+                    suspect_since_unix: Some(since),
+                };
+                journal
+                    .save(&serde_json::to_vec(&suspect).unwrap_or_default())
+                    .map_err(|e| UploadError::io("journal", &e))?;
                 let out = match req.send().await {
                     Ok(out) => out,
                     Err(e) => {
                         let e = UploadError::sdk("CreateMultipartUpload", e);
-                        if e.code.is_none() && e.class == ErrorClass::Transient {
-                            // No answer: the store may have begun an upload anyway.
-                            let rec = MpuRecord {
-                                upload_id: String::new(),
-                                bucket: s.bucket.clone(),
-                                key: key.to_owned(),
-                                size,
-                                mtime_ns,
-                                part_size,
-                                suspect_since_unix: Some(since),
-                            };
-                            let _ = journal.save(&serde_json::to_vec(&rec).unwrap_or_default());
+                        if e.code.is_some() {
+                            // The store answered: no upload was begun.
+                            journal.clear();
                         }
                         return Err(e);
                     }
@@ -576,28 +591,36 @@ impl Destination {
     /// the upload anyway): aborts uploads of `key` begun since `since_unix`, when the
     /// policy lets us list them; otherwise the bucket's lifecycle rule cleans them.
     async fn abort_orphans(&self, key: &str, since_unix: i64) {
-        let listed = self
-            .client
-            .list_multipart_uploads()
-            .bucket(&self.server.bucket)
-            .prefix(key)
-            .set_expected_bucket_owner(self.server.expected_bucket_owner.clone())
-            .send()
-            .await;
-        match listed {
-            Ok(out) => {
-                for u in out.uploads() {
-                    let began = u.initiated().map_or(0, |t| t.secs());
-                    if u.key() == Some(key)
-                        && began >= since_unix
-                        && let Some(id) = u.upload_id()
-                    {
-                        self.abort(key, id).await;
+        for attempt in 0..6u32 {
+            let listed = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.server.bucket)
+                .prefix(key)
+                .set_expected_bucket_owner(self.server.expected_bucket_owner.clone())
+                .send()
+                .await;
+            match listed {
+                Ok(out) => {
+                    for u in out.uploads() {
+                        let began = u.initiated().map_or(0, |t| t.secs());
+                        if u.key() == Some(key)
+                            && began >= since_unix
+                            && let Some(id) = u.upload_id()
+                        {
+                            self.abort(key, id).await;
+                        }
                     }
+                    return;
                 }
-            }
-            Err(e) => {
-                tracing::debug!(key, error = %UploadError::sdk("ListMultipartUploads", e), "cannot list uploads to clean an unrecorded one; left to the lifecycle rule")
+                Err(e) => {
+                    let e = UploadError::sdk("ListMultipartUploads", e);
+                    if e.class != ErrorClass::Transient || attempt == 5 {
+                        tracing::debug!(key, error = %e, "cannot list uploads to clean an unrecorded one; left to the lifecycle rule");
+                        return;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+                }
             }
         }
     }
