@@ -78,6 +78,7 @@ class Outpost:
 
     def __init__(self, work, server, bucket, servers=1, part=8 * MIB, conc=8, uploads=16, archive=False):
         self.work = Path(work)
+        self.work.mkdir(parents=True, exist_ok=True)
         self.spool = self.work / "spool"
         self.port = free_port()
         names = ["acme"] + [f"s{i:03}" for i in range(1, servers)]

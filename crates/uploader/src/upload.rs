@@ -66,10 +66,20 @@ fn identity(file: &std::fs::File) -> Result<(u64, i128), UploadError> {
     ))
 }
 
+/// Below this size a read is done in place, into a heap buffer.
+const SMALL_READ: u64 = 256 * 1024;
+
 /// Reads `len` bytes at `offset` into a buffer of its own anonymous mapping, returned
 /// to the kernel when the request drops it. (Large `Vec`s would raise glibc's dynamic
 /// mmap threshold and stay in the heap, doubling the resident size.)
 async fn read_at(file: Arc<std::fs::File>, offset: u64, len: u64) -> Result<Bytes, UploadError> {
+    // Small reads (page cache, microseconds) stay on this thread, in a plain buffer.
+    if len < SMALL_READ {
+        let mut buf = vec![0u8; len as usize];
+        file.read_exact_at(&mut buf, offset)
+            .map_err(|e| UploadError::io("read", &e))?;
+        return Ok(Bytes::from(buf));
+    }
     tokio::task::spawn_blocking(move || {
         if len == 0 {
             return Ok(Bytes::new());

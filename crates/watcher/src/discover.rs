@@ -22,8 +22,9 @@ use crate::{Claim, RejectReason, Spool, SpoolEvents};
 
 /// How long an emptied sub-folder must stay empty before it is removed.
 const EMPTY_DIR_AGE: Duration = Duration::from_secs(300);
-/// Events arriving within this window are handled together.
-const COALESCE: Duration = Duration::from_millis(20);
+/// Most events handled in one batch: events already queued are taken together (no
+/// waiting for more, which would add latency to every drop).
+const MAX_BATCH: usize = 10_000;
 
 /// What discovery needs to know of one server.
 #[derive(Debug, Clone)]
@@ -191,17 +192,14 @@ impl State {
                 Ok(Msg::Reconfigure(servers)) => self.reconfigure(servers),
                 Ok(Msg::Fs(ev)) => {
                     rescan |= collect(ev, &mut paths);
-                    let until = Instant::now() + COALESCE;
-                    while let Ok(m) =
-                        rx.recv_timeout(until.saturating_duration_since(Instant::now()))
-                    {
+                    while let Ok(m) = rx.try_recv() {
                         match m {
                             Msg::Stop => return,
                             Msg::Ping => self.beat(),
                             Msg::Reconfigure(servers) => self.reconfigure(servers),
                             Msg::Fs(ev) => rescan |= collect(ev, &mut paths),
                         }
-                        if paths.len() > 10_000 {
+                        if paths.len() > MAX_BATCH {
                             break;
                         }
                     }
