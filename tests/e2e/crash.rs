@@ -213,7 +213,10 @@ fn file_changed_during_multipart_is_not_published_as_is() {
     dir.drop_file("acme", "grow.bin", &original);
     // Append to the claimed file while its parts are being sent.
     let claimed = || dir.claimed().into_iter().next();
-    assert!(wait_until(Duration::from_secs(30), || claimed().is_some()));
+    assert!(wait_until(Duration::from_secs(30), || claimed().is_some()
+        && d.metric("outpost_uploads_in_flight{server=\"acme\"}")
+            == Some(1.0)));
+    std::thread::sleep(Duration::from_millis(200)); // its first parts are on the wire
     let path = claimed().expect("claimed");
     let extra = data(1000, 2);
     {

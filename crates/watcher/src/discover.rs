@@ -25,6 +25,11 @@ const EMPTY_DIR_AGE: Duration = Duration::from_secs(300);
 /// Most events handled in one batch: events already queued are taken together (no
 /// waiting for more, which would add latency to every drop).
 const MAX_BATCH: usize = 10_000;
+/// A relative path to claim and its marker, if any.
+type ToClaim = (PathBuf, Option<PathBuf>);
+
+/// Most files claimed in one batch (one set of fsyncs).
+const CLAIM_BATCH: usize = 256;
 
 /// What discovery needs to know of one server.
 #[derive(Debug, Clone)]
@@ -134,6 +139,8 @@ struct State {
     heartbeat: Arc<AtomicU64>,
     /// inotify watches (None when the kernel refused them: rescans only).
     watcher: Option<notify::RecommendedWatcher>,
+    /// Complete files waiting to be claimed in the current batch.
+    to_claim: Vec<(String, PathBuf, Option<PathBuf>)>,
 }
 
 impl State {
@@ -150,6 +157,7 @@ impl State {
             quiet: HashMap::new(),
             heartbeat,
             watcher: None,
+            to_claim: Vec::new(),
         }
     }
 
@@ -173,6 +181,7 @@ impl State {
             self.watch(&n);
         }
         self.full_scan();
+        self.flush();
         let ready = std::mem::replace(&mut self.d.on_ready, Box::new(|| {}));
         ready();
         let mut next_rescan = Instant::now() + self.d.rescan_interval;
@@ -226,6 +235,7 @@ impl State {
                 }
             }
             self.check_quiet();
+            self.flush();
         }
     }
 
@@ -557,24 +567,54 @@ impl State {
             }
             return;
         }
-        match self.d.spool.claim(server, rel, marker) {
-            Ok(Some(c)) => {
-                tracing::debug!(server, rel = %c.rel, seq = c.seq, bytes = c.size, "claimed");
-                if !(self.d.sink)(c) {
-                    tracing::debug!("claim receiver gone");
-                }
+        self.to_claim.push((
+            server.to_owned(),
+            rel.to_owned(),
+            marker.map(Path::to_owned),
+        ));
+        if self.to_claim.len() >= CLAIM_BATCH {
+            self.flush();
+        }
+    }
+
+    /// Claims what [`State::take`] collected: one batch per server, so the fsyncs are
+    /// paid once per batch, not once per file.
+    fn flush(&mut self) {
+        if self.to_claim.is_empty() {
+            return;
+        }
+        let items = std::mem::take(&mut self.to_claim);
+        let mut by_server: Vec<(String, Vec<ToClaim>)> = Vec::new();
+        for (server, rel, marker) in items {
+            match by_server.iter_mut().find(|(s, _)| *s == server) {
+                Some((_, v)) => v.push((rel, marker)),
+                None => by_server.push((server, vec![(rel, marker)])),
             }
-            Ok(None) => {}
-            Err(SpoolError::NotRegular { .. }) => {
-                self.reject(server, rel, RejectReason::Special, &self.full(server, rel))
-            }
-            Err(e) if e.is_link() => {
-                self.reject(server, rel, RejectReason::Symlink, &self.full(server, rel))
-            }
-            Err(e) => {
-                let key = (server.to_owned(), rel.to_owned());
-                if self.reported.insert(key) {
-                    tracing::error!(server, path = %self.full(server, rel).display(), error = %e, "cannot claim file; it stays in the spool");
+        }
+        for (server, batch) in by_server {
+            for (rel, result) in self.d.spool.claim_batch(&server, &batch) {
+                let server = server.as_str();
+                let rel = rel.as_path();
+                match result {
+                    Ok(Some(c)) => {
+                        tracing::debug!(server, rel = %c.rel, seq = c.seq, bytes = c.size, "claimed");
+                        if !(self.d.sink)(c) {
+                            tracing::debug!("claim receiver gone");
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(SpoolError::NotRegular { .. }) => {
+                        self.reject(server, rel, RejectReason::Special, &self.full(server, rel))
+                    }
+                    Err(e) if e.is_link() => {
+                        self.reject(server, rel, RejectReason::Symlink, &self.full(server, rel))
+                    }
+                    Err(e) => {
+                        let key = (server.to_owned(), rel.to_owned());
+                        if self.reported.insert(key) {
+                            tracing::error!(server, path = %self.full(server, rel).display(), error = %e, "cannot claim file; it stays in the spool");
+                        }
+                    }
                 }
             }
         }

@@ -5,6 +5,7 @@
 //! anything under `spool_dir`; the uploader only opens claimed files read-only. It knows
 //! nothing about S3: upload journals are opaque bytes it keeps beside a claim.
 
+mod claimname;
 mod discover;
 mod fsx;
 pub mod rules;
@@ -33,6 +34,9 @@ pub struct Claim {
     /// Marker file removed with this claim (marker completion rule), relative path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub marker: Option<String>,
+    /// Name of the claimed file in the claims folder.
+    #[serde(skip)]
+    pub data: String,
 }
 
 impl Claim {

@@ -167,9 +167,7 @@ pub fn default_instance() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-fn seq_name(seq: u64, ext: &str) -> OsString {
-    OsString::from(format!("{seq:020}.{ext}"))
-}
+use crate::claimname::{self, seq_name};
 
 /// Formats a time as RFC 3339 UTC (seconds).
 pub fn rfc3339(t: SystemTime) -> String {
@@ -316,55 +314,69 @@ impl Spool {
                     continue;
                 };
                 for (entry, _) in &entries {
-                    let s = entry.to_string_lossy();
-                    let Some(old_seq) = s.strip_suffix(".json").and_then(|n| n.parse::<u64>().ok())
-                    else {
-                        continue;
-                    };
-                    let Ok(bytes) = fsx::read_at(&from_fd, entry) else {
-                        continue;
-                    };
-                    let Ok(mut c) = serde_json::from_slice::<Claim>(&bytes) else {
-                        continue;
-                    };
-                    let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
-                    c.server = server.clone();
-                    c.seq = seq;
-                    let Ok(meta) = serde_json::to_vec(&c) else {
-                        continue;
-                    };
-                    if fsx::write_atomic(&d.claims, &seq_name(seq, "json"), &meta).is_err() {
-                        continue;
+                    if let Some(c) = self.take_one(&server, &d, &from_fd, entry) {
+                        out.push(c);
                     }
-                    // The rename of the data is the moment the file changes hands.
-                    if fsx::rename_at(
-                        &from_fd,
-                        &seq_name(old_seq, "data"),
-                        &d.claims,
-                        &seq_name(seq, "data"),
-                    )
-                    .is_err()
-                    {
-                        let _ = fsx::unlink_at(&d.claims, &seq_name(seq, "json"));
-                        continue;
-                    }
-                    let _ = fsx::rename_at(
-                        &from_fd,
-                        &seq_name(old_seq, "upload"),
-                        &d.claims,
-                        &seq_name(seq, "upload"),
-                    );
-                    let _ = fsx::unlink_at(&from_fd, entry);
-                    let _ = fsx::sync(&d.claims);
-                    let _ = fsx::sync(&from_fd);
-                    out.push(c);
                 }
+                let _ = fsx::sync(&d.claims);
+                let _ = fsx::sync(&from_fd);
             }
             if out.len() > before {
                 tracing::warn!(instance = %name, files = out.len() - before, lease_age_s = lease_age.as_secs(), "took over the claims of a daemon whose lease expired");
             }
         }
         out
+    }
+
+    /// Moves one claim of a dead instance into ours (one rename of its data).
+    fn take_one(
+        &self,
+        server: &str,
+        d: &ServerDirs,
+        from: &OwnedFd,
+        entry: &OsStr,
+    ) -> Option<Claim> {
+        let parsed = claimname::parse(entry)?;
+        let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
+        let (mut c, new_name) = match parsed {
+            claimname::Data::Short { rel, .. } => {
+                let st = fsx::lstat_at(from, entry).ok()?;
+                let c = Claim {
+                    server: server.to_owned(),
+                    seq,
+                    rel: rel.clone(),
+                    size: st.st_size as u64,
+                    mtime_ns: fsx::mtime_ns(&st),
+                    marker: None,
+                    data: String::new(),
+                };
+                (c, claimname::short(seq, &rel)?)
+            }
+            claimname::Data::Long { seq: old } => {
+                let bytes = fsx::read_at(from, &seq_name(old, "json")).ok()?;
+                let mut c: Claim = serde_json::from_slice(&bytes).ok()?;
+                c.server = server.to_owned();
+                c.seq = seq;
+                let meta = serde_json::to_vec(&c).ok()?;
+                fsx::write_atomic(&d.claims, &seq_name(seq, "json"), &meta).ok()?;
+                (c, seq_name(seq, "data"))
+            }
+        };
+        let old_seq = claimname::seq_of(entry)?;
+        // The rename of the data is the moment the file changes hands.
+        if fsx::rename_at(from, entry, &d.claims, &new_name).is_err() {
+            let _ = fsx::unlink_at(&d.claims, &seq_name(seq, "json"));
+            return None;
+        }
+        let _ = fsx::rename_at(
+            from,
+            &seq_name(old_seq, "upload"),
+            &d.claims,
+            &seq_name(seq, "upload"),
+        );
+        let _ = fsx::unlink_at(from, &seq_name(old_seq, "json"));
+        c.data = new_name.to_string_lossy().into_owned();
+        Some(c)
     }
 
     /// `spool_dir`.
@@ -418,50 +430,79 @@ impl Spool {
 
     /// [`Spool::recover`] for some servers only (a server added by a reload).
     pub fn recover_servers(&self, names: &[String]) -> Result<Vec<Claim>, SpoolError> {
-        let names = names.to_vec();
         let mut out = Vec::new();
         let mut max_seq = 0;
         for server in names {
-            let d = self.dirs(&server)?;
-            let path = self.claims_path(&server);
+            let d = self.dirs(server)?;
+            let path = self.claims_path(server);
             let entries = fsx::list(&d.claims).map_err(io("list", &path))?;
-            let has = |n: &OsStr| entries.iter().any(|(e, _)| e == n);
+            let mut with_data = std::collections::HashSet::new();
+            for (name, _) in &entries {
+                let Some(data) = claimname::parse(name) else {
+                    continue;
+                };
+                let c = match data {
+                    claimname::Data::Short { seq, rel } => {
+                        let Ok(st) = fsx::lstat_at(&d.claims, name) else {
+                            continue;
+                        };
+                        Claim {
+                            server: server.clone(),
+                            seq,
+                            rel,
+                            size: st.st_size as u64,
+                            mtime_ns: fsx::mtime_ns(&st),
+                            marker: None,
+                            data: String::new(),
+                        }
+                    }
+                    claimname::Data::Long { seq } => {
+                        let bytes = match fsx::read_at(&d.claims, &seq_name(seq, "json")) {
+                            Ok(b) => b,
+                            Err(e) => {
+                                tracing::error!(path = %path.join(name).display(), error = %e, "claimed file without its record; left in place for an operator");
+                                max_seq = max_seq.max(seq);
+                                with_data.insert(seq);
+                                continue;
+                            }
+                        };
+                        match serde_json::from_slice::<Claim>(&bytes) {
+                            Ok(mut c) => {
+                                c.server = server.clone();
+                                c.seq = seq;
+                                self.drop_stale_marker(&d, &c);
+                                c
+                            }
+                            Err(e) => {
+                                tracing::error!(path = %path.join(name).display(), error = %e, "unreadable claim record; the claimed file stays in place");
+                                max_seq = max_seq.max(seq);
+                                with_data.insert(seq);
+                                continue;
+                            }
+                        }
+                    }
+                };
+                max_seq = max_seq.max(c.seq);
+                with_data.insert(c.seq);
+                let mut c = c;
+                c.data = name.to_string_lossy().into_owned();
+                out.push(c);
+            }
+            // What a crash left half done: a record or journal whose file never moved (or
+            // was already delivered), temporary files.
             for (name, _) in &entries {
                 let s = name.to_string_lossy();
                 if s.ends_with(".tmp") {
                     let _ = fsx::unlink_at(&d.claims, name);
                     continue;
                 }
-                let Some(seq) = s.strip_suffix(".json").and_then(|n| n.parse::<u64>().ok()) else {
-                    continue;
-                };
-                max_seq = max_seq.max(seq);
-                if !has(&seq_name(seq, "data")) {
-                    // The rename never happened (or finish was interrupted): the file is
-                    // still in the spool or already delivered.
-                    let _ = fsx::unlink_at(&d.claims, &seq_name(seq, "upload"));
-                    let _ = fsx::unlink_at(&d.claims, name);
+                if claimname::parse(name).is_some() {
                     continue;
                 }
-                let bytes = fsx::read_at(&d.claims, name).map_err(io("read", path.join(name)))?;
-                match serde_json::from_slice::<Claim>(&bytes) {
-                    Ok(mut c) => {
-                        c.server = server.clone();
-                        c.seq = seq;
-                        self.drop_stale_marker(&d, &c);
-                        out.push(c);
-                    }
-                    Err(e) => {
-                        tracing::error!(path = %path.join(name).display(), error = %e, "unreadable claim record; the claimed file stays in place");
-                    }
-                }
-            }
-            for (name, _) in &entries {
-                let s = name.to_string_lossy();
-                if let Some(seq) = s.strip_suffix(".data").and_then(|n| n.parse::<u64>().ok()) {
+                if let Some(seq) = claimname::seq_of(name) {
                     max_seq = max_seq.max(seq);
-                    if !has(&seq_name(seq, "json")) {
-                        tracing::error!(path = %path.join(name).display(), "claimed file without its record; left in place for an operator");
+                    if !with_data.contains(&seq) {
+                        let _ = fsx::unlink_at(&d.claims, name);
                     }
                 }
             }
@@ -494,45 +535,103 @@ impl Spool {
         rel: &Path,
         marker: Option<&Path>,
     ) -> Result<Option<Claim>, SpoolError> {
-        let d = self.dirs(server)?;
-        let full = self.root.join(server).join(rel);
-        let rel_str = rel
-            .to_str()
-            .ok_or_else(|| io("claim", &full)(std::io::ErrorKind::InvalidData.into()))?;
-        let (parent, name) = fsx::split(rel);
-        let pfd = fsx::open_dir_beneath(&d.src, parent).map_err(io("open", &full))?;
-        let st = match fsx::lstat_at(&pfd, name) {
-            Ok(st) => st,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io("stat", &full)(e)),
-        };
-        if fsx::kind(&st) != FileType::RegularFile {
-            return Err(SpoolError::NotRegular { path: full });
-        }
-        let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
-        let claim = Claim {
-            server: server.to_owned(),
-            seq,
-            rel: rel_str.to_owned(),
-            size: st.st_size as u64,
-            mtime_ns: fsx::mtime_ns(&st),
-            marker: marker.and_then(|m| m.to_str()).map(str::to_owned),
-        };
-        let meta = serde_json::to_vec(&claim).map_err(|e| io("encode", &full)(e.into()))?;
-        let cpath = self.claims_path(server);
-        fsx::write_atomic(&d.claims, &seq_name(seq, "json"), &meta)
-            .map_err(io("write claim record", &cpath))?;
-        if let Err(e) = fsx::rename_at(&pfd, name, &d.claims, &seq_name(seq, "data")) {
-            let _ = fsx::unlink_at(&d.claims, &seq_name(seq, "json"));
-            if e.kind() == std::io::ErrorKind::NotFound {
-                return Ok(None);
+        self.claim_batch(server, &[(rel.to_owned(), marker.map(Path::to_owned))])
+            .pop()
+            .map_or(Ok(None), |(_, r)| r)
+    }
+
+    /// Takes over several files of one server: each by one atomic rename into the claims
+    /// folder, then one fsync of the claims folder and of each source folder for the
+    /// whole batch. Returns each path with its outcome, in the order given.
+    pub fn claim_batch(
+        &self,
+        server: &str,
+        items: &[(PathBuf, Option<PathBuf>)],
+    ) -> Vec<(PathBuf, Result<Option<Claim>, SpoolError>)> {
+        let d = match self.dirs(server) {
+            Ok(d) => d,
+            Err(_) => {
+                return items
+                    .iter()
+                    .map(|(rel, _)| (rel.clone(), Err(SpoolError::UnknownServer(server.into()))))
+                    .collect();
             }
-            return Err(io("claim", &full)(e));
+        };
+        let cpath = self.claims_path(server);
+        let mut parents: HashMap<PathBuf, OwnedFd> = HashMap::new();
+        let mut out = Vec::with_capacity(items.len());
+        let mut markers = Vec::new();
+        for (rel, marker) in items {
+            let full = self.root.join(server).join(rel);
+            let r = (|| {
+                let rel_str = rel
+                    .to_str()
+                    .ok_or_else(|| io("claim", &full)(std::io::ErrorKind::InvalidData.into()))?;
+                let (parent, name) = fsx::split(rel);
+                if !parents.contains_key(parent) {
+                    let fd = fsx::open_dir_beneath(&d.src, parent).map_err(io("open", &full))?;
+                    parents.insert(parent.to_owned(), fd);
+                }
+                let pfd = &parents[parent];
+                let st = match fsx::lstat_at(pfd, name) {
+                    Ok(st) => st,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(io("stat", &full)(e)),
+                };
+                if fsx::kind(&st) != FileType::RegularFile {
+                    return Err(SpoolError::NotRegular { path: full.clone() });
+                }
+                let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
+                let mut claim = Claim {
+                    server: server.to_owned(),
+                    seq,
+                    rel: rel_str.to_owned(),
+                    size: st.st_size as u64,
+                    mtime_ns: fsx::mtime_ns(&st),
+                    marker: marker.as_ref().and_then(|m| m.to_str()).map(str::to_owned),
+                    data: String::new(),
+                };
+                let short = if claim.marker.is_none() {
+                    claimname::short(seq, rel_str)
+                } else {
+                    None
+                };
+                let data = match short {
+                    Some(n) => n,
+                    None => {
+                        // Long form: the record must be durable before the file moves.
+                        let meta = serde_json::to_vec(&claim)
+                            .map_err(|e| io("encode", &full)(e.into()))?;
+                        fsx::write_atomic(&d.claims, &seq_name(seq, "json"), &meta)
+                            .map_err(io("write claim record", &cpath))?;
+                        seq_name(seq, "data")
+                    }
+                };
+                if let Err(e) = fsx::rename_at(pfd, name, &d.claims, &data) {
+                    let _ = fsx::unlink_at(&d.claims, &seq_name(seq, "json"));
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        return Ok(None);
+                    }
+                    return Err(io("claim", &full)(e));
+                }
+                claim.data = data.to_string_lossy().into_owned();
+                if let Some(m) = marker {
+                    markers.push(m.clone());
+                }
+                Ok(Some(claim))
+            })();
+            out.push((rel.clone(), r));
         }
-        fsx::sync(&d.claims).map_err(io("sync", &cpath))?;
-        fsx::sync(&pfd).map_err(io("sync", &full))?;
-        if let Some(m) = marker {
-            let (mp, mn) = fsx::split(m);
+        if out.iter().any(|(_, r)| matches!(r, Ok(Some(_)))) {
+            if let Err(e) = fsx::sync(&d.claims) {
+                tracing::error!(path = %cpath.display(), error = %e, "cannot sync the claims folder");
+            }
+            for fd in parents.values() {
+                let _ = fsx::sync(fd);
+            }
+        }
+        for m in markers {
+            let (mp, mn) = fsx::split(&m);
             if let Ok(mfd) = fsx::open_dir_beneath(&d.src, mp) {
                 match fsx::unlink_at(&mfd, mn) {
                     Ok(()) => {
@@ -545,13 +644,13 @@ impl Spool {
                 }
             }
         }
-        Ok(Some(claim))
+        out
     }
 
     /// Opens a claimed file read-only, never through a link.
     pub fn open_claimed(&self, c: &Claim) -> Result<std::fs::File, SpoolError> {
         let d = self.dirs(&c.server)?;
-        let name = seq_name(c.seq, "data");
+        let name = OsString::from(&c.data);
         fsx::open_file_beneath(&d.claims, Path::new(&name))
             .map_err(io("open", self.claims_path(&c.server).join(name)))
     }
@@ -580,7 +679,7 @@ impl Spool {
     pub fn finish(&self, c: &Claim, archive: bool) -> Result<Option<PathBuf>, SpoolError> {
         let d = self.dirs(&c.server)?;
         let cpath = self.claims_path(&c.server);
-        let data = seq_name(c.seq, "data");
+        let data = OsString::from(&c.data);
         let mut archived = None;
         if archive {
             let rel = Path::new(ARCHIVE).join(&c.server).join(&c.rel);
@@ -590,7 +689,6 @@ impl Spool {
             let target = fsx::free_name(&afd, name).map_err(io("archive", self.root.join(&rel)))?;
             fsx::rename_at(&d.claims, &data, &afd, &target)
                 .map_err(io("archive", self.root.join(&rel)))?;
-            fsx::sync(&afd).map_err(io("sync", self.root.join(parent)))?;
             archived = Some(self.root.join(parent).join(target));
         } else {
             match fsx::unlink_at(&d.claims, &data) {
@@ -601,14 +699,15 @@ impl Spool {
         }
         let _ = fsx::unlink_at(&d.claims, &seq_name(c.seq, "upload"));
         let _ = fsx::unlink_at(&d.claims, &seq_name(c.seq, "json"));
-        fsx::sync(&d.claims).map_err(io("sync", &cpath))?;
+        // Not fsynced: a power cut right now can only bring the file back, and it is
+        // uploaded again (at-least-once); no fsync per delivered file.
         Ok(archived)
     }
 
     /// Moves a claimed file to `.failed/<server>/<rel>` with its record beside it.
     pub fn fail(&self, c: &Claim, mut record: FailRecord) -> Result<PathBuf, SpoolError> {
         let d = self.dirs(&c.server)?;
-        let data = seq_name(c.seq, "data");
+        let data = OsString::from(&c.data);
         let dest =
             self.move_to_failed(&d.claims, &data, &c.server, Path::new(&c.rel), &mut record)?;
         let _ = fsx::unlink_at(&d.claims, &seq_name(c.seq, "upload"));
@@ -689,6 +788,7 @@ impl Spool {
                 size,
                 mtime_ns,
                 marker: None,
+                data: String::new(),
             };
             let t = c.dropped_at();
             oldest = Some(oldest.map_or(t, |o: SystemTime| o.min(t)));
@@ -702,12 +802,10 @@ impl Spool {
                     continue;
                 };
                 for e in entries.flatten() {
-                    let name = e.file_name();
-                    if !name.to_string_lossy().ends_with(".json") {
+                    if claimname::parse(&e.file_name()).is_none() {
                         continue;
                     }
-                    let data = dir.join(name.to_string_lossy().replace(".json", ".data"));
-                    let Ok(md) = std::fs::symlink_metadata(&data) else {
+                    let Ok(md) = std::fs::symlink_metadata(e.path()) else {
                         continue;
                     };
                     use std::os::unix::fs::MetadataExt;
