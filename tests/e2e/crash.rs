@@ -142,10 +142,12 @@ fn sigterm_mid_multipart_resumes_after_restart() {
     let mut d = Daemon::start(&dir, &cfg, port, &publisher);
     d.wait_ready();
     dir.drop_file("acme", "big.bin", &big);
+    // A journal holding a real upload id (the intent is journaled before the create).
     let journal = || {
         files_below(&dir.spool().join(".outpost"))
             .into_iter()
-            .any(|p| p.extension().is_some_and(|e| e == "upload"))
+            .filter(|p| p.extension().is_some_and(|e| e == "upload"))
+            .any(|p| std::fs::read_to_string(p).is_ok_and(|t| !t.contains("\"upload_id\":\"\"")))
     };
     assert!(
         wait_until(Duration::from_secs(60), journal),
