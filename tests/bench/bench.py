@@ -355,36 +355,47 @@ def main():
         ratio = ours / peer if better == "higher" else peer / ours
         rows.append((name, f"{ours:.2f}{unit}", peer_name, f"{peer:.2f}{unit}", f"{ratio:.2f}x"))
 
+    only = set(os.environ.get("BENCH_ONLY", "a,b,c,d,e,f").split(","))
     print(f"bench on {kind} at {server.endpoint}; {machine()}; median of {REPEAT}", flush=True)
     gib = 1 << 30
-    t_out, t_aws, t_rc, hwm1 = bench_large(server, work, gib)
-    mb = gib / MIB
-    row("(a) 1 GiB file, MiB/s", mb / t_out, "aws s3 cp", mb / t_aws)
-    row("(a) 1 GiB file, MiB/s", mb / t_out, "rclone copyto", mb / t_rc)
-    print(rows[-1], flush=True)
-    f_out, f_aws, f_rc = bench_small(server, work)
-    row("(b) 3,000 x 16 KiB, files/s", f_out, "aws s3 cp --recursive", f_aws)
-    row("(b) 3,000 x 16 KiB, files/s", f_out, "rclone copy", f_rc)
-    print(rows[-1], flush=True)
-    p50, p99, floor = bench_latency(server, work)
-    rows.append(("(c) 64 KiB drop-to-ack p50 / p99, ms", f"{p50 * 1000:.1f} / {p99 * 1000:.1f}",
-                 "bare PUT (boto3, connected), ms", f"{floor * 1000:.1f}", f"p50 - floor = {(p50 - floor) * 1000:.1f} ms"))
-    print(rows[-1], flush=True)
-    t4, _, _, hwm4 = bench_large(server, work, 4 * gib) if os.environ.get("BENCH_SKIP_4G") is None else (0, 0, 0, 0)
-    budget = 8 * 8 * MIB
-    rows.append(("(d) VmHWM, 1 GiB / 4 GiB, MiB", f"{hwm1 / MIB:.0f} / {hwm4 / MIB:.0f}",
-                 "parts in flight x part size, MiB", f"{budget / MIB:.0f}",
-                 f"+{(max(hwm1, hwm4) - budget) / MIB:.0f} MiB"))
-    print(rows[-1], flush=True)
-    idle = bench_idle(server, work)
-    rows.append(("(e) idle CPU, 100 servers, 60 s", f"{idle:.3f} % of a core", "target", "< 0.1 %", ""))
-    print(rows[-1], flush=True)
-    first, rss, drain, hwm = bench_backlog(server, work)
-    rows.append(("(f) 100,000 pending: first upload", f"{first:.2f} s", "target", "< 2 s", ""))
-    rows.append(("(f) 100,000 pending: RSS after scan / peak", f"{rss / MIB:.0f} / {hwm / MIB:.0f} MiB", "target", "< 200 MiB", ""))
-    rows.append(("(f) 100,000 pending: drain rate", f"{drain:.0f} files/s", "", "", ""))
-    print(rows[-1], flush=True)
+    hwm1 = 0
+    if "a" in only or "d" in only:
+        t_out, t_aws, t_rc, hwm1 = bench_large(server, work, gib)
+        mb = gib / MIB
+        row("(a) 1 GiB file, MiB/s", mb / t_out, "aws s3 cp", mb / t_aws)
+        row("(a) 1 GiB file, MiB/s", mb / t_out, "rclone copyto", mb / t_rc)
+        print(rows[-1], flush=True)
+    if "b" in only:
+        f_out, f_aws, f_rc = bench_small(server, work)
+        row("(b) 3,000 x 16 KiB, files/s", f_out, "aws s3 cp --recursive", f_aws)
+        row("(b) 3,000 x 16 KiB, files/s", f_out, "rclone copy", f_rc)
+        print(rows[-1], flush=True)
+    if "c" in only:
+        p50, p99, floor = bench_latency(server, work)
+        rows.append(("(c) 64 KiB drop-to-ack p50 / p99, ms", f"{p50 * 1000:.1f} / {p99 * 1000:.1f}",
+                     "bare PUT (boto3, connected), ms", f"{floor * 1000:.1f}", f"p50 - floor = {(p50 - floor) * 1000:.1f} ms"))
+        print(rows[-1], flush=True)
+    if "d" in only:
+        _, _, _, hwm4 = bench_large(server, work, 4 * gib)
+        budget = 8 * 8 * MIB
+        rows.append(("(d) VmHWM, 1 GiB / 4 GiB, MiB", f"{hwm1 / MIB:.0f} / {hwm4 / MIB:.0f}",
+                     "parts in flight x part size, MiB", f"{budget / MIB:.0f}",
+                     f"+{(max(hwm1, hwm4) - budget) / MIB:.0f} MiB"))
+        print(rows[-1], flush=True)
+    if "e" in only:
+        idle = bench_idle(server, work)
+        rows.append(("(e) idle CPU, 100 servers, 60 s", f"{idle:.3f} % of a core", "target", "< 0.1 %", ""))
+        print(rows[-1], flush=True)
+    if "f" in only:
+        first, rss, drain, hwm = bench_backlog(server, work)
+        rows.append(("(f) 100,000 pending: first upload", f"{first:.2f} s", "target", "< 2 s", ""))
+        rows.append(("(f) 100,000 pending: RSS after scan / peak", f"{rss / MIB:.0f} / {hwm / MIB:.0f} MiB", "target", "< 200 MiB", ""))
+        rows.append(("(f) 100,000 pending: drain rate", f"{drain:.0f} files/s", "", "", ""))
+        print(rows[-1], flush=True)
     shutil.rmtree(work, ignore_errors=True)
+    if only != set("abcdef"):
+        print("\n".join(" | ".join(str(c) for c in r) for r in rows))
+        return
 
     header = ("figure", "outpost", "peer", "peer's figure", "ratio")
     table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -79,6 +79,8 @@ struct ServerQueue<I> {
     blocked: Option<Blocked>,
     /// `publish_last` globs.
     last: Vec<String>,
+    /// (not before, seq) of waiting items in backoff: the next wake-up without a scan.
+    backoff: BTreeSet<(Instant, u64)>,
     /// Per group, the order keys of items given up: `publish_last` items of that group
     /// wait until they are delivered after all (requeued).
     failed_in_group: HashMap<String, HashSet<String>>,
@@ -98,6 +100,7 @@ impl<I: Item> ServerQueue<I> {
             blocked: None,
             last: Vec::new(),
             failed_in_group: HashMap::new(),
+            backoff: BTreeSet::new(),
         }
     }
 
@@ -164,7 +167,7 @@ impl<I: Item> ServerQueue<I> {
     }
 
     fn next_wake(&self) -> Option<Instant> {
-        let items = self.waiting.values().filter_map(|p| p.not_before).min();
+        let items = self.backoff.first().map(|(t, _)| *t);
         match &self.blocked {
             Some(b) if !b.probing && !self.waiting.is_empty() => {
                 Some(items.map_or(b.next_probe, |t| t.max(b.next_probe)))
@@ -396,6 +399,9 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
                 let Some(mut p) = q.waiting.remove(&seq) else {
                     continue;
                 };
+                if let Some(at) = p.not_before.take() {
+                    q.backoff.remove(&(at, seq));
+                }
                 let t = SystemTime::now();
                 p.first_attempt.get_or_insert(t);
                 p.last_attempt = Some(t);
@@ -515,7 +521,9 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
                     tokio::spawn(async move { work.give_up(&server, p.item, history).await });
                 } else {
                     let delay = q.retry.delay(p.failures);
-                    p.not_before = Some(Instant::now() + delay);
+                    let at = Instant::now() + delay;
+                    p.not_before = Some(at);
+                    q.backoff.insert((at, f.seq));
                     tracing::debug!(server = %f.server, seq = f.seq, failures = p.failures, delay_ms = delay.as_millis() as u64, "retry scheduled");
                     q.waiting.insert(f.seq, p);
                 }

@@ -698,7 +698,10 @@ impl Spool {
             }
         }
         let _ = fsx::unlink_at(&d.claims, &seq_name(c.seq, "upload"));
-        let _ = fsx::unlink_at(&d.claims, &seq_name(c.seq, "json"));
+        if !c.data.contains('~') {
+            // Only long-form claims have a record.
+            let _ = fsx::unlink_at(&d.claims, &seq_name(c.seq, "json"));
+        }
         // Not fsynced: a power cut right now can only bring the file back, and it is
         // uploaded again (at-least-once); no fsync per delivered file.
         Ok(archived)
