@@ -10,7 +10,7 @@ echo "== build"
 cargo build --workspace --all-targets --quiet
 DIR="$ROOT/.tmp/servers"
 tests/servers/stop.sh "$DIR" >/dev/null 2>&1 || true
-trap 'tests/servers/stop.sh "$DIR" >/dev/null 2>&1' EXIT
+trap 'tests/servers/stop.sh "$DIR" >/dev/null 2>&1; rm -rf "$DIR" "$ROOT/.tmp/e2e"' EXIT
 echo "== starting radosgw, s3s-fs and moto on 127.0.0.1"
 tests/servers/start.sh "$DIR"
 # shellcheck disable=SC1091

@@ -194,6 +194,12 @@ def bench_large(server, work, size):
     op.ready()
     done = [0]
 
+    s3 = server.client()
+
+    def drop(key):
+        # Objects are deleted after each run (not timed) so the server's disk holds one.
+        s3.delete_object(Bucket=bucket, Key=key)
+
     def run_outpost(i):
         dest = op.spool / "acme" / f"large-{i}.bin"
         os.link(src, op.work / "staged")  # outpost removes its link; the source stays
@@ -201,20 +207,26 @@ def bench_large(server, work, size):
         os.rename(op.work / "staged", dest)
         done[0] += 1
         op.wait_uploaded(done[0])
-        return time.perf_counter() - t
+        took = time.perf_counter() - t
+        drop(f"acme/large-{i}.bin")
+        return took
+
+    def then_drop(took, key):
+        drop(key)
+        return took
 
     t_out = median_of(run_outpost)
     hwm = op.status("VmHWM")
     op.stop()
     env = aws_env(server, work, 8, 8 * MIB)
-    t_aws = median_of(lambda i: timed(["aws", "s3", "cp", str(src), f"s3://{bucket}/aws/large-{i}.bin",
-                                       "--endpoint-url", server.endpoint, "--acl", "bucket-owner-full-control",
-                                       "--only-show-errors"], env))
+    t_aws = median_of(lambda i: then_drop(timed(["aws", "s3", "cp", str(src), f"s3://{bucket}/aws/large-{i}.bin",
+                                                 "--endpoint-url", server.endpoint, "--acl", "bucket-owner-full-control",
+                                                 "--only-show-errors"], env), f"aws/large-{i}.bin"))
     renv = rclone_env(server)
-    t_rc = median_of(lambda i: timed(["rclone", "copyto", str(src), f"bench:{bucket}/rclone/large-{i}.bin",
-                                      "--s3-acl", "bucket-owner-full-control", "--s3-chunk-size", "8M",
-                                      "--s3-upload-concurrency", "8", "--s3-upload-cutoff", "16M",
-                                      "--s3-no-check-bucket", "--s3-no-head"], renv))
+    t_rc = median_of(lambda i: then_drop(timed(["rclone", "copyto", str(src), f"bench:{bucket}/rclone/large-{i}.bin",
+                                                "--s3-acl", "bucket-owner-full-control", "--s3-chunk-size", "8M",
+                                                "--s3-upload-concurrency", "8", "--s3-upload-cutoff", "16M",
+                                                "--s3-no-check-bucket", "--s3-no-head"], renv), f"rclone/large-{i}.bin"))
     src.unlink()
     return t_out, t_aws, t_rc, hwm
 

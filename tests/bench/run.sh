@@ -12,6 +12,6 @@ cargo build --release -p outpost --quiet
 DIR="$ROOT/.tmp/bench-servers"
 mkdir -p "$ROOT/.tmp"
 tests/servers/stop.sh "$DIR" >/dev/null 2>&1 || true
-trap 'tests/servers/stop.sh "$DIR" >/dev/null 2>&1' EXIT
+trap 'tests/servers/stop.sh "$DIR" >/dev/null 2>&1; rm -rf "$DIR"' EXIT
 tests/servers/start.sh "$DIR" "$KIND"
 PATH="$TOOLS/venv/bin:$PATH" BENCH_SERVER=$KIND "$TOOLS/venv/bin/python" tests/bench/bench.py "$DIR/env"

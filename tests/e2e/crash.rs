@@ -12,31 +12,10 @@ fn kill9_loop_loses_nothing() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(24);
-    let owner = Store::rgw_owner();
     let publisher = Store::rgw_publisher();
-    let bucket = bucket_name("crash");
-    let oc = owner.client();
-    rt().block_on(async {
-        create_bucket(&oc, &bucket).await;
-        put_policy(
-            &oc,
-            &bucket,
-            // With the optional s3:ListBucketMultipartUploads, outpost can also abort an
-            // upload a kill interrupted between its creation and its journal entry.
-            &serde_json::json!({"Version": "2012-10-17", "Statement": [{
-                "Effect": "Allow",
-                "Principal": {"AWS": ["arn:aws:iam:::user/publisher"]},
-                "Action": ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
-                "Resource": [format!("arn:aws:s3:::{bucket}/*")]
-            }, {
-                "Effect": "Allow",
-                "Principal": {"AWS": ["arn:aws:iam:::user/publisher"]},
-                "Action": ["s3:ListBucketMultipartUploads"],
-                "Resource": [format!("arn:aws:s3:::{bucket}")]
-            }]}),
-        )
-        .await;
-    });
+    // With listing allowed, outpost also aborts an upload a kill interrupted between its
+    // creation and its journal entry.
+    let (bucket, oc) = rgw_bucket("crash", true);
     let dir = TestDir::new();
     let port = free_port();
     let cfg = dir.config(&config_yaml(
@@ -106,24 +85,8 @@ fn kill9_loop_loses_nothing() {
 /// recorded, and the next run resumes it with ListParts and completes it.
 #[test]
 fn sigterm_mid_multipart_resumes_after_restart() {
-    let owner = Store::rgw_owner();
     let publisher = Store::rgw_publisher();
-    let bucket = bucket_name("term");
-    let oc = owner.client();
-    rt().block_on(async {
-        create_bucket(&oc, &bucket).await;
-        put_policy(
-            &oc,
-            &bucket,
-            &serde_json::json!({"Version": "2012-10-17", "Statement": [{
-                "Effect": "Allow",
-                "Principal": {"AWS": ["arn:aws:iam:::user/publisher"]},
-                "Action": ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
-                "Resource": [format!("arn:aws:s3:::{bucket}/*")]
-            }]}),
-        )
-        .await;
-    });
+    let (bucket, oc) = rgw_bucket("term", false);
     let dir = TestDir::new();
     let port = free_port();
     let yaml = config_yaml(

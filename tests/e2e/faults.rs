@@ -9,25 +9,9 @@ use outpost_e2e::*;
 
 #[test]
 fn twenty_percent_faults_on_every_operation_lose_nothing() {
-    let owner = Store::rgw_owner();
-    let oc = owner.client();
-    let bucket = bucket_name("faults");
-    rt().block_on(async {
-        create_bucket(&oc, &bucket).await;
-        // Plus the optional s3:ListBucketMultipartUploads, which lets outpost clean an
-        // upload whose CreateMultipartUpload answer was lost (docs/cross-account-setup.md).
-        put_policy(&oc, &bucket, &serde_json::json!({"Version": "2012-10-17", "Statement": [{
-            "Effect": "Allow",
-            "Principal": {"AWS": ["arn:aws:iam:::user/publisher"]},
-            "Action": ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
-            "Resource": [format!("arn:aws:s3:::{bucket}/*")]
-        }, {
-            "Effect": "Allow",
-            "Principal": {"AWS": ["arn:aws:iam:::user/publisher"]},
-            "Action": ["s3:ListBucketMultipartUploads"],
-            "Resource": [format!("arn:aws:s3:::{bucket}")]
-        }]})).await;
-    });
+    // Listing allowed: outpost cleans an upload whose CreateMultipartUpload answer was
+    // lost (docs/cross-account-setup.md).
+    let (bucket, oc) = rgw_bucket("faults", true);
     let publisher = Store::rgw_publisher();
     let proxy = FaultProxy::start(&publisher.endpoint, 0.2, Duration::from_secs(4), 2026);
     let through = Store {

@@ -9,22 +9,7 @@ use outpost_e2e::*;
 fn odd_names_hard_links_swapped_folders_and_unknown_servers() {
     // radosgw: a real store (s3s-fs keeps objects as files and cannot hold 255-byte names).
     let store = Store::rgw_publisher();
-    let client = Store::rgw_owner().client();
-    let bucket = bucket_name("hostile");
-    rt().block_on(async {
-        create_bucket(&client, &bucket).await;
-        put_policy(
-            &client,
-            &bucket,
-            &serde_json::json!({"Version": "2012-10-17", "Statement": [{
-                "Effect": "Allow",
-                "Principal": {"AWS": ["arn:aws:iam:::user/publisher"]},
-                "Action": ["s3:PutObject"],
-                "Resource": [format!("arn:aws:s3:::{bucket}/*")]
-            }]}),
-        )
-        .await;
-    });
+    let (bucket, client) = rgw_bucket("hostile", false);
     let dir = TestDir::new();
     let port = free_port();
     let cfg = dir.config(&config_yaml(

@@ -425,3 +425,36 @@ pub async fn open_uploads(client: &aws_sdk_s3::Client, bucket: &str) -> usize {
         .map(|o| o.uploads().len())
         .unwrap_or_else(|e| panic!("list uploads: {e:?}"))
 }
+
+/// A radosgw bucket owned by the customer ("owner") whose policy lets the publisher
+/// upload, multipart included; with `listing`, also the optional
+/// s3:ListBucketMultipartUploads that lets outpost abort an upload it could not record.
+/// Returns the bucket and the owner's client.
+pub fn rgw_bucket(tag: &str, listing: bool) -> (String, aws_sdk_s3::Client) {
+    let bucket = bucket_name(tag);
+    let oc = Store::rgw_owner().client();
+    let mut statements = vec![serde_json::json!({
+        "Effect": "Allow",
+        "Principal": {"AWS": ["arn:aws:iam:::user/publisher"]},
+        "Action": ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+        "Resource": [format!("arn:aws:s3:::{bucket}/*")]
+    })];
+    if listing {
+        statements.push(serde_json::json!({
+            "Effect": "Allow",
+            "Principal": {"AWS": ["arn:aws:iam:::user/publisher"]},
+            "Action": ["s3:ListBucketMultipartUploads"],
+            "Resource": [format!("arn:aws:s3:::{bucket}")]
+        }));
+    }
+    rt().block_on(async {
+        create_bucket(&oc, &bucket).await;
+        put_policy(
+            &oc,
+            &bucket,
+            &serde_json::json!({"Version": "2012-10-17", "Statement": statements}),
+        )
+        .await;
+    });
+    (bucket, oc)
+}
