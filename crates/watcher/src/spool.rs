@@ -3,16 +3,18 @@
 //!
 //! Layout below `spool_dir`:
 //! - `<server>/…` — exporters drop files here.
-//! - `.outpost/<instance>/claims/<server>/<seq>.json` — the claim record (written and
-//!   fsynced *before* the file moves), `<seq>.data` — the claimed file,
-//!   `<seq>.upload` — the uploader's journal (multipart upload id).
+//! - `.outpost/<instance>/claims/<server>/<seq>~<path>.data` — a claimed file, named
+//!   after its claim order and relative path (see `claimname`); `<seq>.data` +
+//!   `<seq>.json` for paths too long for a name (the record is fsynced *before* the file
+//!   moves); `<seq>.upload` — the uploader's journal (multipart upload id).
+//! - `.outpost/<instance>/lock`, `lease`, `live.json` — instance lock, lease, live state.
 //! - `.failed/<server>/<rel>` with `.<name>.error.json` beside it.
 //! - `.archive/<server>/<rel>`.
 //!
-//! Why no file can be lost: a file is only ever renamed (same filesystem, atomic), the
-//! claim record that names its relative path is durable before the rename, and a file
-//! is removed only by [`Spool::finish`], which the binary calls after S3 acknowledged
-//! the whole object.
+//! Why no file can be lost: a file is only ever renamed (same filesystem, atomic), its
+//! relative path travels in its claimed name (or in a record made durable before the
+//! rename), and a file is removed only by [`Spool::finish`], which the binary calls after
+//! S3 acknowledged the whole object.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
