@@ -572,32 +572,23 @@ impl Destination {
     /// Aborts an upload, retrying transient failures a few times: an upload left open
     /// costs the customer storage until their lifecycle rule runs.
     async fn abort(&self, key: &str, upload_id: &str) {
-        for attempt in 0..6u32 {
-            let r = self
-                .client
+        let r = quick_retries(|| async {
+            self.client
                 .abort_multipart_upload()
                 .bucket(&self.server.bucket)
                 .key(key)
                 .upload_id(upload_id)
                 .set_expected_bucket_owner(self.server.expected_bucket_owner.clone())
                 .send()
-                .await;
-            match r {
-                Ok(_) => {
-                    tracing::info!(bucket = %self.server.bucket, key, "aborted multipart upload");
-                    return;
-                }
-                Err(e) => {
-                    let e = UploadError::sdk("AbortMultipartUpload", e);
-                    if e.code.as_deref() == Some("NoSuchUpload") {
-                        return;
-                    }
-                    if e.class != ErrorClass::Transient || attempt == 5 {
-                        tracing::warn!(bucket = %self.server.bucket, key, error = %e, "cannot abort multipart upload; the bucket's lifecycle rule will clean it");
-                        return;
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
-                }
+                .await
+                .map_err(|e| UploadError::sdk("AbortMultipartUpload", e))
+        })
+        .await;
+        match r {
+            Ok(_) => tracing::info!(bucket = %self.server.bucket, key, "aborted multipart upload"),
+            Err(e) if e.code.as_deref() == Some("NoSuchUpload") => {}
+            Err(e) => {
+                tracing::warn!(bucket = %self.server.bucket, key, error = %e, "cannot abort multipart upload; the bucket's lifecycle rule will clean it")
             }
         }
     }
@@ -606,36 +597,31 @@ impl Destination {
     /// the upload anyway): aborts uploads of `key` begun since `since_unix`, when the
     /// policy lets us list them; otherwise the bucket's lifecycle rule cleans them.
     async fn abort_orphans(&self, key: &str, since_unix: i64) {
-        for attempt in 0..6u32 {
-            let listed = self
-                .client
+        let listed = quick_retries(|| async {
+            self.client
                 .list_multipart_uploads()
                 .bucket(&self.server.bucket)
                 .prefix(key)
                 .set_expected_bucket_owner(self.server.expected_bucket_owner.clone())
                 .send()
-                .await;
-            match listed {
-                Ok(out) => {
-                    for u in out.uploads() {
-                        let began = u.initiated().map_or(0, |t| t.secs());
-                        if u.key() == Some(key)
-                            && began >= since_unix
-                            && let Some(id) = u.upload_id()
-                        {
-                            self.abort(key, id).await;
-                        }
+                .await
+                .map_err(|e| UploadError::sdk("ListMultipartUploads", e))
+        })
+        .await;
+        match listed {
+            Ok(out) => {
+                for u in out.uploads() {
+                    let began = u.initiated().map_or(0, |t| t.secs());
+                    if u.key() == Some(key)
+                        && began >= since_unix
+                        && let Some(id) = u.upload_id()
+                    {
+                        self.abort(key, id).await;
                     }
-                    return;
                 }
-                Err(e) => {
-                    let e = UploadError::sdk("ListMultipartUploads", e);
-                    if e.class != ErrorClass::Transient || attempt == 5 {
-                        tracing::debug!(key, error = %e, "cannot list uploads to clean an unrecorded one; left to the lifecycle rule");
-                        return;
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
-                }
+            }
+            Err(e) => {
+                tracing::debug!(key, error = %e, "cannot list uploads to clean an unrecorded one; left to the lifecycle rule")
             }
         }
     }
@@ -688,6 +674,29 @@ fn checksum_of_file(
         crc64.sum64(),
         md5.finalize().as_slice(),
     ))
+}
+
+/// Runs `op` up to 6 times while it fails transiently (NoSuchUpload is an answer, not a
+/// failure), 100 ms … 1.6 s apart: for clean-up calls that must not be left undone.
+async fn quick_retries<T, F, Fut>(mut op: F) -> Result<T, UploadError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, UploadError>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        match op().await {
+            Err(e)
+                if e.class == ErrorClass::Transient
+                    && e.code.as_deref() != Some("NoSuchUpload")
+                    && attempt < 5 =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+                attempt += 1;
+            }
+            r => return r,
+        }
+    }
 }
 
 fn completed(p: &aws_sdk_s3::types::Part) -> CompletedPart {
