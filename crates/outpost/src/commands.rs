@@ -117,7 +117,8 @@ pub fn status(path: &Path, json: bool) -> u8 {
                     "pending_files": st.pending_files,
                     "pending_bytes": st.pending_bytes,
                     "oldest_pending_age_seconds": st.oldest_pending_age_seconds,
-                    "in_flight": live.in_flight.get(s).copied().unwrap_or(0),
+                    // live.json is refreshed every second: never more in flight than pending.
+                    "in_flight": live.in_flight.get(s).copied().unwrap_or(0).min(st.pending_files),
                     "failed_files": st.failed_files,
                     "blocked": live.blocked.contains_key(s),
                     "blocked_reason": live.blocked.get(s),
@@ -140,7 +141,11 @@ pub fn status(path: &Path, json: bool) -> u8 {
             st.pending_files,
             st.pending_bytes,
             st.oldest_pending_age_seconds,
-            live.in_flight.get(&s).copied().unwrap_or(0),
+            live.in_flight
+                .get(&s)
+                .copied()
+                .unwrap_or(0)
+                .min(st.pending_files),
             st.failed_files,
             match (live.running, live.blocked.get(&s), live.held.get(&s)) {
                 (false, _, _) => "daemon not running".to_owned(),
