@@ -11,27 +11,13 @@ use outpost_e2e::*;
 fn publish_last_files_arrive_after_every_data_file_beside_them() {
     let store = Store::s3s();
     let client = store.client();
-    let bucket = bucket_name("last");
-    rt().block_on(create_bucket(&client, &bucket));
     let proxy = FaultProxy::start(&store.endpoint, 0.0, Duration::from_secs(1), 1);
-    let through = Store {
-        endpoint: proxy.endpoint.clone(),
-        ..store.clone()
-    };
-    let dir = TestDir::new();
-    let port = free_port();
-    let cfg = dir.config(&config_yaml(
-        &dir,
-        port,
-        &server_yaml(
-            "acme",
-            &through,
-            &bucket,
-            "    publish_last: [\"*.info\"]\n    max_concurrent_uploads: 8\n",
-        ),
-    ));
-    let mut d = Daemon::start(&dir, &cfg, port, &through);
-    d.wait_ready();
+    let (bucket, dir, mut d) = acme_on(
+        &store,
+        Some(&proxy.endpoint),
+        "last",
+        "    publish_last: [\"*.info\"]\n    max_concurrent_uploads: 8\n",
+    );
     // A sub-folder's file is not "beside" the .info and may go at any time.
     dir.drop_file("acme", "batch/sub/x.csv", &data(100, 0));
     for i in 0..50 {
@@ -71,22 +57,13 @@ fn publish_last_files_arrive_after_every_data_file_beside_them() {
 fn a_path_dropped_again_is_published_after_the_earlier_file() {
     let store = Store::s3s();
     let client = store.client();
-    let bucket = bucket_name("redrop");
-    rt().block_on(create_bucket(&client, &bucket));
     let proxy = FaultProxy::start(&store.endpoint, 0.0, Duration::from_secs(1), 1);
-    let through = Store {
-        endpoint: proxy.endpoint.clone(),
-        ..store.clone()
-    };
-    let dir = TestDir::new();
-    let port = free_port();
-    let cfg = dir.config(&config_yaml(
-        &dir,
-        port,
-        &server_yaml("acme", &through, &bucket, "    max_concurrent_uploads: 8\n"),
-    ));
-    let mut d = Daemon::start(&dir, &cfg, port, &through);
-    d.wait_ready();
+    let (bucket, dir, mut d) = acme_on(
+        &store,
+        Some(&proxy.endpoint),
+        "redrop",
+        "    max_concurrent_uploads: 8\n",
+    );
     // Version 1 is large (slow to send); versions 2 and 3 are small and dropped while it
     // is in flight: they must not overtake it.
     dir.drop_file("acme", "same.csv", &data(30 * 1024 * 1024, 1));

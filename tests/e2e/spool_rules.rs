@@ -7,17 +7,7 @@ use outpost_e2e::*;
 
 fn setup(tag: &str, extra: &str) -> (Store, String, TestDir, Daemon) {
     let store = Store::s3s();
-    let bucket = bucket_name(tag);
-    rt().block_on(create_bucket(&store.client(), &bucket));
-    let dir = TestDir::new();
-    let port = free_port();
-    let cfg = dir.config(&config_yaml(
-        &dir,
-        port,
-        &server_yaml("acme", &store, &bucket, extra),
-    ));
-    let mut d = Daemon::start(&dir, &cfg, port, &store);
-    d.wait_ready();
+    let (bucket, dir, d) = acme_on(&store, None, tag, extra);
     (store, bucket, dir, d)
 }
 

@@ -458,3 +458,29 @@ pub fn rgw_bucket(tag: &str, listing: bool) -> (String, aws_sdk_s3::Client) {
     });
     (bucket, oc)
 }
+
+/// A daemon, ready, publishing server `acme` to a new bucket on `store` — through
+/// `via` (a proxy's endpoint) when given — with `extra` server settings.
+pub fn acme_on(
+    store: &Store,
+    via: Option<&str>,
+    tag: &str,
+    extra: &str,
+) -> (String, TestDir, Daemon) {
+    let bucket = bucket_name(tag);
+    rt().block_on(create_bucket(&store.client(), &bucket));
+    let target = Store {
+        endpoint: via.unwrap_or(&store.endpoint).to_owned(),
+        ..store.clone()
+    };
+    let dir = TestDir::new();
+    let port = free_port();
+    let cfg = dir.config(&config_yaml(
+        &dir,
+        port,
+        &server_yaml("acme", &target, &bucket, extra),
+    ));
+    let mut d = Daemon::start(&dir, &cfg, port, &target);
+    d.wait_ready();
+    (bucket, dir, d)
+}
