@@ -51,6 +51,63 @@ fn publish_last_files_arrive_after_every_data_file_beside_them() {
         info + 1,
         arrivals.len()
     );
+    rt().block_on(async {
+        assert_eq!(
+            get(&client, &bucket, "pre/batch/batch.info")
+                .await
+                .as_deref(),
+            Some(&b"50 parts"[..])
+        );
+    });
+}
+
+/// Files found by the start-up scan with equal timestamps (a scan cannot tell their
+/// drop order): the `publish_last` file still goes after the data beside it.
+#[test]
+fn publish_last_holds_for_files_found_at_start_up_with_equal_timestamps() {
+    let store = Store::s3s();
+    let bucket = bucket_name("lastscan");
+    rt().block_on(create_bucket(&store.client(), &bucket));
+    let proxy = FaultProxy::start(&store.endpoint, 0.0, Duration::from_secs(1), 1);
+    let through = Store {
+        endpoint: proxy.endpoint.clone(),
+        ..store.clone()
+    };
+    let dir = TestDir::new();
+    let port = free_port();
+    let cfg = dir.config(&config_yaml(
+        &dir,
+        port,
+        &server_yaml(
+            "acme",
+            &through,
+            &bucket,
+            "    publish_last: [\"*.info\"]\n    max_concurrent_uploads: 8\n",
+        ),
+    ));
+    dir.drop_file("acme", "b/a.info", b"control");
+    for i in 0..20 {
+        dir.drop_file("acme", &format!("b/z{i:02}.csv"), &data(10_000, i));
+    }
+    let same = std::process::Command::new("touch")
+        .args(["-d", "2026-11-01 00:00:00"])
+        .args((0..20).map(|i| dir.spool().join(format!("acme/b/z{i:02}.csv"))))
+        .arg(dir.spool().join("acme/b/a.info"))
+        .status()
+        .expect("touch");
+    assert!(same.success());
+    let mut d = Daemon::start(&dir, &cfg, port, &through);
+    d.wait_ready();
+    assert!(wait_until(Duration::from_secs(60), || d
+        .metric("outpost_files_uploaded_total{server=\"acme\"}")
+        == Some(21.0)));
+    assert_eq!(d.stop(), Some(0));
+    let arrivals = proxy.arrivals.lock().expect("lock").clone();
+    let last = arrivals.last().map(|(_, p)| p.clone()).unwrap_or_default();
+    assert!(
+        last.ends_with("/b/a.info"),
+        "the .info was not last: {arrivals:?}"
+    );
 }
 
 #[test]

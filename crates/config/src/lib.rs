@@ -263,5 +263,19 @@ pub fn valid_server_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
+/// Whether `name` matches a `publish_last` glob (`*` and `?`).
+pub fn glob_match(glob: &str, name: &str) -> bool {
+    fn go(g: &[u8], n: &[u8]) -> bool {
+        match (g.first(), n.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&g[1..], n) || (!n.is_empty() && go(g, &n[1..])),
+            (Some(b'?'), Some(_)) => go(&g[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => go(&g[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    go(glob.as_bytes(), name.as_bytes())
+}
+
 #[cfg(test)]
 mod tests;

@@ -193,3 +193,12 @@ fn server_names() {
         assert!(!valid_server_name(bad), "{bad}");
     }
 }
+
+#[test]
+fn globs() {
+    assert!(glob_match("*.info", "batch.info"));
+    assert!(!glob_match("*.info", "batch.info.csv"));
+    assert!(glob_match("manifest-??.json", "manifest-01.json"));
+    assert!(!glob_match("manifest-??.json", "manifest-1.json"));
+    assert!(glob_match("*", ""));
+}

@@ -63,6 +63,7 @@ pub fn rules(cfg: &Config) -> Vec<ServerRule> {
             bucket: s.bucket.clone(),
             completion: s.completion.clone(),
             archive_retention: s.archive_retention,
+            publish_last: s.publish_last.clone(),
         })
         .collect()
 }

@@ -8,20 +8,6 @@
 mod backoff;
 mod queue;
 
-#[cfg(test)]
-mod glob_tests {
-    use super::glob_match;
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("*.info", "batch.info"));
-        assert!(!glob_match("*.info", "batch.info.csv"));
-        assert!(glob_match("manifest-??.json", "manifest-01.json"));
-        assert!(!glob_match("manifest-??.json", "manifest-1.json"));
-        assert!(glob_match("*", ""));
-    }
-}
-
 pub use backoff::{RetryPolicy, full_jitter};
 pub use queue::{Command, Scheduler, ServerStats, Stats};
 
@@ -51,19 +37,7 @@ pub trait Item: Send + Sync + Clone + 'static {
     }
 }
 
-/// Whether `name` matches a `publish_last` glob (`*` and `?`).
-pub fn glob_match(glob: &str, name: &str) -> bool {
-    fn go(g: &[u8], n: &[u8]) -> bool {
-        match (g.first(), n.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&g[1..], n) || (!n.is_empty() && go(g, &n[1..])),
-            (Some(b'?'), Some(_)) => go(&g[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => go(&g[1..], &n[1..]),
-            _ => false,
-        }
-    }
-    go(glob.as_bytes(), name.as_bytes())
-}
+pub use outpost_config::glob_match;
 
 /// The verdict of one attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -44,6 +44,9 @@ pub struct ServerRule {
     pub completion: Completion,
     /// Archive retention, pruned on each rescan.
     pub archive_retention: Option<Duration>,
+    /// `publish_last` globs: a scan claims such files after the other files of their
+    /// folder (a scan cannot tell the drop order of files with equal timestamps).
+    pub publish_last: Vec<String>,
 }
 
 /// Discovery's settings and outputs.
@@ -389,7 +392,19 @@ impl State {
                     files.push((st.as_ref().map_or(0, fsx::mtime_ns), child, st));
                 }
             }
-            files.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+            let globs = self
+                .rules
+                .get(server)
+                .map(|r| r.publish_last.clone())
+                .unwrap_or_default();
+            let last = |p: &Path| {
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default();
+                globs.iter().any(|g| outpost_config::glob_match(g, &name))
+            };
+            files.sort_by(|a, b| (last(&a.1), a.0, &a.1).cmp(&(last(&b.1), b.0, &b.1)));
             for (_, child, st) in files {
                 self.consider(server, &fd, &child, st.as_ref());
             }

@@ -40,6 +40,7 @@ fn rule(name: &str, completion: Completion) -> ServerRule {
         bucket: "b".into(),
         completion,
         archive_retention: None,
+        publish_last: Vec::new(),
     }
 }
 
