@@ -157,23 +157,13 @@ fn sigterm_mid_multipart_resumes_after_restart() {
 #[test]
 fn file_changed_during_multipart_is_not_published_as_is() {
     let store = Store::s3s();
-    let bucket = bucket_name("changed");
     let client = store.client();
-    rt().block_on(create_bucket(&client, &bucket));
-    let dir = TestDir::new();
-    let port = free_port();
-    let cfg = dir.config(&config_yaml(
-        &dir,
-        port,
-        &server_yaml(
-            "acme",
-            &store,
-            &bucket,
-            "    multipart: { threshold: 5MiB, part_size: 5MiB, concurrency: 1 }\n",
-        ),
-    ));
-    let mut d = Daemon::start_with(&dir, &cfg, port, &store, &[]);
-    d.wait_ready();
+    let (bucket, dir, mut d) = acme_on(
+        &store,
+        None,
+        "changed",
+        "    multipart: { threshold: 5MiB, part_size: 5MiB, concurrency: 1 }\n",
+    );
     let original = data(80 * 1024 * 1024, 1);
     dir.drop_file("acme", "grow.bin", &original);
     // Append to the claimed file while its parts are being sent.

@@ -449,22 +449,14 @@ fn moto_sse_and_storage_class_on_single_and_multipart() {
         ),
         ("aes", "{ mode: AES256 }", "AES256"),
     ] {
-        let bucket = bucket_name(&format!("sse{tag}"));
-        rt().block_on(create_bucket(&client, &bucket));
-        let dir = TestDir::new();
-        let port = free_port();
-        let cfg = dir.config(&config_yaml(
-            &dir,
-            port,
-            &server_yaml(
-                "acme",
-                &store,
-                &bucket,
-                &format!("    sse: {sse}\n    storage_class: STANDARD_IA\n    multipart: {{ threshold: 8MiB, part_size: 5MiB }}\n"),
+        let (bucket, dir, mut d) = acme_on(
+            &store,
+            None,
+            &format!("sse{tag}"),
+            &format!(
+                "    sse: {sse}\n    storage_class: STANDARD_IA\n    multipart: {{ threshold: 8MiB, part_size: 5MiB }}\n"
             ),
-        ));
-        let mut d = Daemon::start(&dir, &cfg, port, &store);
-        d.wait_ready();
+        );
         dir.drop_file("acme", "one.csv", b"small");
         dir.drop_file("acme", "two.bin", &data(11 * 1024 * 1024, 4));
         assert!(

@@ -29,6 +29,22 @@ pub fn parts(server: &Server, account: &str) -> Value {
             })
         })
     };
+    // The statement the customer adds to the key policy, for `principal`.
+    let key_policy_part = |sid: &str, principal: &str| {
+        kms_key.as_ref().map(|k| {
+            json!({
+                "title": "KMS key policy statement — the customer adds it to the key policy",
+                "apply_to": k,
+                "document": {
+                    "Sid": sid,
+                    "Effect": "Allow",
+                    "Principal": {"AWS": principal},
+                    "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+                    "Resource": "*",
+                },
+            })
+        })
+    };
     let mut out = Vec::new();
     match &server.credentials {
         Credentials::Internal | Credentials::Static { .. } => {
@@ -71,19 +87,7 @@ pub fn parts(server: &Server, account: &str) -> Value {
                 "apply_to": format!("the IAM user or role outpost runs as, in account {account}"),
                 "document": {"Version": "2012-10-17", "Statement": stmts},
             }));
-            if let Some(k) = &kms_key {
-                out.push(json!({
-                    "title": "KMS key policy statement — the customer adds it to the key policy",
-                    "apply_to": k,
-                    "document": {
-                        "Sid": "OutpostPublisherUseKey",
-                        "Effect": "Allow",
-                        "Principal": {"AWS": publisher},
-                        "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
-                        "Resource": "*",
-                    },
-                }));
-            }
+            out.extend(key_policy_part("OutpostPublisherUseKey", &publisher));
         }
         Credentials::AssumeRole {
             role_arn,
@@ -125,19 +129,7 @@ pub fn parts(server: &Server, account: &str) -> Value {
                     "Resource": role_arn,
                 }]},
             }));
-            if let Some(k) = &kms_key {
-                out.push(json!({
-                    "title": "KMS key policy statement — the customer adds it to the key policy",
-                    "apply_to": k,
-                    "document": {
-                        "Sid": "OutpostRoleUseKey",
-                        "Effect": "Allow",
-                        "Principal": {"AWS": role_arn},
-                        "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
-                        "Resource": "*",
-                    },
-                }));
-            }
+            out.extend(key_policy_part("OutpostRoleUseKey", role_arn));
         }
     }
     json!({"server": server.name, "bucket": server.bucket, "prefix": server.prefix, "publisher_account": account, "parts": out})
