@@ -194,7 +194,7 @@ def bench_large(server, work, size):
     op.ready()
     done = [0]
 
-    s3 = server.client()
+    s3 = server.client(owner=True)
 
     def drop(key):
         # Objects are deleted after each run (not timed) so the server's disk holds one.

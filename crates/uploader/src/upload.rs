@@ -11,12 +11,12 @@ use aws_sdk_s3::types::{
     ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ObjectCannedAcl,
     ServerSideEncryption, StorageClass,
 };
-use bytes::Bytes;
 use outpost_config::{Checksum, Sse};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::buffers::{BufferPool, read_at};
 use crate::limits::{MAX_OBJECT, MAX_PARTS, MAX_PUT};
 use crate::{Destination, ErrorClass, Journal, PartChecksum, UploadError, Uploaded};
 use std::sync::atomic::Ordering;
@@ -64,44 +64,6 @@ fn identity(file: &std::fs::File) -> Result<(u64, i128), UploadError> {
         md.len(),
         md.mtime() as i128 * 1_000_000_000 + md.mtime_nsec() as i128,
     ))
-}
-
-/// Below this size a read is done in place, into a heap buffer.
-const SMALL_READ: u64 = 256 * 1024;
-
-/// Reads `len` bytes at `offset` into a buffer of its own anonymous mapping, returned
-/// to the kernel when the request drops it. (Large `Vec`s would raise glibc's dynamic
-/// mmap threshold and stay in the heap, doubling the resident size.)
-async fn read_at(file: Arc<std::fs::File>, offset: u64, len: u64) -> Result<Bytes, UploadError> {
-    // Small reads (page cache, microseconds) stay on this thread, in a plain buffer.
-    if len < SMALL_READ {
-        let mut buf = vec![0u8; len as usize];
-        file.read_exact_at(&mut buf, offset)
-            .map_err(|e| UploadError::io("read", &e))?;
-        return Ok(Bytes::from(buf));
-    }
-    tokio::task::spawn_blocking(move || {
-        if len == 0 {
-            return Ok(Bytes::new());
-        }
-        // Populated at once: one fault pass instead of one fault per page while reading.
-        let mut buf = memmap2::MmapOptions::new()
-            .len(len as usize)
-            .populate()
-            .map_anon()
-            .map_err(|e| {
-                UploadError::new(
-                    ErrorClass::Transient,
-                    "read",
-                    format!("cannot allocate a part buffer: {e}"),
-                )
-            })?;
-        file.read_exact_at(&mut buf[..], offset)
-            .map_err(|e| UploadError::io("read", &e))?;
-        Ok(Bytes::from_owner(buf))
-    })
-    .await
-    .map_err(|e| UploadError::new(ErrorClass::Transient, "read", e.to_string()))?
 }
 
 /// Sets the headers every object write carries: the ACL, the expected owner,
@@ -224,7 +186,7 @@ impl Destination {
         size: u64,
         mtime_ns: i128,
     ) -> Result<Uploaded, UploadError> {
-        let data = read_at(file.clone(), 0, size).await?;
+        let data = read_at(file.clone(), 0, size, None).await?;
         if identity(&file)? != (size, mtime_ns) {
             return Err(UploadError::new(
                 ErrorClass::Transient,
@@ -424,6 +386,7 @@ impl Destination {
         let mut tasks: JoinSet<Result<(i32, CompletedPart), UploadError>> = JoinSet::new();
         let mut next = 1;
         let limit = s.multipart.concurrency.max(1);
+        let pool = BufferPool::new(part_size, limit);
         loop {
             while tasks.len() < limit && next <= nparts {
                 let n = next;
@@ -441,8 +404,9 @@ impl Destination {
                 let kind = s.checksum;
                 let owner = s.expected_bucket_owner.clone();
                 let unsigned = self.unsigned_payload;
+                let pool = pool.clone();
                 tasks.spawn(async move {
-                    let data = read_at(file, offset, len).await?;
+                    let data = read_at(file, offset, len, Some(pool)).await?;
                     let sum = PartChecksum::compute(kind, &data);
                     let req = client
                         .upload_part()
@@ -504,6 +468,12 @@ impl Destination {
             ));
         }
         let parts: Vec<CompletedPart> = done.into_values().collect();
+        let t_complete = std::time::Instant::now();
+        tracing::debug!(
+            key,
+            parts = nparts,
+            "all parts sent; completing the multipart upload"
+        );
         let res = self
             .client
             .complete_multipart_upload()
@@ -520,6 +490,11 @@ impl Destination {
             .await;
         match res {
             Ok(_) => {
+                tracing::debug!(
+                    key,
+                    took_ms = t_complete.elapsed().as_millis() as u64,
+                    "multipart upload completed"
+                );
                 journal.clear();
                 Ok(Uploaded {
                     bytes: size,
