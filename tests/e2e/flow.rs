@@ -43,6 +43,7 @@ fn publish(
     bucket: &str,
     extra: &str,
     files: &[(String, Vec<u8>)],
+    envs: &[(&str, &str)],
 ) -> TestDir {
     let dir = TestDir::new();
     let port = free_port();
@@ -51,7 +52,7 @@ fn publish(
         port,
         &server_yaml("acme", store, bucket, extra),
     ));
-    let mut d = Daemon::start(&dir, &cfg, port, store);
+    let mut d = Daemon::start_with(&dir, &cfg, port, store, envs);
     d.wait_ready();
     for (rel, bytes) in files {
         dir.drop_file("acme", rel, bytes);
@@ -149,6 +150,7 @@ fn radosgw_cross_account_single_puts_owner_gets_full_control() {
         &bucket,
         "    checksum: md5\n",
         &files,
+        &[],
     );
     rt().block_on(async {
         for (rel, _) in &files {
@@ -181,6 +183,7 @@ fn radosgw_multipart_arrives_whole_with_owner_control() {
         &bucket,
         "    checksum: md5\n    multipart: { threshold: 8MiB, part_size: 5MiB, concurrency: 3 }\n",
         &files,
+        &[],
     );
     rt().block_on(async {
         let grants = acl(&oc, &bucket, "pre/big/one.bin").await;
@@ -197,6 +200,42 @@ fn radosgw_multipart_arrives_whole_with_owner_control() {
 }
 
 #[test]
+fn radosgw_over_tls_single_and_multipart_arrive_whole() {
+    // Over TLS the payload goes unsigned (no SHA-256 pass): the checksum header alone
+    // lets the store verify the bytes. The store's certificate is trusted through
+    // SSL_CERT_FILE, as an operator would for a private CA.
+    let owner = Store::rgw_owner();
+    let bucket = bucket_name("rgwtls");
+    let oc = owner.client();
+    rt().block_on(async {
+        create_bucket(&oc, &bucket).await;
+        put_policy(&oc, &bucket, &publisher_statement(&bucket, false)).await;
+    });
+    let publisher = Store {
+        endpoint: env("OUTPOST_TEST_RGW_TLS_ENDPOINT"),
+        ..Store::rgw_publisher()
+    };
+    assert!(publisher.endpoint.starts_with("https://"));
+    let files = vec![
+        ("tls/big.bin".to_owned(), data(13 * 1024 * 1024 + 5, 44)),
+        ("tls/small.csv".to_owned(), data(70_000, 45)),
+        ("tls/empty.csv".to_owned(), Vec::new()),
+    ];
+    let ca = env("OUTPOST_TEST_RGW_CA");
+    publish(
+        &publisher,
+        &owner,
+        &bucket,
+        "    checksum: md5\n    multipart: { threshold: 8MiB, part_size: 5MiB, concurrency: 3 }\n",
+        &files,
+        &[("SSL_CERT_FILE", &ca)],
+    );
+    rt().block_on(async {
+        assert_eq!(open_uploads(&oc, &bucket).await, 0);
+    });
+}
+
+#[test]
 fn s3s_fs_publishes_files_and_multipart_with_crc32c() {
     let store = Store::s3s();
     let bucket = bucket_name("s3s");
@@ -209,6 +248,7 @@ fn s3s_fs_publishes_files_and_multipart_with_crc32c() {
         &bucket,
         "    checksum: crc32c\n    multipart: { threshold: 8MiB, part_size: 5MiB }\n",
         &files,
+        &[],
     );
 }
 
@@ -225,5 +265,66 @@ fn moto_publishes_files_and_multipart() {
         &bucket,
         "    checksum: crc64nvme\n    multipart: { threshold: 8MiB, part_size: 5MiB }\n",
         &files,
+        &[],
     );
+}
+
+#[test]
+fn an_untrusted_certificate_blocks_the_server_and_trusting_the_ca_delivers() {
+    let owner = Store::rgw_owner();
+    let bucket = bucket_name("rgwca");
+    let oc = owner.client();
+    rt().block_on(async {
+        create_bucket(&oc, &bucket).await;
+        put_policy(&oc, &bucket, &publisher_statement(&bucket, false)).await;
+    });
+    let publisher = Store {
+        endpoint: env("OUTPOST_TEST_RGW_TLS_ENDPOINT"),
+        ..Store::rgw_publisher()
+    };
+    let dir = TestDir::new();
+    let port = free_port();
+    let cfg = dir.config(&config_yaml(
+        &dir,
+        port,
+        &server_yaml("acme", &publisher, &bucket, "    checksum: md5\n"),
+    ));
+    // The private CA is not trusted (no SSL_CERT_FILE): `verify` says so and how to fix.
+    let keys = [
+        ("AWS_ACCESS_KEY_ID", publisher.key.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", publisher.secret.as_str()),
+    ];
+    let cfg_s = cfg.to_string_lossy().into_owned();
+    let (code, out, _) = outpost(&["verify", "-c", &cfg_s], &keys);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("not trusted") && out.contains("SSL_CERT_FILE"),
+        "{out}"
+    );
+    assert!(!out.contains("bucket policy"), "{out}");
+    // The daemon blocks the server: the file stays pending, nothing goes to .failed/.
+    let mut d = Daemon::start(&dir, &cfg, port, &publisher);
+    d.wait_ready();
+    dir.drop_file("acme", "held.csv", &data(5000, 7));
+    let blocked = wait_until(Duration::from_secs(60), || {
+        d.metric("outpost_server_blocked{server=\"acme\"}") == Some(1.0)
+    });
+    assert!(blocked, "not blocked; log:\n{}", d.log_text());
+    assert!(d.log_text().contains("SSL_CERT_FILE"), "{}", d.log_text());
+    assert_eq!(d.stop(), Some(0));
+    assert!(dir.failed().is_empty());
+    // Trusting the CA (as a systemd drop-in would) delivers it.
+    let ca = env("OUTPOST_TEST_RGW_CA");
+    let mut d = Daemon::start_with(&dir, &cfg, port, &publisher, &[("SSL_CERT_FILE", &ca)]);
+    d.wait_ready();
+    let done = wait_until(Duration::from_secs(60), || {
+        d.metric("outpost_files_uploaded_total{server=\"acme\"}") == Some(1.0)
+    });
+    assert!(done, "not delivered; log:\n{}", d.log_text());
+    rt().block_on(async {
+        assert_eq!(
+            get(&oc, &bucket, "pre/held.csv").await.as_deref(),
+            Some(data(5000, 7).as_slice())
+        );
+    });
 }

@@ -15,6 +15,7 @@ command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v dpkg-deb >/dev/null 2>&1 || need_apt+=(dpkg)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # Peers of `make bench`.
 if want bench; then command -v rclone >/dev/null 2>&1 || need_apt+=(rclone); fi
 want radosgw && for bin in radosgw:radosgw ceph-mon:ceph-mon ceph-osd:ceph-osd ceph:ceph-common; do

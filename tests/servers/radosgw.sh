@@ -1,14 +1,27 @@
 #!/usr/bin/env bash
 # A single-node Ceph (one monitor, one BlueStore OSD on a sparse file, no cephx) with
 # radosgw on 127.0.0.1, all state under DIR. Creates the users "owner" (owns the test
-# buckets) and "publisher" (outpost's identity). Prints export lines for the tests.
+# buckets) and "publisher" (outpost's identity). Serves plain http and TLS (a
+# certificate for 127.0.0.1 from a private CA in DIR/tls/ca.pem). Prints export
+# lines for the tests.
 set -euo pipefail
 DIR=$1
 rm -rf "$DIR"; mkdir -p "$DIR"/{mon,osd,run,log}
 port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+tlsport=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 monport=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 FSID=$(python3 -c 'import uuid;print(uuid.uuid4())')
 CONF="$DIR/ceph.conf"
+mkdir -p "$DIR/tls"
+# A private CA (ca.pem, what clients trust) and the server certificate it signs.
+( cd "$DIR/tls"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=outpost test CA" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign \
+    -keyout ca.key -out ca.pem
+  openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout key.pem -out server.csr
+  printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext.cnf
+  openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
+    -extfile ext.cnf -out cert.pem ) >/dev/null 2>&1
 cat > "$CONF" <<C
 [global]
 fsid = $FSID
@@ -40,7 +53,7 @@ bluestore_block_size = 21474836480
 bluestore_block_create = true
 osd_memory_target = 1073741824
 [client.rgw.a]
-rgw_frontends = beast endpoint=127.0.0.1:$port
+rgw_frontends = beast endpoint=127.0.0.1:$port ssl_endpoint=127.0.0.1:$tlsport ssl_certificate=$DIR/tls/cert.pem ssl_private_key=$DIR/tls/key.pem
 rgw_data = $DIR/rgw
 rgw_enable_usage_log = false
 C
@@ -71,5 +84,7 @@ export OUTPOST_TEST_RGW_OWNER_SECRET=ownersecretkey000000000000000000000000000
 export OUTPOST_TEST_RGW_PUBLISHER_KEY=PUBLISHERKEY0000000
 export OUTPOST_TEST_RGW_PUBLISHER_SECRET=publishersecretkey00000000000000000000000
 export OUTPOST_TEST_RGW_CONF=$CONF
+export OUTPOST_TEST_RGW_TLS_ENDPOINT=https://127.0.0.1:$tlsport
+export OUTPOST_TEST_RGW_CA=$DIR/tls/ca.pem
 E
 echo "radosgw on 127.0.0.1:$port" >&2

@@ -117,15 +117,23 @@ impl UploadError {
                 }
             }
             SdkError::TimeoutError(_) => UploadError::new(ErrorClass::Transient, op, "timed out"),
-            SdkError::DispatchFailure(d) => UploadError::new(
-                ErrorClass::Transient,
-                op,
-                format!(
-                    "connection error{}: {}",
-                    if d.is_timeout() { " (timeout)" } else { "" },
-                    chain(std::error::Error::source(&e))
-                ),
-            ),
+            SdkError::DispatchFailure(d) => {
+                let detail = chain(std::error::Error::source(&e));
+                if untrusted_certificate(&detail) {
+                    // Retrying the same handshake cannot succeed: the server is blocked
+                    // (files stay pending) until its certificate is trusted.
+                    UploadError::new(ErrorClass::Refused, op, format!("{UNTRUSTED}: {detail}"))
+                } else {
+                    UploadError::new(
+                        ErrorClass::Transient,
+                        op,
+                        format!(
+                            "connection error{}: {detail}",
+                            if d.is_timeout() { " (timeout)" } else { "" },
+                        ),
+                    )
+                }
+            }
             SdkError::ResponseError(_) => UploadError::new(
                 ErrorClass::Transient,
                 op,
@@ -142,6 +150,15 @@ impl UploadError {
             _ => UploadError::new(ErrorClass::Transient, op, chain(Some(&e))),
         }
     }
+}
+
+/// How an error about an untrusted TLS certificate begins.
+const UNTRUSTED: &str = "the endpoint's TLS certificate is not trusted";
+
+/// Whether a connection error is a certificate the client does not trust (rustls says
+/// "invalid peer certificate: UnknownIssuer / NotValidForName / Expired …").
+fn untrusted_certificate(detail: &str) -> bool {
+    detail.contains("invalid peer certificate")
 }
 
 fn chain(e: Option<&dyn std::error::Error>) -> String {
@@ -228,6 +245,14 @@ impl UploadError {
             None => String::new(),
         };
         let why = match code {
+            "" if self.message.starts_with(UNTRUSTED) => format!(
+                "fix: check `endpoint` of server {} (the certificate must name its host); for a private CA, add it to the system's trust store or point SSL_CERT_FILE at a PEM bundle that holds it",
+                s.name
+            ),
+            "" if self.class != ErrorClass::Refused => format!(
+                "the endpoint could not be reached or did not answer; fix: check `endpoint`/`region` of server {} and the network path to it (DNS, firewall, proxy), then {verify}",
+                s.name
+            ),
             "AccessDenied" | "AllAccessDisabled" | "" => format!(
                 "the bucket policy of {} does not allow the publisher to write under {:?}{owner}{kms}; fix: run `outpost policy {}` and have the customer apply it, then {verify}",
                 s.bucket, s.prefix, s.name
@@ -298,5 +323,35 @@ mod tests {
         for (code, status, want) in cases {
             assert_eq!(classify(code, status), want, "{code:?} {status:?}");
         }
+    }
+
+    #[test]
+    fn untrusted_certificates_are_told_apart_from_other_connection_errors() {
+        assert!(untrusted_certificate(
+            "io error: client error (Connect): TLS handshake failed: invalid peer certificate: UnknownIssuer"
+        ));
+        assert!(!untrusted_certificate(
+            "io error: client error (Connect): tcp connect error: Connection refused (os error 111)"
+        ));
+        let config = outpost_config::Config::parse(
+            std::path::Path::new("t.yaml"),
+            "servers:\n  acme:\n    bucket: b\n",
+        )
+        .expect("config");
+        let server = &config.servers["acme"];
+        let tls = UploadError::new(
+            ErrorClass::Refused,
+            "PutObject",
+            format!("{UNTRUSTED}: invalid peer certificate: UnknownIssuer"),
+        );
+        assert!(tls.explain(server).contains("SSL_CERT_FILE"));
+        let down = UploadError::new(
+            ErrorClass::Transient,
+            "PutObject",
+            "connection error: refused",
+        );
+        let text = down.explain(server);
+        assert!(text.contains("could not be reached"), "{text}");
+        assert!(!text.contains("bucket policy"), "{text}");
     }
 }
