@@ -44,10 +44,11 @@ def free_port():
 
 
 class Server:
-    def __init__(self, env, kind):
+    def __init__(self, env, kind, tls=False):
         self.kind = kind
+        self.ca = env.get("OUTPOST_TEST_RGW_CA") if tls else None
         if kind == "radosgw":
-            self.endpoint = env["OUTPOST_TEST_RGW_ENDPOINT"]
+            self.endpoint = env["OUTPOST_TEST_RGW_TLS_ENDPOINT" if tls else "OUTPOST_TEST_RGW_ENDPOINT"]
             self.key, self.secret = env["OUTPOST_TEST_RGW_PUBLISHER_KEY"], env["OUTPOST_TEST_RGW_PUBLISHER_SECRET"]
             self.owner = (env["OUTPOST_TEST_RGW_OWNER_KEY"], env["OUTPOST_TEST_RGW_OWNER_SECRET"])
             self.checksum = "md5"
@@ -59,8 +60,14 @@ class Server:
 
     def client(self, owner=False):
         k, s = self.owner if owner else (self.key, self.secret)
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1", verify=self.ca,
                             aws_access_key_id=k, aws_secret_access_key=s)
+
+    def pids(self, dirs):
+        """The server's processes (radosgw counts its OSD and monitor too)."""
+        names = ["rgw.pid", "osd.pid", "mon.pid"] if self.kind == "radosgw" else ["pid"]
+        sub = dirs / ("radosgw" if self.kind == "radosgw" else "s3s")
+        return [int((sub / n).read_text()) for n in names if (sub / n).exists()]
 
     def bucket(self, name):
         c = self.client(owner=True)
@@ -76,7 +83,8 @@ class Server:
 class Outpost:
     """A release outpost daemon on its own spool."""
 
-    def __init__(self, work, server, bucket, servers=1, part=8 * MIB, conc=8, uploads=16, archive=False):
+    def __init__(self, work, server, bucket, servers=1, part=8 * MIB, conc=8, uploads=16, archive=False, log="warn"):
+        self.log_level = log
         self.work = Path(work)
         self.work.mkdir(parents=True, exist_ok=True)
         self.spool = self.work / "spool"
@@ -96,7 +104,9 @@ class Outpost:
 
     def start(self):
         env = dict(os.environ, AWS_ACCESS_KEY_ID=self.server.key, AWS_SECRET_ACCESS_KEY=self.server.secret,
-                   AWS_EC2_METADATA_DISABLED="true", RUST_LOG="warn")
+                   AWS_EC2_METADATA_DISABLED="true", RUST_LOG=self.log_level)
+        if self.server.ca:
+            env["SSL_CERT_FILE"] = self.server.ca
         self.log = open(self.work / "daemon.log", "a")
         self.proc = subprocess.Popen([str(OUTPOST), "run", "-c", str(self.config)], env=env,
                                      stdout=subprocess.DEVNULL, stderr=self.log)
@@ -152,8 +162,11 @@ def aws_env(server, work, conc, chunk):
     cfg = Path(work) / "aws.cfg"
     cfg.write_text(f"[default]\nregion = us-east-1\ns3 =\n  max_concurrent_requests = {conc}\n"
                    f"  multipart_chunksize = {chunk // MIB}MB\n  multipart_threshold = 16MB\n")
-    return dict(os.environ, AWS_CONFIG_FILE=str(cfg), AWS_ACCESS_KEY_ID=server.key,
-                AWS_SECRET_ACCESS_KEY=server.secret, AWS_EC2_METADATA_DISABLED="true")
+    env = dict(os.environ, AWS_CONFIG_FILE=str(cfg), AWS_ACCESS_KEY_ID=server.key,
+               AWS_SECRET_ACCESS_KEY=server.secret, AWS_EC2_METADATA_DISABLED="true")
+    if server.ca:
+        env["AWS_CA_BUNDLE"] = server.ca
+    return env
 
 
 def rclone_env(server):
@@ -162,6 +175,8 @@ def rclone_env(server):
                RCLONE_CONFIG_BENCH_ENDPOINT=server.endpoint, RCLONE_CONFIG_BENCH_ACCESS_KEY_ID=server.key,
                RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY=server.secret, RCLONE_CONFIG_BENCH_REGION="us-east-1",
                RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE="true")
+    if server.ca:
+        env["RCLONE_CA_CERT"] = server.ca
     return env
 
 
@@ -185,50 +200,98 @@ def big_file(path, size):
             left -= n
 
 
-def bench_large(server, work, size):
-    """(a) one large file: drop until acknowledged, against aws s3 cp and rclone copyto."""
+def proc_cpu(pids):
+    """CPU seconds used so far by the processes `pids`."""
+    total = 0
+    for pid in pids:
+        try:
+            f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(f[11]) + int(f[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu():
+    import resource
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def bench_large(server, work, size, server_pids):
+    """(a) one large file: drop until acknowledged, against aws s3 cp and rclone copyto.
+    Also the CPU seconds each client and the server used, and how long the server took
+    to complete (assemble) outpost's upload."""
     bucket = server.bucket(f"bench-large-{int(time.time())}")
     src = Path(work) / "large.bin"
     big_file(src, size)
-    op = Outpost(Path(work) / "op-large", server, bucket, part=8 * MIB, conc=8).start()
+    op = Outpost(Path(work) / "op-large", server, bucket, part=8 * MIB, conc=8,
+                 log="warn,outpost_uploader::upload=debug").start()
     op.ready()
     done = [0]
-
     s3 = server.client(owner=True)
+    out = {}
 
     def drop(key):
         # Objects are deleted after each run (not timed) so the server's disk holds one.
         s3.delete_object(Bucket=bucket, Key=key)
 
+    def measure(name, run):
+        """Median wall time of REPEAT runs, with the client's and the server's CPU."""
+        walls, cpus, srvs = [], [], []
+        for i in range(REPEAT):
+            c0 = proc_cpu(server_pids)
+            wall, cpu = run(i)
+            walls.append(wall)
+            cpus.append(cpu)
+            srvs.append(proc_cpu(server_pids) - c0)
+        out[name] = dict(t=statistics.median(walls), cpu=statistics.median(cpus), srv=statistics.median(srvs))
+
     def run_outpost(i):
         dest = op.spool / "acme" / f"large-{i}.bin"
         os.link(src, op.work / "staged")  # outpost removes its link; the source stays
+        c0 = op.cpu_ticks()
         t = time.perf_counter()
         os.rename(op.work / "staged", dest)
         done[0] += 1
         op.wait_uploaded(done[0])
         took = time.perf_counter() - t
+        cpu = (op.cpu_ticks() - c0) / os.sysconf("SC_CLK_TCK")
         drop(f"acme/large-{i}.bin")
-        return took
+        return took, cpu
 
-    def then_drop(took, key):
-        drop(key)
-        return took
+    def run_tool(cmd, env, key):
+        def run(i):
+            c0 = children_cpu()
+            t = time.perf_counter()
+            subprocess.run(cmd(i), env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            took = time.perf_counter() - t
+            cpu = children_cpu() - c0
+            drop(key(i))
+            return took, cpu
+        return run
 
-    t_out = median_of(run_outpost)
-    hwm = op.status("VmHWM")
+    # One untimed upload first: a fresh store (radosgw's BlueStore) is slow on first writes.
+    run_outpost(REPEAT)
+    measure("outpost", run_outpost)
+    out["outpost"]["hwm"] = op.status("VmHWM")
     op.stop()
+    completes = [int(line.split("took_ms=", 1)[1].split()[0])
+                 for line in (op.work / "daemon.log").read_text(errors="replace").splitlines()
+                 if "multipart upload completed" in line and "took_ms" in line]
+    out["outpost"]["complete"] = statistics.median(completes[1:] or [0]) / 1000
     env = aws_env(server, work, 8, 8 * MIB)
-    t_aws = median_of(lambda i: then_drop(timed(["aws", "s3", "cp", str(src), f"s3://{bucket}/aws/large-{i}.bin",
-                                                 "--endpoint-url", server.endpoint, "--acl", "bucket-owner-full-control",
-                                                 "--only-show-errors"], env), f"aws/large-{i}.bin"))
+    measure("aws", run_tool(lambda i: ["aws", "s3", "cp", str(src), f"s3://{bucket}/aws/large-{i}.bin",
+                                       "--endpoint-url", server.endpoint, "--acl", "bucket-owner-full-control",
+                                       "--only-show-errors"], env, lambda i: f"aws/large-{i}.bin"))
     renv = rclone_env(server)
-    t_rc = median_of(lambda i: then_drop(timed(["rclone", "copyto", str(src), f"bench:{bucket}/rclone/large-{i}.bin",
-                                                "--s3-acl", "bucket-owner-full-control", "--s3-chunk-size", "8M",
-                                                "--s3-upload-concurrency", "8", "--s3-upload-cutoff", "16M",
-                                                "--s3-no-check-bucket", "--s3-no-head"], renv), f"rclone/large-{i}.bin"))
+    measure("rclone", run_tool(lambda i: ["rclone", "copyto", str(src), f"bench:{bucket}/rclone/large-{i}.bin",
+                                          "--s3-acl", "bucket-owner-full-control", "--s3-chunk-size", "8M",
+                                          "--s3-upload-concurrency", "8", "--s3-upload-cutoff", "16M",
+                                          "--s3-no-check-bucket", "--s3-no-head"], renv,
+                               lambda i: f"rclone/large-{i}.bin"))
     src.unlink()
-    return t_out, t_aws, t_rc, hwm
+    return out
 
 
 def bench_small(server, work, n=3000, size=16 * 1024, conc=16):
@@ -356,7 +419,11 @@ def machine():
 def main():
     env = load_env(sys.argv[1])
     kind = os.environ.get("BENCH_SERVER", "s3s")
-    server = Server(env, kind)
+    tls = os.environ.get("BENCH_TLS") == "1"
+    if tls and kind != "radosgw":
+        sys.exit("BENCH_TLS=1 needs BENCH_SERVER=radosgw (s3s-fs serves plain http only)")
+    server = Server(env, kind, tls)
+    server_pids = server.pids(Path(sys.argv[1]).parent)
     work = tempfile.mkdtemp(prefix="outpost-bench-", dir=str(ROOT / ".tmp"))
     rows = []
 
@@ -369,14 +436,25 @@ def main():
 
     only = set(os.environ.get("BENCH_ONLY", "a,b,c,d,e,f").split(","))
     print(f"bench on {kind} at {server.endpoint}; {machine()}; median of {REPEAT}", flush=True)
+    if "d" in only and "a" not in only:
+        only.add("a")
     gib = 1 << 30
     hwm1 = 0
     if "a" in only or "d" in only:
-        t_out, t_aws, t_rc, hwm1 = bench_large(server, work, gib)
+        la = bench_large(server, work, gib, server_pids)
+        hwm1 = la["outpost"]["hwm"]
+        o, aw, rc = la["outpost"], la["aws"], la["rclone"]
         mb = gib / MIB
-        row("(a) 1 GiB file, MiB/s", mb / t_out, "aws s3 cp", mb / t_aws)
-        row("(a) 1 GiB file, MiB/s", mb / t_out, "rclone copyto", mb / t_rc)
-        print(rows[-1], flush=True)
+        row("(a) 1 GiB file, MiB/s", mb / o["t"], "aws s3 cp", mb / aw["t"])
+        row("(a) 1 GiB file, MiB/s", mb / o["t"], "rclone copyto", mb / rc["t"])
+        row("(a) client CPU for 1 GiB, s", o["cpu"], "aws s3 cp", aw["cpu"], better="lower")
+        row("(a) client CPU for 1 GiB, s", o["cpu"], "rclone copyto", rc["cpu"], better="lower")
+        rows.append(("(a) server CPU for 1 GiB, s", f"{o['srv']:.2f}", "with aws / rclone",
+                     f"{aw['srv']:.2f} / {rc['srv']:.2f}", ""))
+        rows.append(("(a) server time to complete the upload, s", f"{o['complete']:.2f}",
+                     "of outpost's total", f"{o['t']:.2f}", ""))
+        for r in rows[-6:]:
+            print(" | ".join(str(c) for c in r), flush=True)
     if "b" in only:
         f_out, f_aws, f_rc = bench_small(server, work)
         row("(b) 3,000 x 16 KiB, files/s", f_out, "aws s3 cp --recursive", f_aws)
@@ -388,7 +466,7 @@ def main():
                      "bare PUT (boto3, connected), ms", f"{floor * 1000:.1f}", f"p50 - floor = {(p50 - floor) * 1000:.1f} ms"))
         print(rows[-1], flush=True)
     if "d" in only:
-        _, _, _, hwm4 = bench_large(server, work, 4 * gib)
+        hwm4 = bench_large(server, work, 4 * gib, server_pids)["outpost"]["hwm"]
         budget = 8 * 8 * MIB
         rows.append(("(d) VmHWM, 1 GiB / 4 GiB, MiB", f"{hwm1 / MIB:.0f} / {hwm4 / MIB:.0f}",
                      "parts in flight x part size, MiB", f"{budget / MIB:.0f}",
@@ -415,19 +493,28 @@ def main():
     text = "\n".join(table)
     print("\n" + text)
     doc = ROOT / "docs" / "benchmarks.md"
-    doc.write_text(
-        "# Benchmarks\n\n"
+    # The generated part sits between two markers; the analysis around it is kept.
+    begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+    generated = (
+        begin + "\n"
         "`make bench` (tests/bench/bench.py) measures outpost (release build) against the AWS CLI v1\n"
         "(`aws s3 cp`, PyPI `awscli`) and rclone (Debian) on the same S3 server on 127.0.0.1, the same\n"
         "files and the same concurrency (8 MiB parts x 8 for large files, 16 transfers for small\n"
         "ones), all with `bucket-owner-full-control`. Timings are the median of "
         f"{REPEAT} runs; client and server share the machine's cores. Measurements, not tests.\n\n"
-        f"Last run: {time.strftime('%Y-%m-%d')} on {kind}; machine: {machine()}.\n\n"
+        f"Last run: {time.strftime('%Y-%m-%d')} on {kind}{' over TLS' if tls else ''}; machine: {machine()}.\n\n"
         + text + "\n\n"
-        "Ratios: for throughput, outpost / peer (above 1 = outpost faster); (c) compares the\n"
-        "median drop-to-acknowledged latency with the floor of a bare PUT from a connected\n"
-        "Python client; (d) compares peak RSS with the part buffers' budget.\n"
+        "Ratios: for throughput, outpost / peer (above 1 = outpost faster); for CPU, peer / outpost\n"
+        "(above 1 = outpost uses less); (c) compares the median drop-to-acknowledged latency with\n"
+        "the floor of a bare PUT from a connected Python client; (d) compares peak RSS with the\n"
+        "part buffers' budget.\n" + end
     )
+    old = doc.read_text() if doc.exists() else "# Benchmarks\n\n" + begin + "\n" + end + "\n"
+    if begin in old and end in old:
+        new = old[:old.index(begin)] + generated + old[old.index(end) + len(end):]
+    else:
+        new = "# Benchmarks\n\n" + generated + "\n"
+    doc.write_text(new)
     print(f"\nwritten to {doc}")
 
 

@@ -69,6 +69,8 @@ fn publish(
         Some(bytes as f64)
     );
     assert_eq!(d.stop(), Some(0), "clean stop exits 0");
+    // stderr is a file here, as under systemd: plain text, no colour codes.
+    assert!(!d.log_text().contains('\x1b'), "escape codes in the log");
     assert!(
         dir.left_in_spool("acme").is_empty(),
         "spool not empty: {:?}",

@@ -2,6 +2,8 @@
 //! (default `info`). The SDK's signing and wire logs are capped at debug whatever the
 //! filter says, so no signature, token or secret is ever printed.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::{Directive, LevelFilter};
 
@@ -35,8 +37,10 @@ pub fn init(format: LogFormat) {
             }
         }
     }
+    // Colours only on a terminal: the journal and log files get plain text.
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => b.init(),
