@@ -160,7 +160,11 @@ class Outpost:
 
 def aws_env(server, work, conc, chunk):
     cfg = Path(work) / "aws.cfg"
-    cfg.write_text(f"[default]\nregion = us-east-1\ns3 =\n  max_concurrent_requests = {conc}\n"
+    # Over TLS the CLI streams parts with a trailing checksum (aws-chunked), which radosgw
+    # 16 refuses (MissingContentLength); `when_required` is its documented setting for such
+    # stores (over http it sends the checksum as a header and keeps the default).
+    when = "request_checksum_calculation = when_required\n" if server.ca else ""
+    cfg.write_text(f"[default]\nregion = us-east-1\n{when}s3 =\n  max_concurrent_requests = {conc}\n"
                    f"  multipart_chunksize = {chunk // MIB}MB\n  multipart_threshold = 16MB\n")
     env = dict(os.environ, AWS_CONFIG_FILE=str(cfg), AWS_ACCESS_KEY_ID=server.key,
                AWS_SECRET_ACCESS_KEY=server.secret, AWS_EC2_METADATA_DISABLED="true")

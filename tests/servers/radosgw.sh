@@ -4,12 +4,28 @@
 # buckets) and "publisher" (outpost's identity). Serves plain http and TLS (a
 # certificate for 127.0.0.1 from a private CA in DIR/tls/ca.pem). Prints export
 # lines for the tests.
+# A start that stalls (now and then the fresh OSD is refused by its monitor with "wrong
+# fsid" and never comes up) is torn down and made again from scratch, up to 3 times.
 set -euo pipefail
-DIR=$1
+if [ "${1:-}" != --once ]; then
+  DIR=$1
+  for attempt in 1 2 3; do
+    if "$0" --once "$DIR"; then exit 0; fi
+    for f in "$DIR"/rgw.pid "$DIR"/osd.pid "$DIR"/mon.pid; do
+      [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null || true
+    done
+    [ "$attempt" -lt 3 ] && echo "radosgw: start attempt $attempt failed; starting again" >&2
+  done
+  exit 1
+fi
+DIR=$2
 rm -rf "$DIR"; mkdir -p "$DIR"/{mon,osd,run,log}
-port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-tlsport=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-monport=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+# Three distinct free ports at once.
+read -r port tlsport monport < <(python3 -c '
+import socket
+ss = [socket.socket() for _ in range(3)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in ss])')
 FSID=$(python3 -c 'import uuid;print(uuid.uuid4())')
 CONF="$DIR/ceph.conf"
 mkdir -p "$DIR/tls"
@@ -63,18 +79,29 @@ monmaptool --create --addv a "v1:127.0.0.1:$monport" --fsid "$FSID" "$DIR/monmap
 ceph-mon -c "$CONF" --mkfs -i a --monmap "$DIR/monmap" --keyring "$DIR/mon.keyring" 2>>"$DIR/log/setup.log"
 ceph-mon -c "$CONF" -i a -f >>"$DIR/log/mon.out" 2>&1 &
 echo $! > "$DIR/mon.pid"
-for _ in $(seq 1 300); do ceph -c "$CONF" -s --connect-timeout 2 >/dev/null 2>&1 && break; sleep 0.2; done
+up=0
+for _ in $(seq 1 300); do ceph -c "$CONF" -s --connect-timeout 2 >/dev/null 2>&1 && { up=1; break; }; sleep 0.2; done
+[ $up = 1 ] || { echo "ceph-mon did not start" >&2; exit 1; }
 UUID=$(python3 -c 'import uuid;print(uuid.uuid4())')
 ID=$(ceph -c "$CONF" osd new "$UUID")
 mkdir -p "$DIR/osd/osd.$ID"
 ceph-osd -c "$CONF" -i "$ID" --mkfs --osd-uuid "$UUID" >>"$DIR/log/setup.log" 2>&1
 ceph-osd -c "$CONF" -i "$ID" -f >>"$DIR/log/osd.out" 2>&1 &
 echo $! > "$DIR/osd.pid"
-for _ in $(seq 1 300); do ceph -c "$CONF" osd stat 2>/dev/null | grep -q '1 up' && break; sleep 0.2; done
+up=0
+for _ in $(seq 1 300); do
+  ceph -c "$CONF" osd stat 2>/dev/null | grep -q '1 up' && { up=1; break; }
+  grep -qs "wrong fsid" "$DIR/log/osd.$ID.log" && break # never comes up: start again
+  sleep 0.2
+done
+[ $up = 1 ] || { echo "ceph-osd did not come up; the end of its log:" >&2; tail -n 3 "$DIR/log/osd.$ID.log" >&2 || true; exit 1; }
 radosgw -c "$CONF" -n client.rgw.a -f >>"$DIR/log/rgw.out" 2>&1 &
 echo $! > "$DIR/rgw.pid"
-for _ in $(seq 1 600); do curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/" && break; sleep 0.2; done
-curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$port/" || { echo "radosgw did not start; see $DIR/log" >&2; exit 1; }
+for _ in $(seq 1 450); do curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/" && break; sleep 0.2; done
+curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$port/" || {
+  echo "radosgw did not start; the end of its logs:" >&2
+  tail -n 15 "$DIR"/log/rgw.out "$DIR"/log/client.rgw.a.log >&2 2>/dev/null || true
+  exit 1; }
 radosgw-admin -c "$CONF" user create --uid=owner --display-name=Owner --access-key=OWNERACCESSKEY00000 --secret=ownersecretkey000000000000000000000000000 >/dev/null
 radosgw-admin -c "$CONF" user create --uid=publisher --display-name=Publisher --access-key=PUBLISHERKEY0000000 --secret=publishersecretkey00000000000000000000000 >/dev/null
 cat <<E
