@@ -201,13 +201,11 @@ fn radosgw_multipart_arrives_whole_with_owner_control() {
     });
 }
 
-#[test]
-fn radosgw_over_tls_single_and_multipart_arrive_whole() {
-    // Over TLS the payload goes unsigned (no SHA-256 pass): the checksum header alone
-    // lets the store verify the bytes. The store's certificate is trusted through
-    // SSL_CERT_FILE, as an operator would for a private CA.
+/// A radosgw bucket the publisher may write to (multipart included), with the owner's
+/// store and the publisher's store on radosgw's TLS endpoint.
+fn tls_bucket(tag: &str) -> (String, Store, Store) {
     let owner = Store::rgw_owner();
-    let bucket = bucket_name("rgwtls");
+    let bucket = bucket_name(tag);
     let oc = owner.client();
     rt().block_on(async {
         create_bucket(&oc, &bucket).await;
@@ -217,6 +215,16 @@ fn radosgw_over_tls_single_and_multipart_arrive_whole() {
         endpoint: env("OUTPOST_TEST_RGW_TLS_ENDPOINT"),
         ..Store::rgw_publisher()
     };
+    (bucket, owner, publisher)
+}
+
+#[test]
+fn radosgw_over_tls_single_and_multipart_arrive_whole() {
+    // Over TLS the payload goes unsigned (no SHA-256 pass): the checksum header alone
+    // lets the store verify the bytes. The store's certificate is trusted through
+    // SSL_CERT_FILE, as an operator would for a private CA.
+    let (bucket, owner, publisher) = tls_bucket("rgwtls");
+    let oc = owner.client();
     assert!(publisher.endpoint.starts_with("https://"));
     let files = vec![
         ("tls/big.bin".to_owned(), data(13 * 1024 * 1024 + 5, 44)),
@@ -273,17 +281,8 @@ fn moto_publishes_files_and_multipart() {
 
 #[test]
 fn an_untrusted_certificate_blocks_the_server_and_trusting_the_ca_delivers() {
-    let owner = Store::rgw_owner();
-    let bucket = bucket_name("rgwca");
+    let (bucket, owner, publisher) = tls_bucket("rgwca");
     let oc = owner.client();
-    rt().block_on(async {
-        create_bucket(&oc, &bucket).await;
-        put_policy(&oc, &bucket, &publisher_statement(&bucket, false)).await;
-    });
-    let publisher = Store {
-        endpoint: env("OUTPOST_TEST_RGW_TLS_ENDPOINT"),
-        ..Store::rgw_publisher()
-    };
     let dir = TestDir::new();
     let port = free_port();
     let cfg = dir.config(&config_yaml(
