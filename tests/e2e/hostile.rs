@@ -101,3 +101,55 @@ fn odd_names_hard_links_swapped_folders_and_unknown_servers() {
     );
     assert_eq!(d.stop(), Some(0));
 }
+
+#[test]
+fn a_file_the_daemon_may_not_read_goes_to_failed_whole() {
+    // The daemon runs unprivileged (uid 65534) so that a mode-000 file owned by another
+    // user is really unreadable to it; a readable neighbour is still published.
+    use std::os::unix::fs::{PermissionsExt, chown};
+    let store = Store::s3s();
+    let bucket = bucket_name("mode000");
+    rt().block_on(create_bucket(&store.client(), &bucket));
+    let dir = TestDir::new();
+    let nobody = 65534;
+    let mode = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).expect("chmod")
+    };
+    mode(dir.path(), 0o755);
+    std::fs::create_dir_all(dir.spool().join("acme")).expect("mkdir");
+    for p in [dir.spool(), dir.spool().join("acme")] {
+        chown(&p, Some(nobody), Some(nobody)).expect("chown");
+    }
+    let port = free_port();
+    let cfg = dir.config(&config_yaml(
+        &dir,
+        port,
+        &server_yaml("acme", &store, &bucket, ""),
+    ));
+    let mut d = Daemon::start_as(&dir, &cfg, port, &store, nobody);
+    d.wait_ready();
+    let secret = data(4321, 77);
+    dir.drop_file("acme", "locked.csv", &secret);
+    // drop_file wrote it as root; now nobody else may read it.
+    let staged = dir.path().join("locked.tmp");
+    std::fs::write(&staged, &secret).expect("write");
+    mode(&staged, 0o000);
+    std::fs::remove_file(dir.spool().join("acme/locked.csv")).expect("rm");
+    std::fs::rename(&staged, dir.spool().join("acme/locked.csv")).expect("rename");
+    dir.drop_file("acme", "open.csv", b"readable");
+    let settled = wait_until(Duration::from_secs(60), || {
+        d.metric("outpost_files_uploaded_total{server=\"acme\"}") == Some(1.0)
+            && d.metric("outpost_files_failed_total{reason=\"unreadable\",server=\"acme\"}")
+                == Some(1.0)
+    });
+    assert!(settled, "log:\n{}", d.log_text());
+    let failed = dir.failed();
+    let kept: Vec<_> = failed
+        .iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == "locked.csv"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{failed:?}");
+    assert_eq!(std::fs::read(kept[0]).expect("read as root"), secret);
+    assert!(d.log_text().contains("locked.csv"), "{}", d.log_text());
+    assert_eq!(d.stop(), Some(0));
+}

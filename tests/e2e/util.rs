@@ -224,6 +224,23 @@ impl Daemon {
         store: &Store,
         envs: &[(&str, &str)],
     ) -> Daemon {
+        Daemon::spawn(dir, config, port, store, envs, None)
+    }
+
+    /// Like [`Daemon::start`], running as the user and group `uid` (tests run as root;
+    /// an unprivileged daemon meets permission errors as in production).
+    pub fn start_as(dir: &TestDir, config: &Path, port: u16, store: &Store, uid: u32) -> Daemon {
+        Daemon::spawn(dir, config, port, store, &[], Some(uid))
+    }
+
+    fn spawn(
+        dir: &TestDir,
+        config: &Path,
+        port: u16,
+        store: &Store,
+        envs: &[(&str, &str)],
+        uid: Option<u32>,
+    ) -> Daemon {
         let n = std::fs::read_dir(dir.path())
             .map(|r| r.count())
             .unwrap_or(0);
@@ -245,6 +262,10 @@ impl Daemon {
             .stderr(f);
         for (k, v) in envs {
             cmd.env(k, v);
+        }
+        if let Some(id) = uid {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(id).gid(id).env("HOME", "/nonexistent");
         }
         let child = cmd.spawn().expect("spawn outpost");
         Daemon { child, log, port }
