@@ -13,6 +13,7 @@ mod reload;
 mod secrets;
 mod shared_spool;
 mod spool_rules;
+mod trust;
 
 /// moto with IAM enforced, shared by the tests that need identities.
 pub fn cross_account_iam() -> cross_account::Iam {

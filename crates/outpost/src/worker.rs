@@ -212,16 +212,23 @@ impl Work<Job> for Worker {
             claim,
         };
         dest.abort_recorded(&journal).await;
-        let why = format!(
-            "gave up after {} attempts: {}",
-            history.attempts, history.last_error
-        );
-        self.fail(
-            &dest,
-            claim,
-            FailReason::RetriesExhausted.as_str(),
-            Some(&history),
-            &why,
-        );
+        let (reason, why) = if history.refused {
+            (
+                FailReason::Refused,
+                format!(
+                    "refused on each of {} attempts while other files of the server were accepted: {}",
+                    history.attempts, history.last_error
+                ),
+            )
+        } else {
+            (
+                FailReason::RetriesExhausted,
+                format!(
+                    "gave up after {} attempts: {}",
+                    history.attempts, history.last_error
+                ),
+            )
+        };
+        self.fail(&dest, claim, reason.as_str(), Some(&history), &why);
     }
 }

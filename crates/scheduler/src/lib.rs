@@ -67,6 +67,9 @@ pub struct History {
     pub last_attempt: SystemTime,
     /// Last error.
     pub last_error: String,
+    /// The destination refused this object itself (it accepted other files of the
+    /// server meanwhile), rather than failing transiently.
+    pub refused: bool,
 }
 
 /// The work the scheduler drives.

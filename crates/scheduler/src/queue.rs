@@ -58,6 +58,26 @@ struct Pending<I> {
     first_attempt: Option<SystemTime>,
     last_attempt: Option<SystemTime>,
     last_error: String,
+    /// Times the destination refused this item (a `Blocked` outcome).
+    refusals: u32,
+    /// The server's `accepted` count at this item's last refusal: if other items were
+    /// accepted since, a new refusal is the object's own, not the server's.
+    refused_at: Option<u64>,
+}
+
+impl<I> Pending<I> {
+    fn new(item: I) -> Self {
+        Pending {
+            item,
+            failures: 0,
+            not_before: None,
+            first_attempt: None,
+            last_attempt: None,
+            last_error: String::new(),
+            refusals: 0,
+            refused_at: None,
+        }
+    }
 }
 
 /// One server's pending index and limits.
@@ -77,6 +97,8 @@ struct ServerQueue<I> {
     removed: bool,
     /// Set while the destination refuses us.
     blocked: Option<Blocked>,
+    /// Items accepted so far (`Done`): tells a refused object from a refused server.
+    accepted: u64,
     /// `publish_last` globs.
     last: Vec<String>,
     /// (not before, seq) of waiting items in backoff: the next wake-up without a scan.
@@ -98,6 +120,7 @@ impl<I: Item> ServerQueue<I> {
             retry,
             removed: false,
             blocked: None,
+            accepted: 0,
             last: Vec::new(),
             failed_in_group: HashMap::new(),
             backoff: BTreeSet::new(),
@@ -137,7 +160,9 @@ impl<I: Item> ServerQueue<I> {
     }
 
     /// The first waiting item that may start now: not behind an earlier item of the same
-    /// key, not in backoff.
+    /// key, not in backoff. A blocked server's probe rotates: the item refused the
+    /// fewest times goes first (then the oldest), so one file the destination refuses
+    /// on its own cannot hide the others.
     fn pick(&self, now: Instant) -> Option<u64> {
         if self.running.len() >= self.max_in_flight || self.removed {
             return None;
@@ -147,29 +172,48 @@ impl<I: Item> ServerQueue<I> {
         {
             return None;
         }
+        let rotate = self.blocked.is_some();
+        let mut best: Option<(u32, u64)> = None;
         let mut held: HashSet<&str> = HashSet::new();
         for (seq, p) in &self.waiting {
             let key = p.item.order_key();
             if self.running_keys.contains(key) || held.contains(key) {
                 continue;
             }
+            // Later items of this key wait for this one, whatever it decides.
+            held.insert(key);
             if p.not_before.is_some_and(|t| t > now) {
-                held.insert(key);
                 continue;
             }
             if !self.last.is_empty() && self.held_back(&p.item) {
-                held.insert(key);
                 continue;
             }
-            return Some(*seq);
+            if !rotate || p.refusals == 0 {
+                return Some(*seq);
+            }
+            if best.is_none_or(|(r, _)| p.refusals < r) {
+                best = Some((p.refusals, *seq));
+            }
         }
-        None
+        best.map(|(_, seq)| seq)
     }
 
-    fn next_wake(&self) -> Option<Instant> {
-        let items = self.backoff.first().map(|(t, _)| *t);
+    /// The next moment something of this server becomes startable by time alone: a
+    /// backoff or a probe delay *in the future*. What is due already but cannot start
+    /// (limits full, a probe in flight, a same-path item running) waits for an event —
+    /// an attempt ending or an item arriving — never for a time in the past.
+    fn next_wake(&self, now: Instant) -> Option<Instant> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        if self.removed {
+            return None;
+        }
+        let items = self
+            .backoff
+            .range((Excluded((now, u64::MAX)), Unbounded))
+            .next()
+            .map(|(t, _)| *t);
         match &self.blocked {
-            Some(b) if !b.probing && !self.waiting.is_empty() => {
+            Some(b) if !b.probing && !self.waiting.is_empty() && b.next_probe > now => {
                 Some(items.map_or(b.next_probe, |t| t.max(b.next_probe)))
             }
             Some(_) => None,
@@ -313,17 +357,7 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
                 };
                 q.bytes += item.size();
                 q.by_age.insert((item.dropped_at(), item.seq()));
-                q.waiting.insert(
-                    item.seq(),
-                    Pending {
-                        item,
-                        failures: 0,
-                        not_before: None,
-                        first_attempt: None,
-                        last_attempt: None,
-                        last_error: String::new(),
-                    },
-                );
+                q.waiting.insert(item.seq(), Pending::new(item));
                 self.publish(&server);
             }
             Command::Configure {
@@ -448,6 +482,7 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
         match f.outcome {
             Outcome::Done | Outcome::Dropped => {
                 if matches!(f.outcome, Outcome::Done) {
+                    q.accepted += 1;
                     let g = p.item.group().to_owned();
                     if let Some(set) = q.failed_in_group.get_mut(&g) {
                         set.remove(p.item.order_key());
@@ -463,8 +498,24 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
                 }
                 q.forget(&p)
             }
+            Outcome::Blocked(reason)
+                if q.blocked.is_none() && p.refused_at.is_some_and(|at| q.accepted > at) =>
+            {
+                // Refused again although other files of this server were accepted since
+                // its last refusal: the destination refuses this object, not us. It
+                // counts as a failed attempt, with its own backoff, and goes to
+                // `.failed/` after the last one.
+                // (`refused_at` stays: once told apart, the file keeps counting even
+                // when it is the last one left.)
+                tracing::warn!(server = %f.server, seq = f.seq, "the destination refuses this file while it accepts others: {reason}");
+                p.refusals += 1;
+                self.retry_or_give_up(&f.server, p, reason, true);
+            }
             Outcome::Blocked(reason) => {
-                // Not the file's fault: it stays pending, its attempt is not counted.
+                // Not the file's fault (yet): it stays pending, its attempt is not
+                // counted, and the next probe tries another file first.
+                p.refusals += 1;
+                p.refused_at = Some(q.accepted);
                 q.waiting.insert(f.seq, p);
                 let now = Instant::now();
                 match q.blocked.as_mut() {
@@ -497,44 +548,60 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
                 // Stays claimed on disk; back in the index in case the run continues.
                 q.waiting.insert(f.seq, p);
             }
-            Outcome::Retry(err) => {
-                p.failures += 1;
-                p.last_error = err;
-                if p.failures >= q.retry.max_attempts {
-                    q.forget(&p);
-                    if !q.last.is_empty() && !q.is_last(&p.item) {
-                        q.failed_in_group
-                            .entry(p.item.group().to_owned())
-                            .or_default()
-                            .insert(p.item.order_key().to_owned());
-                    }
-                    let history = History {
-                        attempts: p.failures,
-                        first_attempt: p.first_attempt.unwrap_or_else(SystemTime::now),
-                        last_attempt: p.last_attempt.unwrap_or_else(SystemTime::now),
-                        last_error: p.last_error.clone(),
-                    };
-                    self.publish(&f.server);
-                    // Off the dispatcher: giving up may talk to a slow server (abort).
-                    let work = self.work.clone();
-                    let server = f.server.clone();
-                    tokio::spawn(async move { work.give_up(&server, p.item, history).await });
-                } else {
-                    let delay = q.retry.delay(p.failures);
-                    let at = Instant::now() + delay;
-                    p.not_before = Some(at);
-                    q.backoff.insert((at, f.seq));
-                    tracing::debug!(server = %f.server, seq = f.seq, failures = p.failures, delay_ms = delay.as_millis() as u64, "retry scheduled");
-                    q.waiting.insert(f.seq, p);
-                }
-            }
+            Outcome::Retry(err) => self.retry_or_give_up(&f.server, p, err, false),
         }
         self.publish(&f.server);
         self.reap(&f.server);
     }
 
+    /// A failed attempt: back into the index after a backoff, or given up after the
+    /// last attempt (`refused`: the destination refused this object itself).
+    fn retry_or_give_up(&mut self, server: &str, mut p: Pending<I>, err: String, refused: bool) {
+        let Some(q) = self.servers.get_mut(server) else {
+            return;
+        };
+        let seq = p.item.seq();
+        p.failures += 1;
+        p.last_error = err;
+        if p.failures >= q.retry.max_attempts {
+            q.forget(&p);
+            if !q.last.is_empty() && !q.is_last(&p.item) {
+                q.failed_in_group
+                    .entry(p.item.group().to_owned())
+                    .or_default()
+                    .insert(p.item.order_key().to_owned());
+            }
+            let history = History {
+                attempts: p.failures,
+                first_attempt: p.first_attempt.unwrap_or_else(SystemTime::now),
+                last_attempt: p.last_attempt.unwrap_or_else(SystemTime::now),
+                last_error: p.last_error.clone(),
+                refused,
+            };
+            self.publish(server);
+            // Off the dispatcher: giving up may talk to a slow server (abort).
+            let work = self.work.clone();
+            let server = server.to_owned();
+            tokio::spawn(async move { work.give_up(&server, p.item, history).await });
+        } else {
+            let delay = q.retry.delay(p.failures);
+            let at = Instant::now() + delay;
+            p.not_before = Some(at);
+            q.backoff.insert((at, seq));
+            tracing::debug!(
+                server,
+                seq,
+                failures = p.failures,
+                delay_ms = delay.as_millis() as u64,
+                "retry scheduled"
+            );
+            q.waiting.insert(seq, p);
+        }
+    }
+
     fn next_wake(&self) -> Option<Instant> {
-        self.servers.values().filter_map(|q| q.next_wake()).min()
+        let now = Instant::now();
+        self.servers.values().filter_map(|q| q.next_wake(now)).min()
     }
 
     /// Runs until `shutdown` fires, then gives attempts in flight `grace` to finish and

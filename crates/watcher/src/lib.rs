@@ -94,17 +94,21 @@ pub enum FailReason {
     Unreadable,
     /// The store refused the object itself (not the server).
     Rejected,
+    /// The destination refused this file on every attempt while it accepted other
+    /// files of the same server (e.g. a key under a customer's Deny).
+    Refused,
 }
 
 impl FailReason {
     /// Every reason, so metrics can start at zero.
-    pub const ALL: [FailReason; 6] = [
+    pub const ALL: [FailReason; 7] = [
         FailReason::RetriesExhausted,
         FailReason::NameNotUtf8,
         FailReason::KeyTooLong,
         FailReason::TooLarge,
         FailReason::Unreadable,
         FailReason::Rejected,
+        FailReason::Refused,
     ];
     /// Metric label and record word.
     pub fn as_str(self) -> &'static str {
@@ -115,6 +119,7 @@ impl FailReason {
             FailReason::TooLarge => "too_large",
             FailReason::Unreadable => "unreadable",
             FailReason::Rejected => "rejected",
+            FailReason::Refused => "refused",
         }
     }
 }

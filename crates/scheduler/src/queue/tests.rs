@@ -411,3 +411,152 @@ async fn publish_last_waits_while_an_earlier_file_failed_and_says_why() {
     stop.cancel();
     h.await.expect("join");
 }
+
+/// Issue 10.1: with the only global slot held by an upload that never ends and another
+/// server's file in backoff already due, the dispatcher must sleep, not spin.
+#[tokio::test]
+async fn dispatcher_sleeps_while_nothing_can_start() {
+    let fake = Arc::new(Fake {
+        stuck: Some("hold".into()),
+        fail_first: 100,
+        ..Default::default()
+    });
+    let s = Scheduler::new(fake.clone(), 1);
+    let beat = s.heartbeat();
+    let (tx, rx) = mpsc::channel(100);
+    for name in ["b", "hold"] {
+        tx.send(Command::Configure {
+            server: name.into(),
+            max_in_flight: 1,
+            retry: RetryPolicy {
+                initial: Duration::from_millis(20),
+                max: Duration::from_millis(20),
+                max_attempts: 100,
+            },
+            last: Vec::new(),
+        })
+        .await
+        .expect("send");
+    }
+    // "b" runs first (servers are visited in name order) and fails; "hold" then takes
+    // the only slot for good while b's backoff falls due.
+    tx.send(Command::Add {
+        server: "b".into(),
+        item: it("x", 1),
+    })
+    .await
+    .expect("send");
+    tx.send(Command::Add {
+        server: "hold".into(),
+        item: it("h", 2),
+    })
+    .await
+    .expect("send");
+    let stop = CancellationToken::new();
+    let h = tokio::spawn(s.run(rx, stop.clone(), Duration::from_millis(10)));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = beat.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let turns = beat.load(Ordering::Relaxed) - before;
+    stop.cancel();
+    h.await.expect("join");
+    let log = fake.log.lock().expect("lock").clone();
+    assert!(log.iter().any(|(s, _, _)| s == "hold"), "{log:?}");
+    assert!(
+        turns < 20,
+        "the dispatcher turned {turns} times in 500 ms while nothing could start"
+    );
+}
+
+/// Refuses (as `Blocked`) every attempt of the items whose key is in `refuse`.
+#[derive(Default)]
+struct Picky {
+    refuse: Vec<String>,
+    /// Refuse everything while set.
+    closed: std::sync::atomic::AtomicBool,
+    log: Mutex<Vec<u64>>,
+    gave_up: Mutex<Vec<(u64, History)>>,
+}
+
+impl Work<It> for Picky {
+    async fn attempt(&self, _s: &str, item: &It, _a: u32, _stop: CancellationToken) -> Outcome {
+        self.log.lock().expect("lock").push(item.seq);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        if self.closed.load(Ordering::SeqCst) || self.refuse.iter().any(|k| *k == item.key) {
+            Outcome::Blocked("AccessDenied: explicit deny".into())
+        } else {
+            Outcome::Done
+        }
+    }
+    async fn give_up(&self, _server: &str, item: It, h: History) {
+        self.gave_up.lock().expect("lock").push((item.seq, h));
+    }
+}
+
+async fn run_picky(picky: Arc<Picky>, n: u64, in_flight: usize, for_: Duration) -> ServerStats {
+    let s = Scheduler::new(picky, 8);
+    let stats = s.stats();
+    let (tx, rx) = mpsc::channel(1000);
+    tx.send(Command::Configure {
+        server: "a".into(),
+        max_in_flight: in_flight,
+        retry: RetryPolicy {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            max_attempts: 3,
+        },
+        last: Vec::new(),
+    })
+    .await
+    .expect("send");
+    for i in 1..=n {
+        tx.send(Command::Add {
+            server: "a".into(),
+            item: it(&format!("f{i}"), i),
+        })
+        .await
+        .expect("send");
+    }
+    let stop = CancellationToken::new();
+    let h = tokio::spawn(s.run(rx, stop.clone(), Duration::from_secs(1)));
+    tokio::time::sleep(for_).await;
+    let st = stats.lock().expect("lock")["a"].clone();
+    stop.cancel();
+    h.await.expect("join");
+    st
+}
+
+/// Issue 10.2: the lowest file refused on its own does not wedge the server: probes
+/// rotate, the others are delivered, and the refused one fails as `refused`.
+#[tokio::test(start_paused = true)]
+async fn a_file_refused_on_its_own_does_not_wedge_its_server() {
+    for in_flight in [1, 4] {
+        let picky = Arc::new(Picky {
+            refuse: vec!["f1".into()],
+            ..Default::default()
+        });
+        let st = run_picky(picky.clone(), 10, in_flight, Duration::from_secs(600)).await;
+        assert_eq!(st.queue_files, 0, "in_flight {in_flight}: {st:?}");
+        assert_eq!(st.blocked, None);
+        let gave_up = picky.gave_up.lock().expect("lock");
+        assert_eq!(gave_up.len(), 1);
+        assert_eq!(gave_up[0].0, 1);
+        assert!(gave_up[0].1.refused);
+        assert_eq!(gave_up[0].1.attempts, 3);
+        assert!(gave_up[0].1.last_error.contains("explicit deny"));
+    }
+}
+
+/// A server whose every file is refused stays blocked, fails nothing, and its probes
+/// visit more than one file; it heals when the destination accepts again.
+#[tokio::test(start_paused = true)]
+async fn a_server_refusing_everything_rotates_its_probes_and_fails_nothing() {
+    let picky = Arc::new(Picky::default());
+    picky.closed.store(true, Ordering::SeqCst);
+    let st = run_picky(picky.clone(), 5, 1, Duration::from_secs(3600)).await;
+    assert!(st.blocked.is_some());
+    assert_eq!(st.queue_files, 5);
+    assert!(picky.gave_up.lock().expect("lock").is_empty());
+    let probed: BTreeSet<u64> = picky.log.lock().expect("lock").iter().copied().collect();
+    assert_eq!(probed.len(), 5, "probes rotate through every pending file");
+}
