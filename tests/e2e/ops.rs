@@ -438,3 +438,28 @@ fn deb_package_installs_runs_check_and_removes() {
         std::panic::resume_unwind(e);
     }
 }
+
+#[test]
+fn systemd_unit_is_hardened_to_exposure_2_or_below() {
+    let unit = repo("systemd/outpost.service");
+    let (_, out) = run(
+        "systemd-analyze",
+        &["security", "--offline=yes", unit.to_str().expect("utf8")],
+    );
+    // A misspelt or invalid directive is only a warning ("..., ignoring") and would
+    // silently lower the hardening.
+    assert!(!out.contains("ignoring"), "unit has invalid lines:\n{out}");
+    let exposure: f64 = out
+        .lines()
+        .find_map(|l| {
+            let rest = l
+                .split("Overall exposure level for outpost.service:")
+                .nth(1)?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no overall exposure level in:\n{out}"));
+    assert!(
+        exposure <= 2.0,
+        "exposure {exposure} > 2.0; see the ✗ lines:\n{out}"
+    );
+}

@@ -482,7 +482,7 @@ impl Work<It> for Picky {
     async fn attempt(&self, _s: &str, item: &It, _a: u32, _stop: CancellationToken) -> Outcome {
         self.log.lock().expect("lock").push(item.seq);
         tokio::time::sleep(Duration::from_millis(10)).await;
-        if self.closed.load(Ordering::SeqCst) || self.refuse.iter().any(|k| *k == item.key) {
+        if self.closed.load(Ordering::SeqCst) || self.refuse.contains(&item.key) {
             Outcome::Blocked("AccessDenied: explicit deny".into())
         } else {
             Outcome::Done
