@@ -7,6 +7,7 @@ mod cross_account;
 mod faults;
 mod flow;
 mod hostile;
+mod integrity;
 mod ops;
 mod ordering;
 mod reload;

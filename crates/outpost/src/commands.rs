@@ -176,9 +176,16 @@ pub fn requeue(path: &Path, server: &str, files: &[String], all: bool) -> u8 {
         return 1;
     }
     let only = (!all).then_some(files);
-    let (done, errors) = Spool::requeue(&cfg.spool_dir, server, only);
+    let marker = match &cfg.servers[server].completion {
+        outpost_config::Completion::Marker { suffix } => Some(suffix.as_str()),
+        _ => None,
+    };
+    let (done, errors) = Spool::requeue(&cfg.spool_dir, server, only, marker);
     for d in &done {
-        println!("requeued {server}/{d}");
+        match marker {
+            Some(m) => println!("requeued {server}/{d} (marker {d}{m} made, so it is published)"),
+            None => println!("requeued {server}/{d}"),
+        }
     }
     for e in &errors {
         eprintln!("outpost: cannot requeue {e}");

@@ -219,8 +219,7 @@ async fn daemon(mut cfg: Config, path: &Path) -> u8 {
     {
         let bg = bg.clone();
         let stats = stats.clone();
-        let spool_dir = cfg.spool_dir.clone();
-        let instance = instance.clone();
+        let spool = spool.clone();
         tokio::spawn(async move {
             let mut last = String::new();
             let mut t = tokio::time::interval(Duration::from_secs(1));
@@ -229,7 +228,7 @@ async fn daemon(mut cfg: Config, path: &Path) -> u8 {
                     _ = bg.cancelled() => return,
                     _ = t.tick() => {}
                 }
-                let now = write_live_state(&spool_dir, &instance, &stats, &last);
+                let now = write_live_state(&spool, &stats, &last);
                 if now != last {
                     notify(&format!("STATUS={}", status_line(&stats)));
                     last = now;
@@ -309,14 +308,13 @@ async fn daemon(mut cfg: Config, path: &Path) -> u8 {
     let _ = sched_task.await;
     bg.cancel();
     http_stop.cancel();
-    let _ = std::fs::remove_file(live_path(&cfg.spool_dir, &instance));
+    spool.remove_state(LIVE);
     tracing::info!("stopped");
     0
 }
 
-fn live_path(spool: &Path, instance: &str) -> std::path::PathBuf {
-    spool.join(".outpost").join(instance).join("live.json")
-}
+/// The live state's file in the instance folder.
+const LIVE: &str = "live.json";
 
 fn status_line(stats: &outpost_scheduler::Stats) -> String {
     let s = stats.lock().unwrap_or_else(|e| e.into_inner());
@@ -329,8 +327,7 @@ fn status_line(stats: &outpost_scheduler::Stats) -> String {
 /// Writes what only the running daemon knows (files in flight, blocked servers) for
 /// `outpost status`.
 fn write_live_state(
-    spool: &Path,
-    instance: &str,
+    spool: &outpost_watcher::Spool,
     stats: &outpost_scheduler::Stats,
     last: &str,
 ) -> String {
@@ -351,15 +348,10 @@ fn write_live_state(
         "held": held,
     })
     .to_string();
-    if body != last {
-        let p = live_path(spool, instance);
-        let tmp = p.with_extension("json.tmp");
-        if std::fs::write(&tmp, &body)
-            .and_then(|()| std::fs::rename(&tmp, &p))
-            .is_err()
-        {
-            tracing::debug!("cannot write live state");
-        }
+    if body != last
+        && let Err(e) = spool.write_state(LIVE, body.as_bytes())
+    {
+        tracing::debug!(error = %e, "cannot write live state");
     }
     body
 }

@@ -103,6 +103,8 @@ impl Worker {
             )),
             last_error: why.to_owned(),
             failed_at: rfc3339(SystemTime::now()),
+            file_bytes: None,
+            relative_path_bytes: None,
         };
         match self.spool.fail(claim, record) {
             Ok(path) => self.events.failed(&claim.server, reason, &path, why),

@@ -68,6 +68,8 @@ pub struct Discovery {
 /// Messages into the discovery thread.
 enum Msg {
     Fs(notify::Result<notify::Event>),
+    /// File-system events were dropped (too many not yet handled): rescan.
+    Overflow,
     Ping,
     /// The new set of servers after a reload.
     Reconfigure(Vec<ServerRule>),
@@ -144,7 +146,15 @@ struct State {
     watcher: Option<notify::RecommendedWatcher>,
     /// Complete files waiting to be claimed in the current batch.
     to_claim: Vec<(String, PathBuf, Option<PathBuf>)>,
+    /// File-system events sent and not yet handled (bounded by [`MAX_QUEUED`]).
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+    /// Set when events were dropped; cleared by the rescan it causes.
+    overflowed: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// File-system events queued for the discovery thread at most; more are dropped and
+/// replaced by one rescan.
+const MAX_QUEUED: usize = 65_536;
 
 impl State {
     fn new(d: Discovery, heartbeat: Arc<AtomicU64>) -> State {
@@ -161,6 +171,8 @@ impl State {
             heartbeat,
             watcher: None,
             to_claim: Vec::new(),
+            queued: Arc::default(),
+            overflowed: Arc::default(),
         }
     }
 
@@ -168,9 +180,24 @@ impl State {
         let root = self.d.spool.root().to_owned();
         let watcher = {
             let tx = tx.clone();
-            notify::recommended_watcher(move |ev| {
-                let _ = tx.send(Msg::Fs(ev));
-            })
+            let queued = self.queued.clone();
+            let overflowed = self.overflowed.clone();
+            // Links are never followed: a folder holding `root -> /` must not make the
+            // watcher walk (and watch) the whole machine.
+            let config = notify::Config::default().with_follow_symlinks(false);
+            notify::RecommendedWatcher::new(
+                move |ev| {
+                    // Bounded: past MAX_QUEUED events not yet handled, events are dropped
+                    // and one rescan is asked for, as for a kernel queue overflow.
+                    if queued.load(Ordering::SeqCst) < MAX_QUEUED {
+                        queued.fetch_add(1, Ordering::SeqCst);
+                        let _ = tx.send(Msg::Fs(ev));
+                    } else if !overflowed.swap(true, Ordering::SeqCst) {
+                        let _ = tx.send(Msg::Overflow);
+                    }
+                },
+                config,
+            )
         };
         self.watcher = match watcher {
             Ok(w) => Some(w),
@@ -202,14 +229,20 @@ impl State {
                 Ok(Msg::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 Ok(Msg::Ping) => {}
                 Ok(Msg::Reconfigure(servers)) => self.reconfigure(servers),
+                Ok(Msg::Overflow) => rescan |= self.overflow(),
                 Ok(Msg::Fs(ev)) => {
+                    self.queued.fetch_sub(1, Ordering::SeqCst);
                     rescan |= collect(ev, &mut paths);
                     while let Ok(m) = rx.try_recv() {
                         match m {
                             Msg::Stop => return,
                             Msg::Ping => self.beat(),
                             Msg::Reconfigure(servers) => self.reconfigure(servers),
-                            Msg::Fs(ev) => rescan |= collect(ev, &mut paths),
+                            Msg::Overflow => rescan |= self.overflow(),
+                            Msg::Fs(ev) => {
+                                self.queued.fetch_sub(1, Ordering::SeqCst);
+                                rescan |= collect(ev, &mut paths)
+                            }
                         }
                         if paths.len() > MAX_BATCH {
                             break;
@@ -240,6 +273,16 @@ impl State {
             self.check_quiet();
             self.flush();
         }
+    }
+
+    /// Events were dropped: the next turn rescans (true), and later drops ask again.
+    fn overflow(&mut self) -> bool {
+        self.overflowed.store(false, Ordering::SeqCst);
+        tracing::warn!(
+            max = MAX_QUEUED,
+            "too many file-system events waiting; dropped, rescanning instead"
+        );
+        true
     }
 
     fn watch(&mut self, server: &str) {
@@ -570,6 +613,8 @@ impl State {
                     ),
                 },
                 failed_at: rfc3339(SystemTime::now()),
+                file_bytes: None,
+                relative_path_bytes: None,
             };
             match self.d.spool.fail_in_place(server, rel, record) {
                 Ok(dest) => self.d.events.failed_at_discovery(server, reason, &dest),

@@ -4,9 +4,10 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, Stat};
 
@@ -118,23 +119,153 @@ pub fn mkdirs_beneath(root: impl AsFd, rel: &Path, mode: u32) -> io::Result<Owne
     Ok(cur)
 }
 
-/// Writes `bytes` to `name` in `dir` atomically (temporary file, fsync, rename, fsync).
+/// A new temporary file in `dir` (`O_EXCL`, a short name of its own whatever the length
+/// of the final name, so a 255-byte final name still has a temporary): its name and
+/// the open file.
+fn create_tmp(dir: BorrowedFd<'_>, mode: u32) -> io::Result<(OsString, std::fs::File)> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    loop {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = OsString::from(format!(".tmp-{}-{n}.tmp", std::process::id()));
+        match rustix::fs::openat(
+            dir,
+            tmp.as_os_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::from_raw_mode(mode),
+        ) {
+            Ok(fd) => {
+                // The umask must not widen or narrow what the caller asked for.
+                let _ = rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode));
+                return Ok((tmp, std::fs::File::from(fd)));
+            }
+            Err(rustix::io::Errno::EXIST) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn write_tmp(dir: BorrowedFd<'_>, bytes: &[u8], mode: u32) -> io::Result<OsString> {
+    use std::io::Write;
+    let (tmp, mut f) = create_tmp(dir, mode)?;
+    let r = f.write_all(bytes).and_then(|()| f.sync_all());
+    if let Err(e) = r {
+        let _ = unlink_at(dir, &tmp);
+        return Err(e);
+    }
+    Ok(tmp)
+}
+
+/// Writes `bytes` to `name` in `dir` atomically (temporary file, fsync, rename, fsync),
+/// replacing what is there; mode 0640.
 pub fn write_atomic(dir: impl AsFd, name: &OsStr, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_mode(dir, name, bytes, 0o640)
+}
+
+/// [`write_atomic`] with the file's mode (0600 for the daemon's own state).
+pub fn write_atomic_mode(dir: impl AsFd, name: &OsStr, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let dir = dir.as_fd();
+    let tmp = write_tmp(dir, bytes, mode)?;
+    if let Err(e) = rename_at(dir, &tmp, dir, name) {
+        let _ = unlink_at(dir, &tmp);
+        return Err(e);
+    }
+    sync(dir)
+}
+
+/// Replaces `name` in `dir` with `bytes`, owner-only (0600), without fsync: for
+/// advisory state rewritten every few seconds.
+pub fn write_state(dir: impl AsFd, name: &OsStr, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write;
     let dir = dir.as_fd();
-    let mut tmp = name.to_owned();
-    tmp.push(".tmp");
-    let fd = rustix::fs::openat(
-        dir,
-        tmp.as_os_str(),
-        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-        Mode::from_raw_mode(0o640),
-    )?;
-    let mut f = std::fs::File::from(fd);
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    rename_at(dir, &tmp, dir, name)?;
-    sync(dir)
+    let (tmp, mut f) = create_tmp(dir, 0o600)?;
+    let r = f
+        .write_all(bytes)
+        .and_then(|()| rename_at(dir, &tmp, dir, name));
+    if r.is_err() {
+        let _ = unlink_at(dir, &tmp);
+    }
+    r
+}
+
+/// Writes `bytes` as the new file `name` in `dir` (temporary file, fsync, rename that
+/// never replaces): `AlreadyExists` when `name` is taken, and nothing is changed.
+pub fn write_new(dir: impl AsFd, name: &OsStr, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let dir = dir.as_fd();
+    let tmp = write_tmp(dir, bytes, mode)?;
+    if let Err(e) = rename_noreplace(dir, &tmp, dir, name) {
+        let _ = unlink_at(dir, &tmp);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Atomic rename that never replaces an existing entry (`renameat2(RENAME_NOREPLACE)`):
+/// `AlreadyExists` when `new` is taken.
+pub fn rename_noreplace(
+    from: impl AsFd,
+    old: &OsStr,
+    to: impl AsFd,
+    new: &OsStr,
+) -> io::Result<()> {
+    Ok(rustix::fs::renameat_with(
+        from,
+        old,
+        to,
+        new,
+        rustix::fs::RenameFlags::NOREPLACE,
+    )?)
+}
+
+/// Names to try, in order, for `name` in a folder that keeps earlier entries: `name`,
+/// `name.1`, `name.2`, … each within the 255-byte name limit.
+pub fn candidates(name: &OsStr) -> impl Iterator<Item = OsString> + '_ {
+    (0u32..).map(move |n| {
+        if n == 0 {
+            return name.to_owned();
+        }
+        let suffix = format!(".{n}");
+        let keep = name.as_bytes().len().min(255 - suffix.len());
+        let mut c = OsString::from_vec(name.as_bytes()[..keep].to_vec());
+        c.push(suffix);
+        c
+    })
+}
+
+/// Calls `f(folder, relative folder path, name, lstat)` for every regular file below
+/// the open folder `dir`, opening each sub-folder with [`open_dir_beneath`] (never
+/// through a link; a folder swapped for a link is skipped). Folders whose name starts
+/// with a dot are skipped; dot-files are visited only with `dot`.
+pub fn walk_files(dir: &OwnedFd, dot: bool, f: &mut dyn FnMut(&OwnedFd, &Path, &OsStr, &Stat)) {
+    walk_in(dir, Path::new(""), dot, 0, f)
+}
+
+fn walk_in(
+    dir: &OwnedFd,
+    rel: &Path,
+    dot: bool,
+    depth: usize,
+    f: &mut dyn FnMut(&OwnedFd, &Path, &OsStr, &Stat),
+) {
+    // Deeper than any real spool; bounds a crafted tree.
+    if depth > 256 {
+        return;
+    }
+    let Ok(entries) = list(dir) else { return };
+    for (name, _) in entries {
+        let Ok(st) = lstat_at(dir, &name) else {
+            continue;
+        };
+        let hidden = name.as_bytes().starts_with(b".");
+        match kind(&st) {
+            FileType::Directory if !hidden => {
+                if let Ok(sub) = open_dir_beneath(dir, Path::new(&name)) {
+                    walk_in(&sub, &rel.join(&name), dot, depth + 1, f);
+                }
+            }
+            FileType::RegularFile if dot || !hidden => f(dir, rel, &name, &st),
+            _ => {}
+        }
+    }
 }
 
 /// Reads a small file in `dir`.
@@ -149,34 +280,6 @@ pub fn read_at(dir: impl AsFd, name: &OsStr) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
     std::fs::File::from(fd).read_to_end(&mut out)?;
     Ok(out)
-}
-
-/// A name in `dir` based on `name` that does not exist yet: `name`, then `name.1`, …
-pub fn free_name(dir: impl AsFd, name: &OsStr) -> io::Result<OsString> {
-    let dir = dir.as_fd();
-    for n in 0u32.. {
-        let cand = if n == 0 {
-            name.to_owned()
-        } else {
-            let mut c = name.to_owned();
-            c.push(format!(".{n}"));
-            c
-        };
-        if cand.as_bytes().len() > 255 {
-            // Keep within the filesystem's name limit by shortening the base.
-            let keep = 255usize.saturating_sub(12);
-            let mut c = OsString::from_vec(name.as_bytes()[..keep].to_vec());
-            c.push(format!(".{n}"));
-            if !exists_at(dir, &c)? {
-                return Ok(c);
-            }
-            continue;
-        }
-        if !exists_at(dir, &cand)? {
-            return Ok(cand);
-        }
-    }
-    Err(io::Error::other("no free name"))
 }
 
 /// Whether `name` exists in `dir` (without following links).

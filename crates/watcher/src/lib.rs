@@ -42,9 +42,14 @@ pub struct Claim {
 impl Claim {
     /// When the exporter last wrote the file.
     pub fn dropped_at(&self) -> SystemTime {
-        let ns = self.mtime_ns.max(0) as u128;
-        SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(ns.min(u64::MAX as u128) as u64)
+        dropped_at_ns(self.mtime_ns)
     }
+}
+
+/// A modification time in nanoseconds since the epoch as a `SystemTime`.
+pub(crate) fn dropped_at_ns(mtime_ns: i128) -> SystemTime {
+    let ns = mtime_ns.max(0) as u128;
+    SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(ns.min(u64::MAX as u128) as u64)
 }
 
 /// Why a spool entry was refused without being published (a closed set: metric labels).

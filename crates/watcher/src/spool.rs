@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::os::fd::OwnedFd;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -108,6 +108,13 @@ pub struct FailRecord {
     pub last_error: String,
     /// When it was moved here (RFC 3339).
     pub failed_at: String,
+    /// `file`'s exact bytes, %-escaped, when the name is not UTF-8 (`file` then holds
+    /// a lossy rendering for people).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_bytes: Option<String>,
+    /// `relative_path`'s exact bytes, %-escaped, when it is not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relative_path_bytes: Option<String>,
 }
 
 /// Pending, failed and in-flight totals of one server, read from disk.
@@ -139,6 +146,8 @@ pub struct Spool {
     root_fd: OwnedFd,
     /// `.outpost/<instance>` path (for messages).
     inst_path: PathBuf,
+    /// Open `.outpost/<instance>`: the lease and live state are written through it.
+    inst_fd: OwnedFd,
     /// This daemon's instance name.
     instance: String,
     /// The lock file; holding it open holds the lock.
@@ -195,6 +204,43 @@ pub fn rfc3339(t: SystemTime) -> String {
     )
 }
 
+/// Names tried for one archived or failed file before giving up.
+const MAX_NAME_TRIES: usize = 10_000;
+
+/// `Some(%-escaped bytes)` for a name that is not UTF-8 (its record keeps it exactly).
+fn pct_if_not_utf8(name: &OsStr) -> Option<String> {
+    if name.to_str().is_some() {
+        return None;
+    }
+    let mut out = String::new();
+    for b in name.as_bytes() {
+        if b.is_ascii_graphic() && *b != b'%' || *b == b' ' {
+            out.push(*b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Some(out)
+}
+
+/// The bytes of a %-escaped name.
+fn pct_decode(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
 /// Name of the record beside a failed file: starts with a dot, so it can never be an
 /// exporter's published file, and fits in 255 bytes.
 fn record_name(file: &OsStr) -> OsString {
@@ -222,12 +268,20 @@ impl Spool {
             .map_err(io("create state folder", root.join(&rel_inst)))?;
         let inst_path = root.join(&rel_inst);
         let lock_path = inst_path.join("lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io("open lock", &lock_path))?;
+        // Daemon state is owner-only: an exporter in the spool's group must not be able
+        // to keep a dead daemon's lease fresh (and so prevent take-over).
+        let lock = rustix::fs::openat(
+            &inst,
+            "lock",
+            rustix::fs::OFlags::WRONLY
+                | rustix::fs::OFlags::CREATE
+                | rustix::fs::OFlags::CLOEXEC
+                | rustix::fs::OFlags::NOFOLLOW,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .and_then(|fd| rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(0o600)).map(|()| fd))
+        .map(std::fs::File::from)
+        .map_err(|e| io("open lock", &lock_path)(e.into()))?;
         match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
             Err(rustix::io::Errno::WOULDBLOCK) => {
@@ -238,10 +292,10 @@ impl Spool {
             }
             Err(e) => return Err(io("lock", &lock_path)(e.into())),
         }
-        drop(inst);
         let spool = Spool {
             root: root.to_owned(),
             root_fd,
+            inst_fd: inst,
             inst_path,
             instance: instance.to_owned(),
             _lock: lock,
@@ -260,10 +314,19 @@ impl Spool {
     /// Refreshes this instance's lease: other daemons on the spool take over its claims
     /// only once the lease is older than their `lease_ttl`.
     pub fn renew_lease(&self) -> std::io::Result<()> {
-        std::fs::write(
-            self.inst_path.join("lease"),
-            format!("{}\n", std::process::id()),
-        )
+        self.write_state("lease", format!("{}\n", std::process::id()).as_bytes())
+    }
+
+    /// Writes one of this daemon's own state files (`lease`, `live.json`) in its
+    /// instance folder: owner-only (0600), replaced atomically, never through a link.
+    /// Advisory, so not fsynced.
+    pub fn write_state(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+        fsx::write_state(&self.inst_fd, OsStr::new(name), bytes)
+    }
+
+    /// Removes one of this daemon's state files.
+    pub fn remove_state(&self, name: &str) {
+        let _ = fsx::unlink_at(&self.inst_fd, OsStr::new(name));
     }
 
     /// Takes over the claims of every other instance whose lease expired more than
@@ -688,9 +751,22 @@ impl Spool {
             let (parent, name) = fsx::split(&rel);
             let afd = fsx::mkdirs_beneath(&self.root_fd, parent, 0o750)
                 .map_err(io("create archive folder", self.root.join(parent)))?;
-            let target = fsx::free_name(&afd, name).map_err(io("archive", self.root.join(&rel)))?;
-            fsx::rename_at(&d.claims, &data, &afd, &target)
-                .map_err(io("archive", self.root.join(&rel)))?;
+            // Never replaces an earlier archived copy (nor another daemon's, racing for
+            // the same path): the next free name is taken instead.
+            let mut moved = None;
+            for target in fsx::candidates(name).take(MAX_NAME_TRIES) {
+                match fsx::rename_noreplace(&d.claims, &data, &afd, &target) {
+                    Ok(()) => {
+                        moved = Some(target);
+                        break;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                    Err(e) => return Err(io("archive", self.root.join(&rel))(e)),
+                }
+            }
+            let target = moved.ok_or_else(|| {
+                io("archive", self.root.join(&rel))(std::io::Error::other("no free name"))
+            })?;
             archived = Some(self.root.join(parent).join(target));
         } else {
             match fsx::unlink_at(&d.claims, &data) {
@@ -747,23 +823,42 @@ impl Spool {
     ) -> Result<PathBuf, SpoolError> {
         let frel = Path::new(FAILED).join(server).join(rel);
         let (parent, name) = fsx::split(&frel);
+        record.relative_path_bytes = pct_if_not_utf8(rel.as_os_str());
         let ffd = fsx::mkdirs_beneath(&self.root_fd, parent, 0o750)
             .map_err(io("create failed folder", self.root.join(parent)))?;
-        // A free name whose record name is free too: never overwrite an earlier failure.
-        let mut target = fsx::free_name(&ffd, name).map_err(io("fail", self.root.join(&frel)))?;
-        let mut n = 1;
-        while fsx::exists_at(&ffd, &record_name(&target)).unwrap_or(false) {
-            let mut t = name.to_owned();
-            t.push(format!(".f{n}"));
-            target = fsx::free_name(&ffd, &t).map_err(io("fail", self.root.join(&frel)))?;
-            n += 1;
+        // A free name whose record name is free too: never overwrite an earlier failure,
+        // nor another daemon's failing the same path at the same moment. The record is
+        // created first (never replacing one), then the file moves (never replacing
+        // one); a name taken at either step moves on to the next.
+        let mut placed = None;
+        for target in fsx::candidates(name).take(MAX_NAME_TRIES) {
+            let rec = record_name(&target);
+            record.file = target.to_string_lossy().into_owned();
+            record.file_bytes = pct_if_not_utf8(&target);
+            let json =
+                serde_json::to_vec_pretty(record).map_err(|e| io("encode", &frel)(e.into()))?;
+            match fsx::write_new(&ffd, &rec, &json, 0o640) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io("write failure record", self.root.join(parent))(e)),
+            }
+            match fsx::rename_noreplace(from_dir, from_name, &ffd, &target) {
+                Ok(()) => {
+                    placed = Some(target);
+                    break;
+                }
+                Err(e) => {
+                    let _ = fsx::unlink_at(&ffd, &rec);
+                    if e.kind() == std::io::ErrorKind::AlreadyExists {
+                        continue;
+                    }
+                    return Err(io("move to .failed", self.root.join(&frel))(e));
+                }
+            }
         }
-        record.file = target.to_string_lossy().into_owned();
-        let json = serde_json::to_vec_pretty(record).map_err(|e| io("encode", &frel)(e.into()))?;
-        fsx::write_atomic(&ffd, &record_name(&target), &json)
-            .map_err(io("write failure record", self.root.join(parent)))?;
-        fsx::rename_at(from_dir, from_name, &ffd, &target)
-            .map_err(io("move to .failed", self.root.join(&frel)))?;
+        let target = placed.ok_or_else(|| {
+            io("move to .failed", self.root.join(&frel))(std::io::Error::other("no free name"))
+        })?;
         fsx::sync(&ffd).map_err(io("sync", self.root.join(parent)))?;
         Ok(self.root.join(parent).join(target))
     }
@@ -775,7 +870,10 @@ fn claim_time_ns(d: &ServerDirs, c: &Claim) -> i128 {
         .unwrap_or(i128::MAX)
 }
 
-/// Read-only views and operator moves that work with the daemon down.
+/// Read-only views and operator moves that work with the daemon down. Like the
+/// daemon, they resolve every path below `spool_dir` through [`fsx`] (`openat2` with
+/// `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`): nothing outside the spool is read, moved
+/// or written, whatever a record says or a link points at.
 impl Spool {
     /// Pending, failed totals of `server`, from the disk (every instance's claims plus
     /// complete files still in the server folder).
@@ -783,57 +881,43 @@ impl Spool {
         let mut st = ServerStatus::default();
         let now = SystemTime::now();
         let mut oldest: Option<SystemTime> = None;
-        let mut add = |size: u64, mtime_ns: i128, st: &mut ServerStatus| {
+        let mut add = |stat: &rustix::fs::Stat, st: &mut ServerStatus| {
             st.pending_files += 1;
-            st.pending_bytes += size;
-            let c = Claim {
-                server: String::new(),
-                seq: 0,
-                rel: String::new(),
-                size,
-                mtime_ns,
-                marker: None,
-                data: String::new(),
-            };
-            let t = c.dropped_at();
+            st.pending_bytes += stat.st_size as u64;
+            let t = crate::dropped_at_ns(fsx::mtime_ns(stat));
             oldest = Some(oldest.map_or(t, |o: SystemTime| o.min(t)));
         };
+        let root_fd = fsx::open_dir(root).map_err(io("open spool", root))?;
         // Claims of every instance.
-        let state = root.join(STATE);
-        if let Ok(instances) = std::fs::read_dir(&state) {
-            for inst in instances.flatten() {
-                let dir = inst.path().join("claims").join(server);
-                let Ok(entries) = std::fs::read_dir(&dir) else {
+        if let Ok(state) = fsx::open_dir_beneath(&root_fd, Path::new(STATE)) {
+            for (inst, _) in fsx::list(&state).unwrap_or_default() {
+                let rel = Path::new(&inst).join("claims").join(server);
+                let Ok(dir) = fsx::open_dir_beneath(&state, &rel) else {
                     continue;
                 };
-                for e in entries.flatten() {
-                    if claimname::parse(&e.file_name()).is_none() {
+                for (name, _) in fsx::list(&dir).unwrap_or_default() {
+                    if claimname::parse(&name).is_none() {
                         continue;
                     }
-                    let Ok(md) = std::fs::symlink_metadata(e.path()) else {
-                        continue;
-                    };
-                    use std::os::unix::fs::MetadataExt;
-                    add(
-                        md.len(),
-                        md.mtime() as i128 * 1_000_000_000 + md.mtime_nsec() as i128,
-                        &mut st,
-                    );
+                    if let Ok(stat) = fsx::lstat_at(&dir, &name)
+                        && fsx::kind(&stat) == FileType::RegularFile
+                    {
+                        add(&stat, &mut st);
+                    }
                 }
             }
         }
         // Files in the server folder not yet claimed.
-        walk_files(&root.join(server), &mut |_, md| {
-            use std::os::unix::fs::MetadataExt;
-            add(
-                md.len(),
-                md.mtime() as i128 * 1_000_000_000 + md.mtime_nsec() as i128,
-                &mut st,
-            );
-        });
-        walk_files(&root.join(FAILED).join(server), &mut |_, _| {
-            st.failed_files += 1
-        });
+        if let Ok(dir) = fsx::open_dir_beneath(&root_fd, Path::new(server)) {
+            fsx::walk_files(&dir, false, &mut |_, _, name, stat| {
+                if !crate::rules::in_progress(name) {
+                    add(stat, &mut st);
+                }
+            });
+        }
+        if let Ok(dir) = fsx::open_dir_beneath(&root_fd, &Path::new(FAILED).join(server)) {
+            fsx::walk_files(&dir, false, &mut |_, _, _, _| st.failed_files += 1);
+        }
         st.oldest_pending_age_seconds = oldest
             .and_then(|o| now.duration_since(o).ok())
             .unwrap_or(Duration::ZERO)
@@ -843,75 +927,38 @@ impl Spool {
 
     /// Moves failed files of `server` back into its folder: all of them, or those whose
     /// path (relative to `.failed/<server>/`, or the original relative path) is listed.
-    /// Returns the relative paths requeued and the errors of those that could not be.
+    /// With `marker_suffix` (a `completion: marker` server) each requeued file gets its
+    /// marker again, so it is published. Returns the relative paths requeued and the
+    /// errors of those that could not be.
+    ///
+    /// A record is trusted for nothing but names: its `file` must be a plain name in the
+    /// record's own folder (the one the record is named after) and its `relative_path`
+    /// a relative path without `.`, `..` or empty segments whose folder is the one the
+    /// failed file sits in; otherwise it is refused and nothing moves. The move never
+    /// replaces an existing file.
     pub fn requeue(
         root: &Path,
         server: &str,
         only: Option<&[String]>,
+        marker_suffix: Option<&str>,
     ) -> (Vec<String>, Vec<String>) {
-        let base = root.join(FAILED).join(server);
-        let mut records = Vec::new();
-        walk_all(&base, &mut |path, _| {
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            if name.starts_with('.') && name.ends_with(".error.json") {
-                records.push(path.to_owned());
-            }
-        });
-        records.sort();
         let mut done = Vec::new();
         let mut errors = Vec::new();
-        for rec_path in records {
-            let rec: FailRecord = match std::fs::read(&rec_path)
-                .map_err(|e| e.to_string())
-                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    errors.push(format!("{}: {e}", rec_path.display()));
-                    continue;
-                }
-            };
-            let dir = rec_path.parent().unwrap_or(&base).to_owned();
-            let failed_file = dir.join(&rec.file);
-            let failed_rel = failed_file
-                .strip_prefix(&base)
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            if let Some(only) = only
-                && !only
-                    .iter()
-                    .any(|o| o == &failed_rel || o == &rec.relative_path)
-            {
-                continue;
-            }
-            let target = root.join(server).join(&rec.relative_path);
-            if std::fs::symlink_metadata(&target).is_ok() {
-                errors.push(format!(
-                    "{failed_rel}: a newer file of the same path is pending in the spool; requeue it after that one is published"
-                ));
-                continue;
-            }
-            if let Some(p) = target.parent()
-                && let Err(e) = std::fs::create_dir_all(p)
-            {
-                errors.push(format!("{failed_rel}: {e}"));
-                continue;
-            }
-            match std::fs::rename(&failed_file, &target) {
-                Ok(()) => {
-                    let _ = std::fs::remove_file(&rec_path);
-                    done.push(rec.relative_path);
-                }
-                Err(e) => errors.push(format!("{failed_rel}: {e}")),
-            }
+        let mut seen: Vec<String> = Vec::new();
+        if let Err(e) = Self::requeue_in(
+            root,
+            server,
+            only,
+            marker_suffix,
+            &mut done,
+            &mut errors,
+            &mut seen,
+        ) {
+            errors.push(e);
         }
         if let Some(only) = only {
             for o in only {
-                if !done.iter().any(|d| d == o) && !errors.iter().any(|e| e.starts_with(o.as_str()))
-                {
+                if !seen.iter().any(|d| d == o) {
                     errors.push(format!("{o}: no such failed file for server {server}"));
                 }
             }
@@ -919,17 +966,172 @@ impl Spool {
         (done, errors)
     }
 
+    fn requeue_in(
+        root: &Path,
+        server: &str,
+        only: Option<&[String]>,
+        marker_suffix: Option<&str>,
+        done: &mut Vec<String>,
+        errors: &mut Vec<String>,
+        seen: &mut Vec<String>,
+    ) -> Result<(), String> {
+        if !plain_name(server.as_bytes()) {
+            return Err(format!("{server:?}: not a server name"));
+        }
+        let root_fd = fsx::open_dir(root).map_err(|e| format!("{}: {e}", root.display()))?;
+        let frel = Path::new(FAILED).join(server);
+        let failed = match fsx::open_dir_beneath(&root_fd, &frel) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return Err(format!(
+                    "{}: {e} (a link or not a folder: refused)",
+                    root.join(&frel).display()
+                ));
+            }
+        };
+        let src = fsx::open_dir_beneath(&root_fd, Path::new(server)).map_err(|e| {
+            format!(
+                "{}: {e} (the server folder must be a real folder, not a link)",
+                root.join(server).display()
+            )
+        })?;
+        let mut records: Vec<(PathBuf, OsString)> = Vec::new();
+        fsx::walk_files(&failed, true, &mut |_, rel, name, stat| {
+            let b = name.as_bytes();
+            if b.starts_with(b".") && b.ends_with(b".error.json") && stat.st_size < 1 << 20 {
+                records.push((rel.to_owned(), name.to_owned()));
+            }
+        });
+        records.sort();
+        for (rel_dir, rec_name) in records {
+            let shown = rel_dir.join(&rec_name).display().to_string();
+            let Ok(dir) = fsx::open_dir_beneath(&failed, &rel_dir) else {
+                errors.push(format!("{shown}: its folder changed; not requeued"));
+                continue;
+            };
+            let rec: FailRecord = match fsx::read_at(&dir, &rec_name)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    errors.push(format!("{shown}: unreadable record: {e}"));
+                    continue;
+                }
+            };
+            let file = match rec.file_bytes.as_deref() {
+                Some(p) => pct_decode(p),
+                None => Some(rec.file.as_bytes().to_vec()),
+            };
+            let rel = match rec.relative_path_bytes.as_deref() {
+                Some(p) => pct_decode(p),
+                None => Some(rec.relative_path.as_bytes().to_vec()),
+            };
+            let (Some(file), Some(rel)) = (file, rel) else {
+                errors.push(format!(
+                    "{shown}: malformed %-escape in the record; refused, nothing moved"
+                ));
+                continue;
+            };
+            let file = OsString::from_vec(file);
+            let failed_rel = rel_dir.join(&file).display().to_string();
+            if let Some(only) = only
+                && !only
+                    .iter()
+                    .any(|o| *o == failed_rel || *o == rec.relative_path)
+            {
+                continue;
+            }
+            seen.push(failed_rel.clone());
+            seen.push(rec.relative_path.clone());
+            if !plain_name(file.as_bytes()) || record_name(&file) != rec_name {
+                errors.push(format!(
+                    "{shown}: the record's `file` is not the plain name of the file it sits beside; refused, nothing moved"
+                ));
+                continue;
+            }
+            if !plain_relative(&rel) {
+                errors.push(format!(
+                    "{shown}: the record's `relative_path` is absolute, climbs with `..` or has an empty segment; refused, nothing moved"
+                ));
+                continue;
+            }
+            let rel = PathBuf::from(OsString::from_vec(rel));
+            let (parent, last) = fsx::split(&rel);
+            if parent != rel_dir {
+                errors.push(format!(
+                    "{shown}: the record's `relative_path` names another folder than the one the file failed in; refused, nothing moved"
+                ));
+                continue;
+            }
+            match fsx::lstat_at(&dir, &file) {
+                Ok(st) if fsx::kind(&st) == FileType::RegularFile => {}
+                Ok(_) => {
+                    errors.push(format!(
+                        "{failed_rel}: not a regular file; refused, nothing moved"
+                    ));
+                    continue;
+                }
+                Err(e) => {
+                    errors.push(format!("{failed_rel}: {e}"));
+                    continue;
+                }
+            }
+            let dest = match fsx::mkdirs_beneath(&src, parent, DIR_MODE) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    errors.push(format!(
+                        "{failed_rel}: {e} (the folder in the spool must not be a link)"
+                    ));
+                    continue;
+                }
+            };
+            match fsx::rename_noreplace(&dir, &file, &dest, last) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    errors.push(format!(
+                        "{failed_rel}: a newer file of the same path is pending in the spool; requeue it after that one is published"
+                    ));
+                    continue;
+                }
+                Err(e) => {
+                    errors.push(format!("{failed_rel}: {e}"));
+                    continue;
+                }
+            }
+            let _ = fsx::unlink_at(&dir, &rec_name);
+            let _ = fsx::sync(&dest);
+            let _ = fsx::sync(&dir);
+            if let Some(suffix) = marker_suffix {
+                let mut m = last.to_owned();
+                m.push(suffix);
+                if let Err(e) = fsx::write_new(&dest, &m, b"", 0o664)
+                    && e.kind() != std::io::ErrorKind::AlreadyExists
+                {
+                    errors.push(format!(
+                        "{failed_rel}: requeued, but its marker could not be made: {e}"
+                    ));
+                }
+            }
+            done.push(rel.display().to_string());
+        }
+        Ok(())
+    }
+
     /// Removes archived files of `server` archived longer than `retention` ago.
     pub fn prune_archive(&self, server: &str, retention: Duration) -> usize {
-        let base = self.root.join(ARCHIVE).join(server);
+        let Ok(base) = fsx::open_dir_beneath(&self.root_fd, &Path::new(ARCHIVE).join(server))
+        else {
+            return 0;
+        };
         let now = SystemTime::now();
         let mut n = 0;
-        walk_files(&base, &mut |path, md| {
-            use std::os::unix::fs::MetadataExt;
+        fsx::walk_files(&base, true, &mut |dir, _, name, st| {
             // ctime changes on the rename into the archive: the archive time.
-            let ctime = SystemTime::UNIX_EPOCH + Duration::from_secs(md.ctime().max(0) as u64);
+            let ctime = SystemTime::UNIX_EPOCH + Duration::from_secs(st.st_ctime.max(0) as u64);
             if now.duration_since(ctime).unwrap_or_default() > retention
-                && std::fs::remove_file(path).is_ok()
+                && fsx::unlink_at(dir, name).is_ok()
             {
                 n += 1;
             }
@@ -938,33 +1140,12 @@ impl Spool {
     }
 }
 
-/// Calls `f` for every regular, non-in-progress file below `dir` (no links followed,
-/// dot-folders skipped).
-fn walk_files(dir: &Path, f: &mut dyn FnMut(&Path, &std::fs::Metadata)) {
-    walk(dir, false, f)
+/// A single file-name component: not empty, no `/`, not `.` or `..`, no NUL.
+fn plain_name(b: &[u8]) -> bool {
+    !b.is_empty() && b != b"." && b != b".." && !b.contains(&b'/') && !b.contains(&0)
 }
 
-/// Like [`walk_files`] but including dot-files (records).
-fn walk_all(dir: &Path, f: &mut dyn FnMut(&Path, &std::fs::Metadata)) {
-    walk(dir, true, f)
-}
-
-fn walk(dir: &Path, dot: bool, f: &mut dyn FnMut(&Path, &std::fs::Metadata)) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let path = e.path();
-        let Ok(md) = std::fs::symlink_metadata(&path) else {
-            continue;
-        };
-        let hidden = crate::rules::in_progress(&e.file_name());
-        if md.is_dir() {
-            if !e.file_name().as_bytes().starts_with(b".") {
-                walk(&path, dot, f);
-            }
-        } else if md.is_file() && (dot || !hidden) {
-            f(&path, &md);
-        }
-    }
+/// A relative path of plain names joined by single `/`s.
+fn plain_relative(b: &[u8]) -> bool {
+    !b.is_empty() && b.split(|c| *c == b'/').all(plain_name)
 }
