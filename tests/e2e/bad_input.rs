@@ -11,22 +11,22 @@ fn config_errors_exit_78_with_line_and_column() {
     let dir = TestDir::new();
     let cases = [
         (
-            "servers:\n  a:\n    bucket: b\n    bukket: c\n",
+            "servers:\n  a:\n    bucket: bkt\n    bukket: c\n",
             ":5:5: ",
             "unknown field `bukket`",
         ),
         (
-            "servers:\n  a:\n    bucket: b\n    max_concurrent_uploads: lots\n",
+            "servers:\n  a:\n    bucket: bkt\n    max_concurrent_uploads: lots\n",
             ":5:29: ",
             "invalid type",
         ),
         (
-            "servers:\n  a:\n    bucket: b\n    multipart: { part_size: 8 parsecs }\n",
+            "servers:\n  a:\n    bucket: bkt\n    multipart: { part_size: 8 parsecs }\n",
             ":5:",
             "unknown unit",
         ),
         (
-            "servers:\n  \"no/slash\":\n    bucket: b\n",
+            "servers:\n  \"no/slash\":\n    bucket: bkt\n",
             ":3:3: ",
             "invalid server name",
         ),
@@ -75,7 +75,7 @@ fn secret_file_readable_by_others_is_refused() {
     std::fs::write(&secret, "not-a-real-secret-value\n").expect("write");
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     let cfg = dir.config(&format!(
-        "spool_dir: {}\nservers:\n  a:\n    bucket: b\n    credentials: {{ mode: static, access_key_id: AKIAEXAMPLE, secret_access_key_file: {} }}\n",
+        "spool_dir: {}\nservers:\n  a:\n    bucket: bkt\n    credentials: {{ mode: static, access_key_id: AKIAEXAMPLE, secret_access_key_file: {} }}\n",
         dir.spool().display(),
         secret.display()
     ));

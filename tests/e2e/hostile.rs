@@ -129,12 +129,11 @@ fn a_file_the_daemon_may_not_read_goes_to_failed_whole() {
     let mut d = Daemon::start_as(&dir, &cfg, port, &store, nobody);
     d.wait_ready();
     let secret = data(4321, 77);
-    dir.drop_file("acme", "locked.csv", &secret);
-    // drop_file wrote it as root; now nobody else may read it.
+    // Written as root, made unreadable to anyone else, then renamed into place (a
+    // readable copy dropped first could be published before it is replaced).
     let staged = dir.path().join("locked.tmp");
     std::fs::write(&staged, &secret).expect("write");
     mode(&staged, 0o000);
-    std::fs::remove_file(dir.spool().join("acme/locked.csv")).expect("rm");
     std::fs::rename(&staged, dir.spool().join("acme/locked.csv")).expect("rename");
     dir.drop_file("acme", "open.csv", b"readable");
     let settled = wait_until(Duration::from_secs(60), || {

@@ -61,13 +61,13 @@ fn the_daemon_is_quiet_while_nothing_can_start() {
         server_yaml(
             "down",
             &down,
-            "b1",
+            "bk1",
             "    timeouts: { connect: 1s, read: 600s }\n"
         ),
         server_yaml(
             "stuck",
             &stuck,
-            "b2",
+            "bk2",
             "    timeouts: { connect: 1s, read: 600s }\n"
         ),
     );
@@ -111,5 +111,83 @@ fn the_daemon_is_quiet_while_nothing_can_start() {
         share * 100.0
     );
     assert!(dir.failed().is_empty());
+    assert_eq!(d.stop(), Some(0));
+}
+
+/// Issue 10.5, a regression guard: with systemd's default soft limit of 1,024
+/// descriptors and 1,500 idle connections held to the HTTP endpoint, 30 dropped files
+/// are all delivered and none is sent to `.failed/` for the daemon's own lack of
+/// descriptors.
+#[test]
+fn idle_connections_cannot_starve_uploads_of_descriptors() {
+    let store = Store::s3s();
+    let bucket = bucket_name("nofile");
+    rt().block_on(create_bucket(&store.client(), &bucket));
+    let dir = TestDir::new();
+    let port = free_port();
+    let cfg = dir.config(&config_yaml(
+        &dir,
+        port,
+        &server_yaml("acme", &store, &bucket, ""),
+    ));
+    let mut d = Daemon::start_wrapped(
+        &dir,
+        &cfg,
+        port,
+        &store,
+        &["prlimit", "--nofile=1024:4096", "--"],
+    );
+    d.wait_ready();
+    // Connected from a thread: past the kernel's backlog a connect waits for the
+    // daemon to free a slot. Files are dropped once 1,000 are held.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let idle = {
+        let (stop, count) = (stop.clone(), count.clone());
+        std::thread::spawn(move || {
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            let mut held = Vec::new();
+            for _ in 0..1500 {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+                    held.push(s);
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            held.len()
+        })
+    };
+    assert!(wait_until(Duration::from_secs(60), || count
+        .load(std::sync::atomic::Ordering::SeqCst)
+        >= 1000));
+    for i in 0..30 {
+        dir.drop_file("acme", &format!("f{i}.csv"), &data(10_000 + i, i as u64));
+    }
+    // Counted in the bucket (the endpoint itself is busy with the idle clients).
+    let t0 = std::time::Instant::now();
+    let c = store.client();
+    let ok = wait_until(Duration::from_secs(120), || {
+        rt().block_on(async {
+            c.list_objects_v2()
+                .bucket(&bucket)
+                .send()
+                .await
+                .map_or(0, |o| o.contents().len())
+        }) == 30
+    });
+    assert!(ok, "log:\n{}", d.log_text());
+    eprintln!(
+        "30 files delivered in {:?} beside 1,500 idle connections",
+        t0.elapsed()
+    );
+    assert!(dir.failed().is_empty(), "{:?}", dir.failed());
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let held = idle.join().expect("idle clients");
+    assert!(held >= 1000, "only {held} idle connections were made");
     assert_eq!(d.stop(), Some(0));
 }

@@ -224,13 +224,24 @@ impl Daemon {
         store: &Store,
         envs: &[(&str, &str)],
     ) -> Daemon {
-        Daemon::spawn(dir, config, port, store, envs, None)
+        Daemon::spawn(dir, config, port, store, envs, None, &[])
+    }
+
+    /// Like [`Daemon::start`], started through `wrapper` (e.g. `prlimit --nofile=…`).
+    pub fn start_wrapped(
+        dir: &TestDir,
+        config: &Path,
+        port: u16,
+        store: &Store,
+        wrapper: &[&str],
+    ) -> Daemon {
+        Daemon::spawn(dir, config, port, store, &[], None, wrapper)
     }
 
     /// Like [`Daemon::start`], running as the user and group `uid` (tests run as root;
     /// an unprivileged daemon meets permission errors as in production).
     pub fn start_as(dir: &TestDir, config: &Path, port: u16, store: &Store, uid: u32) -> Daemon {
-        Daemon::spawn(dir, config, port, store, &[], Some(uid))
+        Daemon::spawn(dir, config, port, store, &[], Some(uid), &[])
     }
 
     fn spawn(
@@ -240,13 +251,21 @@ impl Daemon {
         store: &Store,
         envs: &[(&str, &str)],
         uid: Option<u32>,
+        wrapper: &[&str],
     ) -> Daemon {
         let n = std::fs::read_dir(dir.path())
             .map(|r| r.count())
             .unwrap_or(0);
         let log = dir.path().join(format!("daemon-{n}.log"));
         let f = std::fs::File::create(&log).expect("log");
-        let mut cmd = Command::new(outpost_bin());
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(outpost_bin());
+                c
+            }
+            None => Command::new(outpost_bin()),
+        };
         cmd.args(["run", "-c"])
             .arg(config)
             .env("AWS_ACCESS_KEY_ID", &store.key)

@@ -279,3 +279,60 @@ pub fn glob_match(glob: &str, name: &str) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+/// S3's storage classes (the `x-amz-storage-class` values); `storage_class` must be one.
+pub const STORAGE_CLASSES: &[&str] = &[
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+    "OUTPOSTS",
+    "GLACIER_IR",
+    "SNOW",
+    "EXPRESS_ONEZONE",
+    "FSX_OPENZFS",
+    "FSX_ONTAP",
+    "AWS_BACKUP_WARM",
+    "AWS_BACKUP_LOW_COST_WARM",
+];
+
+/// Why `name` breaks S3's bucket naming rules (general purpose buckets; directory
+/// buckets end in `--x-s3` and follow the same character rules), if it does.
+pub fn bucket_name_problem(name: &str) -> Result<(), &'static str> {
+    let b = name.as_bytes();
+    if !(3..=63).contains(&b.len()) {
+        return Err("must be 3 to 63 characters long");
+    }
+    if !b
+        .iter()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-')
+    {
+        return Err("only lowercase letters, digits, '.' and '-' are allowed");
+    }
+    let edge = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if !edge(b[0]) || !edge(b[b.len() - 1]) {
+        return Err("must begin and end with a letter or digit");
+    }
+    if name.contains("..") {
+        return Err("must not contain two adjacent periods");
+    }
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Err("must not be formatted as an IP address");
+    }
+    if ["xn--", "sthree-", "amzn-s3-demo-"]
+        .iter()
+        .any(|p| name.starts_with(p))
+    {
+        return Err("must not begin with a reserved prefix (xn--, sthree-, amzn-s3-demo-)");
+    }
+    if ["-s3alias", "--ol-s3", ".mrap", "--table-s3"]
+        .iter()
+        .any(|p| name.ends_with(p))
+    {
+        return Err("must not end with a reserved suffix (-s3alias, --ol-s3, .mrap, --table-s3)");
+    }
+    Ok(())
+}

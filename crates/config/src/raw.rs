@@ -201,6 +201,39 @@ struct RawTimeouts {
     read: Option<Dur>,
 }
 
+const MS1: Duration = Duration::from_millis(1);
+const MS100: Duration = Duration::from_millis(100);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
+/// Files in flight at most, over all servers or for one (descriptors, memory).
+const MAX_UPLOADS: usize = 1024;
+
+/// Every duration has a documented range (docs/configuration.md): beyond it a value is
+/// a typo (`0s` rescans in a loop, `99999999d` overflows a deadline).
+fn in_range(key: &str, d: Duration, min: Duration, max: Duration) -> Result<(), String> {
+    if d < min || d > max {
+        return Err(format!(
+            "{key} must be between {} and {}",
+            show(min),
+            show(max)
+        ));
+    }
+    Ok(())
+}
+
+fn show(d: Duration) -> String {
+    let s = d.as_secs();
+    if d.subsec_millis() != 0 || s == 0 && !d.is_zero() {
+        format!("{}ms", d.as_millis())
+    } else if s >= 86_400 && s.is_multiple_of(86_400) {
+        format!("{}d", s / 86_400)
+    } else if s >= 3600 && s.is_multiple_of(3600) {
+        format!("{}h", s / 3600)
+    } else {
+        format!("{s}s")
+    }
+}
+
 /// S3's limits on part sizes.
 const MIN_PART: u64 = 5 << 20;
 const MAX_PART: u64 = 5 << 30;
@@ -235,12 +268,23 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     };
 
     let max_concurrent_uploads = raw.max_concurrent_uploads.unwrap_or(32);
-    if max_concurrent_uploads == 0 {
+    if !(1..=MAX_UPLOADS).contains(&max_concurrent_uploads) {
         return Err(err(
             &["max_concurrent_uploads"],
-            "max_concurrent_uploads must be at least 1".into(),
+            format!("max_concurrent_uploads must be between 1 and {MAX_UPLOADS}"),
         ));
     }
+    let shutdown_grace = raw.shutdown_grace.map_or(Duration::from_secs(30), |d| d.0);
+    in_range("shutdown_grace", shutdown_grace, Duration::ZERO, HOUR)
+        .map_err(|r| err(&["shutdown_grace"], r))?;
+    let rescan_interval = raw.rescan_interval.map_or(Duration::from_secs(30), |d| d.0);
+    in_range(
+        "rescan_interval",
+        rescan_interval,
+        Duration::from_secs(1),
+        DAY,
+    )
+    .map_err(|r| err(&["rescan_interval"], r))?;
     if let Some(id) = &raw.publisher_account_id
         && (id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()))
     {
@@ -288,9 +332,8 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         ));
     }
     let lease_ttl = raw.lease_ttl.map_or(Duration::from_secs(60), |d| d.0);
-    if lease_ttl < Duration::from_secs(1) {
-        return Err(err(&["lease_ttl"], "lease_ttl must be at least 1s".into()));
-    }
+    in_range("lease_ttl", lease_ttl, Duration::from_secs(1), DAY)
+        .map_err(|r| err(&["lease_ttl"], r))?;
     let spool_dir = raw
         .spool_dir
         .unwrap_or_else(|| PathBuf::from("/var/spool/outpost"));
@@ -307,8 +350,8 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9464))),
         publisher_account_id: raw.publisher_account_id,
         max_concurrent_uploads,
-        shutdown_grace: raw.shutdown_grace.map_or(Duration::from_secs(30), |d| d.0),
-        rescan_interval: raw.rescan_interval.map_or(Duration::from_secs(30), |d| d.0),
+        shutdown_grace,
+        rescan_interval,
         instance,
         lease_ttl,
         servers,
@@ -377,8 +420,11 @@ fn resolve(name: &str, s: RawServer) -> Result<Server, Invalid> {
     let Some(bucket) = s.bucket else {
         return bad(&[], "missing required key `bucket`".into());
     };
-    if bucket.is_empty() || bucket.len() > 255 || bucket.contains('/') {
-        return bad(&["bucket"], format!("invalid bucket name {bucket:?}"));
+    if let Err(why) = crate::bucket_name_problem(&bucket) {
+        return bad(
+            &["bucket"],
+            format!("invalid bucket name {bucket:?}: {why}"),
+        );
     }
     let prefix = s.prefix.unwrap_or_default();
     if prefix.starts_with('/') {
@@ -440,6 +486,21 @@ fn resolve(name: &str, s: RawServer) -> Result<Server, Invalid> {
                     ),
                 );
             }
+            match external_id.as_deref() {
+                None => {
+                    return bad(
+                        &["credentials"],
+                        "assume_role needs `external_id`: the customer's trust policy must require it (sts:ExternalId) so that no other party can make the publisher write into their bucket (the confused-deputy problem); agree one per customer and run `outpost policy` for the trust policy".into(),
+                    );
+                }
+                Some(e) if e.len() < 2 || e.len() > 1224 => {
+                    return bad(
+                        &["credentials", "external_id"],
+                        "external_id must be 2 to 1,224 characters (STS's limits)".into(),
+                    );
+                }
+                Some(_) => {}
+            }
             Credentials::AssumeRole {
                 role_arn,
                 external_id,
@@ -487,6 +548,17 @@ fn resolve(name: &str, s: RawServer) -> Result<Server, Invalid> {
             None => return bad(&["sse"], "mode aws:kms needs kms_key_id".into()),
         },
     };
+    if let Some(sc) = &s.storage_class
+        && !crate::STORAGE_CLASSES.contains(&sc.as_str())
+    {
+        return bad(
+            &["storage_class"],
+            format!(
+                "storage_class {sc:?} is not an S3 storage class; valid: {}",
+                crate::STORAGE_CLASSES.join(", ")
+            ),
+        );
+    }
     let completion = match s.completion.unwrap_or(RawCompletion::Rename) {
         RawCompletion::Rename => Completion::Rename,
         RawCompletion::Marker => {
@@ -499,15 +571,26 @@ fn resolve(name: &str, s: RawServer) -> Result<Server, Invalid> {
             }
             Completion::Marker { suffix }
         }
-        RawCompletion::Quiet => Completion::Quiet {
-            period: s.quiet_period.map_or(Duration::from_secs(30), |d| d.0),
-        },
+        RawCompletion::Quiet => {
+            let period = s.quiet_period.map_or(Duration::from_secs(30), |d| d.0);
+            in_range("quiet_period", period, MS100, DAY).map_err(|r| (vec!["quiet_period"], r))?;
+            Completion::Quiet { period }
+        }
     };
+    if let Some(r) = s.archive_retention {
+        in_range(
+            "archive_retention",
+            r.0,
+            Duration::from_secs(60),
+            100 * 365 * DAY,
+        )
+        .map_err(|r| (vec!["archive_retention"], r))?;
+    }
     let max_concurrent_uploads = s.max_concurrent_uploads.unwrap_or(4);
-    if max_concurrent_uploads == 0 {
+    if !(1..=MAX_UPLOADS).contains(&max_concurrent_uploads) {
         return bad(
             &["max_concurrent_uploads"],
-            "max_concurrent_uploads must be at least 1".into(),
+            format!("max_concurrent_uploads must be between 1 and {MAX_UPLOADS}"),
         );
     }
     let m = s.multipart.unwrap_or_default();
@@ -540,22 +623,20 @@ fn resolve(name: &str, s: RawServer) -> Result<Server, Invalid> {
         max_backoff: r.max_backoff.map_or(Duration::from_secs(300), |d| d.0),
         max_attempts: r.max_attempts.unwrap_or(20),
     };
-    if retry.initial_backoff.is_zero() {
-        return bad(
-            &["retry", "initial_backoff"],
-            "retry.initial_backoff must be more than 0".into(),
-        );
-    }
+    in_range("retry.initial_backoff", retry.initial_backoff, MS1, HOUR)
+        .map_err(|r| (vec!["retry", "initial_backoff"], r))?;
+    in_range("retry.max_backoff", retry.max_backoff, MS1, DAY)
+        .map_err(|r| (vec!["retry", "max_backoff"], r))?;
     if retry.max_backoff < retry.initial_backoff {
         return bad(
             &["retry", "max_backoff"],
             "retry.max_backoff must not be less than retry.initial_backoff".into(),
         );
     }
-    if retry.max_attempts == 0 {
+    if !(1..=10_000).contains(&retry.max_attempts) {
         return bad(
             &["retry", "max_attempts"],
-            "retry.max_attempts must be at least 1".into(),
+            "retry.max_attempts must be between 1 and 10000".into(),
         );
     }
     let t = s.timeouts.unwrap_or_default();
@@ -563,12 +644,10 @@ fn resolve(name: &str, s: RawServer) -> Result<Server, Invalid> {
         connect: t.connect.map_or(Duration::from_secs(5), |d| d.0),
         read: t.read.map_or(Duration::from_secs(60), |d| d.0),
     };
-    if timeouts.connect.is_zero() || timeouts.read.is_zero() {
-        return bad(
-            &["timeouts"],
-            "timeouts must be finite and more than 0".into(),
-        );
-    }
+    in_range("timeouts.connect", timeouts.connect, MS100, HOUR)
+        .map_err(|r| (vec!["timeouts", "connect"], r))?;
+    in_range("timeouts.read", timeouts.read, MS100, HOUR)
+        .map_err(|r| (vec!["timeouts", "read"], r))?;
     let publish_last = s.publish_last.unwrap_or_default();
     if let Some(g) = publish_last
         .iter()

@@ -16,6 +16,7 @@ defaults:
   credentials:
     mode: assume_role
     role_arn: arn:aws:iam::111122223333:role/writer
+    external_id: acme-7f3a
 servers:
   acme:
     bucket: acme-data
@@ -70,31 +71,31 @@ fn errors_name_line_column_and_reason() {
     // (yaml, line, column, words the reason must contain)
     let cases: &[(&str, usize, usize, &str)] = &[
         (
-            "servers:\n  a:\n    bucket: b\n    bukket: c\n",
+            "servers:\n  a:\n    bucket: bkt\n    bukket: c\n",
             4,
             5,
             "unknown field `bukket`",
         ),
         (
-            "servers:\n  a:\n    bucket: b\n    max_concurrent_uploads: many\n",
+            "servers:\n  a:\n    bucket: bkt\n    max_concurrent_uploads: many\n",
             4,
             29,
             "invalid type",
         ),
         (
-            "servers:\n  a:\n    bucket: b\n    retry: { initial_backoff: 10 parsecs }\n",
+            "servers:\n  a:\n    bucket: bkt\n    retry: { initial_backoff: 10 parsecs }\n",
             4,
             12,
             "unknown unit",
         ),
         (
-            "servers:\n  a:\n    bucket: b\n    multipart: { part_size: 1MiB }\n",
+            "servers:\n  a:\n    bucket: bkt\n    multipart: { part_size: 1MiB }\n",
             4,
             5,
             "between 5MiB and 5GiB",
         ),
         (
-            "servers:\n  \"bad name\":\n    bucket: b\n",
+            "servers:\n  \"bad name\":\n    bucket: bkt\n",
             2,
             3,
             "invalid server name",
@@ -106,50 +107,128 @@ fn errors_name_line_column_and_reason() {
             "missing required key `bucket`",
         ),
         (
-            "servers:\n  a:\n    bucket: b\n    checksum: sha1\n",
+            "servers:\n  a:\n    bucket: bkt\n    checksum: sha1\n",
             4,
             15,
             "unknown variant `sha1`",
         ),
         (
-            "servers:\n  a:\n    bucket: b\n    credentials: { mode: static, access_key_id: AK }\n",
+            "servers:\n  a:\n    bucket: bkt\n    credentials: { mode: static, access_key_id: AK }\n",
             3,
             5,
             "secret_access_key_file",
         ),
         (
-            "servers:\n  a:\n    bucket: b\n    sse: { mode: \"aws:kms\", kms_key_id: alias/mine }\n",
+            "servers:\n  a:\n    bucket: bkt\n    sse: { mode: \"aws:kms\", kms_key_id: alias/mine }\n",
             4,
             5,
             "full key ARN",
         ),
         (
-            "listen: nowhere\nservers:\n  a:\n    bucket: b\n",
+            "listen: nowhere\nservers:\n  a:\n    bucket: bkt\n",
             1,
             9,
             "invalid socket address",
         ),
         (
-            "defaults:\n  retry:\n    max_attempts: 0\nservers:\n  a:\n    bucket: b\n",
+            "defaults:\n  retry:\n    max_attempts: 0\nservers:\n  a:\n    bucket: bkt\n",
             3,
             5,
-            "max_attempts must be at least 1",
+            "max_attempts must be between 1 and",
         ),
         (
-            "spool_dir: relative/spool\nservers:\n  a:\n    bucket: b\n",
+            "spool_dir: relative/spool\nservers:\n  a:\n    bucket: bkt\n",
             1,
             1,
             "absolute path",
         ),
         (
-            "servers:\n  a:\n    bucket: b\n  a:\n    bucket: c\n",
+            "servers:\n  a:\n    bucket: bkt\n  a:\n    bucket: ccc\n",
             2,
             3,
             "duplicate",
         ),
         ("servers: {}\n", 1, 1, "no servers"),
         (
-            "servers:\n  a:\n    bucket: b\n    credentials: { mode: internal, role_arn: x }\n",
+            "servers:\n  a:\n    bucket: bkt\n    storage_class: STANDARD_IAA\n",
+            4,
+            5,
+            "not an S3 storage class; valid: STANDARD, REDUCED_REDUNDANCY, STANDARD_IA",
+        ),
+        (
+            "rescan_interval: 0s\nservers:\n  a:\n    bucket: bkt\n",
+            1,
+            1,
+            "rescan_interval must be between 1s and 1d",
+        ),
+        (
+            "shutdown_grace: 99999999999d\nservers:\n  a:\n    bucket: bkt\n",
+            1,
+            1,
+            "shutdown_grace must be between 0s and 1h",
+        ),
+        (
+            "lease_ttl: 99999999999d\nservers:\n  a:\n    bucket: bkt\n",
+            1,
+            1,
+            "lease_ttl must be between",
+        ),
+        (
+            "max_concurrent_uploads: 100000\nservers:\n  a:\n    bucket: bkt\n",
+            1,
+            1,
+            "between 1 and 1024",
+        ),
+        (
+            "servers:\n  a:\n    bucket: Bad_Bucket\n",
+            3,
+            5,
+            "invalid bucket name",
+        ),
+        (
+            "servers:\n  a:\n    bucket: \"x y\"\n",
+            3,
+            5,
+            "invalid bucket name",
+        ),
+        (
+            "servers:\n  a:\n    bucket: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+            3,
+            5,
+            "3 to 63 characters",
+        ),
+        (
+            "servers:\n  a:\n    bucket: 192.168.1.1\n",
+            3,
+            5,
+            "IP address",
+        ),
+        (
+            "servers:\n  a:\n    bucket: bkt\n    retry:\n      max_backoff: 99999999999d\n",
+            5,
+            7,
+            "retry.max_backoff must be between 1ms and 1d",
+        ),
+        (
+            "servers:\n  a:\n    bucket: bkt\n    completion: quiet\n    quiet_period: 0s\n",
+            5,
+            5,
+            "quiet_period must be between 100ms and 1d",
+        ),
+        (
+            "servers:\n  a:\n    bucket: bkt\n    timeouts:\n      read: 0s\n",
+            5,
+            7,
+            "timeouts.read must be between 100ms and 1h",
+        ),
+        (
+            "servers:\n  a:\n    bucket: bkt\n    credentials:\n      mode: assume_role\n      role_arn: arn:aws:iam::111122223333:role/w\n",
+            4,
+            5,
+            "assume_role needs `external_id`",
+        ),
+        (
+            "servers:\n  a:\n    bucket: bkt\n    credentials: { mode: internal, role_arn: x }\n",
             3,
             5,
             "unknown field `role_arn`",
@@ -182,6 +261,32 @@ fn sizes_and_durations() {
     assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
     assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
     assert!(parse_duration("30").is_err());
+}
+
+#[test]
+fn bucket_names_follow_s3_rules() {
+    for ok in [
+        "abc",
+        "my-bucket.data",
+        "t-x-123-456",
+        "bucket--usw2-az1--x-s3",
+    ] {
+        assert_eq!(bucket_name_problem(ok), Ok(()), "{ok}");
+    }
+    for bad in [
+        "ab",
+        "Bad_Bucket",
+        "x y",
+        "-abc",
+        "abc-",
+        "a..b",
+        "10.0.0.1",
+        "xn--abc",
+        "abc-s3alias",
+        "UPPER",
+    ] {
+        assert!(bucket_name_problem(bad).is_err(), "{bad}");
+    }
 }
 
 #[test]

@@ -1,15 +1,34 @@
-//! The HTTP endpoint: `/metrics`, `/healthz`, `/readyz`. A tiny HTTP/1.1 responder:
-//! each connection has its own task and a deadline, so a slow client delays no one.
+//! The HTTP endpoint: `/metrics`, `/healthz`, `/readyz`, served by `hyper` (HTTP/1.1).
+//! At most [`MAX_CONNECTIONS`] connections are open at once — beyond that, new ones wait
+//! in the kernel's backlog (they hold no descriptor of ours) — and each connection has
+//! a deadline, so neither a slow client nor a flood of idle ones can take the
+//! descriptors the uploads need.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode, header};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
+
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// A connection's whole life: reading the request, rendering, writing the answer.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Time a client gets to send its request head (a scraper sends it at once): idle or
+/// slow-loris connections give their slot back quickly.
+const HEADER_DEADLINE: Duration = Duration::from_secs(2);
 
 /// What the endpoint serves.
 pub struct HttpState {
@@ -23,118 +42,110 @@ pub struct HttpState {
 
 /// Serves until `stop` fires.
 pub async fn serve(listener: TcpListener, state: Arc<HttpState>, stop: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        tokio::select! {
+        // A free slot first: while every slot is taken, connections queue in the
+        // kernel's backlog instead of costing us a descriptor each.
+        let permit = tokio::select! {
+            _ = stop.cancelled() => return,
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let sock = tokio::select! {
             _ = stop.cancelled() => return,
             r = listener.accept() => match r {
-                Ok((sock, _)) => {
-                    let state = state.clone();
-                    tokio::spawn(async move {
-                        let _ = tokio::time::timeout(Duration::from_secs(10), handle(sock, &state)).await;
-                    });
-                }
+                Ok((sock, _)) => sock,
                 Err(e) => {
+                    // EMFILE and friends: back off instead of spinning on accept.
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
                 }
-            }
-        }
+            },
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(route(&state, &req)) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_DEADLINE)
+                .keep_alive(false)
+                .max_buf_size(16 * 1024)
+                .serve_connection(TokioIo::new(sock), service);
+            let _ = tokio::time::timeout(DEADLINE, conn).await;
+            drop(permit);
+        });
     }
 }
 
-async fn handle(mut sock: TcpStream, state: &HttpState) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && !buf.windows(2).any(|w| w == b"\n\n") {
-        let n = sock.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if buf.len() > 16 * 1024 {
-            return respond(
-                &mut sock,
-                "431 Request Header Fields Too Large",
-                "text/plain",
-                b"too large\n",
-                false,
-            )
-            .await;
-        }
-    }
-    let head = String::from_utf8_lossy(&buf);
-    let mut parts = head.lines().next().unwrap_or("").split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("");
-    let head_only = method == "HEAD";
-    let known = matches!(path, "/metrics" | "/healthz" | "/readyz");
-    if !known {
-        return respond(
-            &mut sock,
-            "404 Not Found",
+fn route(state: &HttpState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    let head_only = req.method() == Method::HEAD;
+    if !matches!(path, "/metrics" | "/healthz" | "/readyz") {
+        return answer(
+            StatusCode::NOT_FOUND,
             "text/plain",
-            b"not found\n",
+            b"not found\n".to_vec(),
             head_only,
-        )
-        .await;
+        );
     }
-    if method != "GET" && method != "HEAD" {
-        return respond(
-            &mut sock,
-            "405 Method Not Allowed",
+    if req.method() != Method::GET && !head_only {
+        let mut r = answer(
+            StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",
-            b"method not allowed\n",
+            b"method not allowed\n".to_vec(),
             false,
-        )
-        .await;
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+        return r;
     }
     match path {
         "/metrics" => {
             state.metrics.refresh(&state.stats);
-            let body = state.metrics.render();
-            respond(
-                &mut sock,
-                "200 OK",
+            answer(
+                StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
-                &body,
+                state.metrics.render(),
                 head_only,
             )
-            .await
         }
-        "/healthz" => respond(&mut sock, "200 OK", "text/plain", b"ok\n", head_only).await,
-        _ => {
-            if state.ready.load(Ordering::SeqCst) {
-                respond(&mut sock, "200 OK", "text/plain", b"ready\n", head_only).await
-            } else {
-                respond(
-                    &mut sock,
-                    "503 Service Unavailable",
-                    "text/plain",
-                    b"starting\n",
-                    head_only,
-                )
-                .await
-            }
+        "/healthz" => answer(StatusCode::OK, "text/plain", b"ok\n".to_vec(), head_only),
+        _ if state.ready.load(Ordering::SeqCst) => {
+            answer(StatusCode::OK, "text/plain", b"ready\n".to_vec(), head_only)
         }
+        _ => answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            b"starting\n".to_vec(),
+            head_only,
+        ),
     }
 }
 
-async fn respond(
-    sock: &mut TcpStream,
-    status: &str,
-    ctype: &str,
-    body: &[u8],
+fn answer(
+    status: StatusCode,
+    ctype: &'static str,
+    body: Vec<u8>,
     head_only: bool,
-) -> std::io::Result<()> {
-    let mut out = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n{}\r\n",
-        body.len(),
-        if status.starts_with("405") { "Allow: GET, HEAD\r\n" } else { "" }
-    )
-    .into_bytes();
-    if !head_only {
-        out.extend_from_slice(body);
-    }
-    sock.write_all(&out).await?;
-    sock.shutdown().await
+) -> Response<Full<Bytes>> {
+    let len = body.len();
+    let mut r = Response::new(Full::new(if head_only {
+        Bytes::new()
+    } else {
+        Bytes::from(body)
+    }));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(ctype),
+    );
+    h.insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
+    r
 }

@@ -142,7 +142,7 @@ mod tests {
     fn server(yaml: &str) -> Server {
         let c = outpost_config::Config::parse(
             std::path::Path::new("t.yaml"),
-            &format!("servers:\n  acme:\n    bucket: b\n    prefix: p/\n{yaml}"),
+            &format!("servers:\n  acme:\n    bucket: bkt\n    prefix: p/\n{yaml}"),
         )
         .expect("config");
         c.servers["acme"].clone()
@@ -155,7 +155,7 @@ mod tests {
         assert_eq!(parts.len(), 2);
         let allow = &parts[0]["document"]["Statement"][0];
         assert_eq!(allow["Principal"]["AWS"], "arn:aws:iam::975822914085:root");
-        assert_eq!(allow["Resource"], "arn:aws:s3:::b/p/*");
+        assert_eq!(allow["Resource"], "arn:aws:s3:::bkt/p/*");
         // No ACL condition on the Allow: UploadPart carries no x-amz-acl.
         assert!(allow.get("Condition").is_none());
         let deny = &parts[0]["document"]["Statement"][1];

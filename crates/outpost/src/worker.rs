@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 
 use outpost_config::AfterUpload;
 use outpost_scheduler::{History, Item, Outcome, Work};
-use outpost_uploader::{Destination, ErrorClass, Journal};
+use outpost_uploader::{Destination, ErrorClass, Journal, UploadError};
 use outpost_watcher::{Claim, FailReason, FailRecord, Spool, rfc3339};
 use tokio_util::sync::CancellationToken;
 
@@ -38,6 +38,18 @@ impl Item for Job {
             .rel
             .rsplit_once('/')
             .map_or(self.0.rel.as_str(), |x| x.1)
+    }
+}
+
+/// What an error opening a claimed file means: gone (`Vanished`), never readable by
+/// this daemon (`Unreadable`: EACCES, EPERM, a link), or the daemon's own passing
+/// trouble (`Transient`: EMFILE, ENFILE, EIO, ESTALE, ENOMEM, …) — never a reason to
+/// move a good file to `.failed/`.
+fn open_error_class(e: &outpost_watcher::SpoolError) -> ErrorClass {
+    match e.io_error() {
+        Some(io) => UploadError::io("open", io).class,
+        // Not an OS error (e.g. the server was removed by a reload): try again later.
+        None => ErrorClass::Transient,
     }
 }
 
@@ -130,16 +142,25 @@ impl Work<Job> for Worker {
         let key = dest.server.key_for(&claim.rel);
         let file = match self.spool.open_claimed(claim) {
             Ok(f) => f,
-            Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => {
-                self.events.vanished(server, &claim.rel);
-                let _ = self.spool.finish(claim, false);
-                return Outcome::Dropped;
-            }
-            Err(e) => {
-                let why = e.to_string();
-                self.fail(&dest, claim, FailReason::Unreadable.as_str(), None, &why);
-                return Outcome::Dropped;
-            }
+            Err(e) => match open_error_class(&e) {
+                ErrorClass::Vanished => {
+                    self.events.vanished(server, &claim.rel);
+                    let _ = self.spool.finish(claim, false);
+                    return Outcome::Dropped;
+                }
+                ErrorClass::Unreadable => {
+                    let why = e.to_string();
+                    self.fail(&dest, claim, FailReason::Unreadable.as_str(), None, &why);
+                    return Outcome::Dropped;
+                }
+                class => {
+                    // The daemon's own trouble (out of descriptors, an I/O error, a stale
+                    // NFS handle): the file is not at fault; retried, counted, logged.
+                    let err = UploadError::new(class, "open", e.to_string());
+                    self.events.upload_error(server, &key, attempt, &err);
+                    return Outcome::Retry(err.to_string());
+                }
+            },
         };
         let journal = ClaimJournal {
             spool: &self.spool,
@@ -232,5 +253,41 @@ impl Work<Job> for Worker {
             )
         };
         self.fail(&dest, claim, reason.as_str(), Some(&history), &why);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open_error(errno: i32) -> outpost_watcher::SpoolError {
+        outpost_watcher::SpoolError::Io {
+            op: "open",
+            path: "claims/x.data".into(),
+            source: std::io::Error::from_raw_os_error(errno),
+        }
+    }
+
+    #[test]
+    fn only_permission_errors_make_a_claimed_file_unreadable() {
+        // (errno, class): the daemon's own trouble is retried, never `.failed/`.
+        let cases = [
+            (24, ErrorClass::Transient),  // EMFILE: out of descriptors
+            (23, ErrorClass::Transient),  // ENFILE: the system is
+            (5, ErrorClass::Transient),   // EIO
+            (116, ErrorClass::Transient), // ESTALE: NFS
+            (12, ErrorClass::Transient),  // ENOMEM
+            (13, ErrorClass::Unreadable), // EACCES
+            (1, ErrorClass::Unreadable),  // EPERM
+            (40, ErrorClass::Unreadable), // ELOOP: a link
+            (2, ErrorClass::Vanished),    // ENOENT
+        ];
+        for (errno, want) in cases {
+            assert_eq!(open_error_class(&open_error(errno)), want, "errno {errno}");
+        }
+        assert_eq!(
+            open_error_class(&outpost_watcher::SpoolError::UnknownServer("x".into())),
+            ErrorClass::Transient
+        );
     }
 }

@@ -190,13 +190,20 @@ pub fn classify(code: Option<&str>, status: Option<u16>) -> ErrorClass {
             | "AccountProblem"
             | "KMS.AccessDeniedException"
             | "KMS.DisabledException"
-            | "KMS.NotFoundException"
             | "InvalidToken"
             | "MethodNotAllowed",
         ) => ErrorClass::Refused,
+        // Caused by our configuration for every object, not by the file: the server is
+        // blocked (files stay pending) until the setting or the key is fixed.
         Some(
-            "EntityTooLarge" | "KeyTooLongError" | "InvalidObjectName" | "InvalidStorageClass",
-        ) => ErrorClass::Object,
+            "InvalidStorageClass"
+            | "InvalidEncryptionAlgorithmError"
+            | "KMS.KMSInvalidStateException"
+            | "KMS.InvalidKeyUsageException"
+            | "KMS.ValidationException"
+            | "KMS.NotFoundException",
+        ) => ErrorClass::Refused,
+        Some("EntityTooLarge" | "KeyTooLongError" | "InvalidObjectName") => ErrorClass::Object,
         Some(
             "SlowDown"
             | "InternalError"
@@ -279,6 +286,15 @@ impl UploadError {
                 "the session token is not valid; fix: check the assume_role settings of server {}",
                 s.name
             ),
+            "InvalidStorageClass" => format!(
+                "S3 refuses storage_class {:?} for every object; fix: set `storage_class` of server {} to a class the bucket accepts, then reload (SIGHUP)",
+                s.storage_class.as_deref().unwrap_or(""),
+                s.name
+            ),
+            "InvalidEncryptionAlgorithmError" => format!(
+                "S3 refuses the encryption settings for every object; fix: check `sse` of server {}",
+                s.name
+            ),
             c if c.starts_with("KMS.") => format!(
                 "KMS refuses the key{kms}; fix: the customer adds the key-policy statement printed by `outpost policy {}`",
                 s.name
@@ -319,9 +335,47 @@ mod tests {
             (Some("EntityTooLarge"), Some(400), ErrorClass::Object),
             (Some("ExpiredToken"), Some(400), ErrorClass::Transient),
             (Some("NoSuchUpload"), Some(404), ErrorClass::Transient),
+            // Our configuration, for every object: block the server, fail no file.
+            (Some("InvalidStorageClass"), Some(400), ErrorClass::Refused),
+            (
+                Some("InvalidEncryptionAlgorithmError"),
+                Some(400),
+                ErrorClass::Refused,
+            ),
+            (
+                Some("KMS.NotFoundException"),
+                Some(400),
+                ErrorClass::Refused,
+            ),
+            (
+                Some("KMS.DisabledException"),
+                Some(400),
+                ErrorClass::Refused,
+            ),
+            (
+                Some("KMS.KMSInvalidStateException"),
+                Some(400),
+                ErrorClass::Refused,
+            ),
+            (Some("KeyTooLongError"), Some(400), ErrorClass::Object),
+            (Some("InvalidObjectName"), Some(400), ErrorClass::Object),
         ];
         for (code, status, want) in cases {
             assert_eq!(classify(code, status), want, "{code:?} {status:?}");
+        }
+    }
+
+    #[test]
+    fn configured_storage_classes_are_the_sdks() {
+        let sdk = aws_sdk_s3::types::StorageClass::values();
+        for c in outpost_config::STORAGE_CLASSES {
+            assert!(sdk.contains(c), "{c} is not a storage class of the SDK");
+        }
+        for c in sdk {
+            assert!(
+                outpost_config::STORAGE_CLASSES.contains(c),
+                "the SDK knows {c}; add it to outpost_config::STORAGE_CLASSES"
+            );
         }
     }
 
@@ -335,7 +389,7 @@ mod tests {
         ));
         let config = outpost_config::Config::parse(
             std::path::Path::new("t.yaml"),
-            "servers:\n  acme:\n    bucket: b\n",
+            "servers:\n  acme:\n    bucket: bkt\n",
         )
         .expect("config");
         let server = &config.servers["acme"];

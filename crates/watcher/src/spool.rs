@@ -71,6 +71,13 @@ impl SpoolError {
             _ => None,
         }
     }
+    /// The OS error behind it, if any.
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        match self {
+            SpoolError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
     /// Whether the entry was reached through a symbolic link.
     pub fn is_link(&self) -> bool {
         matches!(self, SpoolError::Io { source, .. } if source.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) || source.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()))
