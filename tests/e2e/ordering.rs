@@ -147,3 +147,68 @@ fn a_path_dropped_again_is_published_after_the_earlier_file() {
         );
     });
 }
+
+/// Issue 11.4: a sibling that goes to `.failed/` at once (a name that is not UTF-8)
+/// holds the folder's `publish_last` file — also after a restart, when the hold is
+/// derived from `.failed/` — and removing the failed file releases it.
+#[test]
+fn publish_last_waits_for_a_sibling_failed_at_once_also_after_a_restart() {
+    use std::os::unix::ffi::OsStringExt;
+    let store = Store::s3s();
+    let bucket = bucket_name("lastfail");
+    rt().block_on(create_bucket(&store.client(), &bucket));
+    let dir = TestDir::new();
+    let port = free_port();
+    let cfg = dir.config(&config_yaml(
+        &dir,
+        port,
+        &server_yaml("acme", &store, &bucket, "    publish_last: [\"*.info\"]\n"),
+    ));
+    // The whole batch is in place before the daemon starts (one scan finds it).
+    let batch = dir.spool().join("acme/batch");
+    std::fs::create_dir_all(&batch).expect("mkdir");
+    std::fs::write(batch.join("1.csv"), b"one").expect("write");
+    std::fs::write(batch.join("2.csv"), b"two").expect("write");
+    let bad = std::ffi::OsString::from_vec(b"bad\xffname.csv".to_vec());
+    std::fs::write(batch.join(&bad), b"three").expect("write");
+    std::fs::write(batch.join("batch.info"), b"control").expect("write");
+    let c = store.client();
+    let has = |key: &str| rt().block_on(get(&c, &bucket, key)).is_some();
+    let mut d = Daemon::start(&dir, &cfg, port, &store);
+    d.wait_ready();
+    assert!(
+        wait_until(Duration::from_secs(30), || has("pre/batch/1.csv")
+            && has("pre/batch/2.csv")),
+        "log:\n{}",
+        d.log_text()
+    );
+    let failed = dir.spool().join(".failed/acme/batch").join(&bad);
+    assert!(failed.exists(), "{:?}", dir.failed());
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !has("pre/batch/batch.info"),
+        "batch.info went out beside a failed file"
+    );
+    assert_eq!(d.stop(), Some(0));
+    // After a restart the hold comes from `.failed/` itself.
+    let mut d = Daemon::start(&dir, &cfg, port, &store);
+    d.wait_ready();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !has("pre/batch/batch.info"),
+        "batch.info went out after a restart"
+    );
+    let (_, status, _) = outpost(&["status", "-c", cfg.to_str().expect("utf-8")], &[]);
+    assert!(
+        status.contains("bad"),
+        "status does not say what holds it:\n{status}"
+    );
+    // The operator removes the failed file: the next rescan releases the control file.
+    std::fs::remove_file(&failed).expect("rm");
+    assert!(
+        wait_until(Duration::from_secs(30), || has("pre/batch/batch.info")),
+        "log:\n{}",
+        d.log_text()
+    );
+    assert_eq!(d.stop(), Some(0));
+}

@@ -149,6 +149,13 @@ pub async fn reload(path: &Path, current: &mut Config, live: &Live<'_>) {
             .send(Command::SetGlobal(new.max_concurrent_uploads))
             .await;
     }
+    // Failed files of added servers, before their claims (`publish_last`).
+    for name in &added {
+        let _ = live
+            .scheduler
+            .send(crate::run::failed_scan(&live.spool, name))
+            .await;
+    }
     // Claims left by an earlier run for a server configured again.
     match live.spool.recover_servers(&added) {
         Ok(claims) => {

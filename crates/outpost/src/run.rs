@@ -13,7 +13,7 @@ use std::time::Duration;
 use outpost_config::Config;
 use outpost_scheduler::{Command, Scheduler};
 use outpost_uploader::Destination;
-use outpost_watcher::{Discovery, ServerRule, Spool, default_instance, run_discovery};
+use outpost_watcher::{Discovery, FailedFiles, ServerRule, Spool, default_instance, run_discovery};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -122,6 +122,8 @@ async fn daemon(mut cfg: Config, path: &Path) -> u8 {
     let (tx, rx) = mpsc::channel(4096);
     for s in cfg.servers.values() {
         let _ = tx.send(crate::reload::configure(s)).await;
+        // Before any claim: a control file must not go out ahead of a failed sibling.
+        let _ = tx.send(failed_scan(&spool, &s.name)).await;
     }
     let shutdown = CancellationToken::new();
     let sched_task = tokio::spawn(scheduler.run(rx, shutdown.clone(), cfg.shutdown_grace));
@@ -176,6 +178,16 @@ async fn daemon(mut cfg: Config, path: &Path) -> u8 {
             tracing::info!("start-up scan done; ready");
             notify("READY=1");
         }),
+        on_failed: {
+            let tx = tx.clone();
+            Box::new(move |f| {
+                let cmd = match f {
+                    FailedFiles::One { server, rel } => Command::Failed { server, key: rel },
+                    FailedFiles::All { server, rels } => Command::FailedScan { server, keys: rels },
+                };
+                let _ = tx.blocking_send(cmd);
+            })
+        },
     };
     let (disc, disc_thread) = match run_discovery(discovery) {
         Ok(v) => v,
@@ -311,6 +323,14 @@ async fn daemon(mut cfg: Config, path: &Path) -> u8 {
     spool.remove_state(LIVE);
     tracing::info!("stopped");
     0
+}
+
+/// The scheduler's command naming every file of `server` now in `.failed/`.
+pub(crate) fn failed_scan(spool: &Spool, server: &str) -> Command<Job> {
+    Command::FailedScan {
+        server: server.to_owned(),
+        keys: spool.failed_files(server),
+    }
 }
 
 /// The live state's file in the instance folder.

@@ -151,7 +151,7 @@ impl Work<Job> for Worker {
                 ErrorClass::Unreadable => {
                     let why = e.to_string();
                     self.fail(&dest, claim, FailReason::Unreadable.as_str(), None, &why);
-                    return Outcome::Dropped;
+                    return Outcome::Failed;
                 }
                 class => {
                     // The daemon's own trouble (out of descriptors, an I/O error, a stale
@@ -197,7 +197,7 @@ impl Work<Job> for Worker {
                             None,
                             &e.to_string(),
                         );
-                        Outcome::Dropped
+                        Outcome::Failed
                     }
                     ErrorClass::TooLarge => {
                         self.fail(
@@ -207,7 +207,7 @@ impl Work<Job> for Worker {
                             None,
                             &e.to_string(),
                         );
-                        Outcome::Dropped
+                        Outcome::Failed
                     }
                     ErrorClass::Object => {
                         dest.abort_recorded(&journal).await;
@@ -218,7 +218,7 @@ impl Work<Job> for Worker {
                             None,
                             &e.to_string(),
                         );
-                        Outcome::Dropped
+                        Outcome::Failed
                     }
                 }
             }

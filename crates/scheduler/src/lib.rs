@@ -39,6 +39,13 @@ pub trait Item: Send + Sync + Clone + 'static {
 
 pub use outpost_config::glob_match;
 
+/// An order key split at its last `/`: (group, name) — the folder and the file name of
+/// a relative path. [`Item::group`] and [`Item::name`] must agree with it for the keys
+/// of failed files ([`Command::Failed`]) to hold the right group.
+pub fn key_parts(key: &str) -> (&str, &str) {
+    key.rsplit_once('/').unwrap_or(("", key))
+}
+
 /// The verdict of one attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -50,8 +57,11 @@ pub enum Outcome {
     /// (its attempt is not counted), and only a probe runs until one succeeds. The text
     /// says the possible causes and the fix.
     Blocked(String),
-    /// The worker already dealt with it (e.g. moved it to `.failed/`); forget it.
+    /// The worker already dealt with it (e.g. it vanished); forget it.
     Dropped,
+    /// The worker moved it to `.failed/` (it can never go): forget it, and hold the
+    /// `publish_last` items of its group until it is requeued or removed.
+    Failed,
     /// Shutdown interrupted the attempt; the item stays claimed on disk for next time.
     Interrupted,
 }

@@ -103,9 +103,13 @@ struct ServerQueue<I> {
     last: Vec<String>,
     /// (not before, seq) of waiting items in backoff: the next wake-up without a scan.
     backoff: BTreeSet<(Instant, u64)>,
-    /// Per group, the order keys of items given up: `publish_last` items of that group
-    /// wait until they are delivered after all (requeued).
+    /// Per group, the order keys of its files in `.failed/` (given up, failed at once,
+    /// or found there by a scan): `publish_last` items of that group wait until they
+    /// are requeued or removed.
     failed_in_group: HashMap<String, HashSet<String>>,
+    /// Pending items that came back from `.failed/` (requeued): `publish_last` items of
+    /// their group wait for them too, although they arrived later.
+    returned: HashSet<u64>,
 }
 
 impl<I: Item> ServerQueue<I> {
@@ -123,7 +127,42 @@ impl<I: Item> ServerQueue<I> {
             accepted: 0,
             last: Vec::new(),
             failed_in_group: HashMap::new(),
+            returned: HashSet::new(),
             backoff: BTreeSet::new(),
+        }
+    }
+
+    /// A file of this server is in `.failed/` (its order key).
+    fn add_failed(&mut self, key: &str) {
+        let (group, name) = crate::key_parts(key);
+        if self.last.iter().any(|g| crate::glob_match(g, name)) {
+            // A control file that failed holds nothing.
+            return;
+        }
+        self.failed_in_group
+            .entry(group.to_owned())
+            .or_default()
+            .insert(key.to_owned());
+    }
+
+    /// The files of this server in `.failed/`, as a scan found them (replaces the set).
+    fn set_failed(&mut self, keys: &[String]) {
+        self.failed_in_group.clear();
+        for k in keys {
+            self.add_failed(k);
+        }
+    }
+
+    /// An item arrives: if its key was in `.failed/`, it was requeued.
+    fn arrive(&mut self, item: &I) {
+        let g = item.group();
+        if let Some(set) = self.failed_in_group.get_mut(g)
+            && set.remove(item.order_key())
+        {
+            self.returned.insert(item.seq());
+            if set.is_empty() {
+                self.failed_in_group.remove(g);
+            }
         }
     }
 
@@ -142,7 +181,9 @@ impl<I: Item> ServerQueue<I> {
             return true;
         }
         let earlier = |p: &Pending<I>| {
-            p.item.seq() < item.seq() && p.item.group() == g && !self.is_last(&p.item)
+            (p.item.seq() < item.seq() || self.returned.contains(&p.item.seq()))
+                && p.item.group() == g
+                && !self.is_last(&p.item)
         };
         self.waiting.values().any(earlier) || self.running.values().any(earlier)
     }
@@ -250,6 +291,7 @@ impl<I: Item> ServerQueue<I> {
     }
 
     fn forget(&mut self, p: &Pending<I>) {
+        self.returned.remove(&p.item.seq());
         self.bytes = self.bytes.saturating_sub(p.item.size());
         self.by_age.remove(&(p.item.dropped_at(), p.item.seq()));
     }
@@ -287,6 +329,23 @@ pub enum Command<I> {
     Remove {
         /// Server name.
         server: String,
+    },
+    /// A file of the server was moved to `.failed/` (its order key): `publish_last`
+    /// items of its group wait until it is requeued or removed.
+    Failed {
+        /// Server name.
+        server: String,
+        /// The failed file's order key (relative path).
+        key: String,
+    },
+    /// Every file of the server in `.failed/`, as a scan of the disk found them
+    /// (start-up and each rescan): replaces what was known, so a failed file removed by
+    /// an operator releases its group.
+    FailedScan {
+        /// Server name.
+        server: String,
+        /// Order keys (relative paths) of the failed files.
+        keys: Vec<String>,
     },
     /// Changes the global limit of attempts in flight.
     SetGlobal(usize),
@@ -355,6 +414,7 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
                     tracing::warn!(server, "item for an unknown server ignored");
                     return;
                 };
+                q.arrive(&item);
                 q.bytes += item.size();
                 q.by_age.insert((item.dropped_at(), item.seq()));
                 q.waiting.insert(item.seq(), Pending::new(item));
@@ -381,6 +441,18 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
                     q.removed = true;
                 }
                 self.reap(&server);
+            }
+            Command::Failed { server, key } => {
+                if let Some(q) = self.servers.get_mut(&server) {
+                    q.add_failed(&key);
+                    self.publish(&server);
+                }
+            }
+            Command::FailedScan { server, keys } => {
+                if let Some(q) = self.servers.get_mut(&server) {
+                    q.set_failed(&keys);
+                    self.publish(&server);
+                }
             }
             Command::SetGlobal(n) => self.global = n.max(1),
             Command::Ping => {}
@@ -480,6 +552,11 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
             b.probing = false;
         }
         match f.outcome {
+            Outcome::Failed => {
+                // The worker moved it to `.failed/`: its group's control files wait.
+                q.add_failed(p.item.order_key());
+                q.forget(&p)
+            }
             Outcome::Done | Outcome::Dropped => {
                 if matches!(f.outcome, Outcome::Done) {
                     q.accepted += 1;
@@ -565,12 +642,7 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
         p.last_error = err;
         if p.failures >= q.retry.max_attempts {
             q.forget(&p);
-            if !q.last.is_empty() && !q.is_last(&p.item) {
-                q.failed_in_group
-                    .entry(p.item.group().to_owned())
-                    .or_default()
-                    .insert(p.item.order_key().to_owned());
-            }
+            q.add_failed(p.item.order_key());
             let history = History {
                 attempts: p.failures,
                 first_attempt: p.first_attempt.unwrap_or_else(SystemTime::now),

@@ -63,6 +63,29 @@ pub struct Discovery {
     pub sink: Box<dyn Fn(Claim) -> bool + Send>,
     /// Called once the start-up scan is done.
     pub on_ready: Box<dyn FnOnce() + Send>,
+    /// Told of files in `.failed/`: each one failed by discovery itself, and after each
+    /// full scan every server's whole set (so the scheduler holds `publish_last` files
+    /// whose folder has a failed file, and releases them once it is gone).
+    pub on_failed: Box<dyn Fn(FailedFiles) + Send>,
+}
+
+/// Files in `.failed/`, for [`Discovery::on_failed`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailedFiles {
+    /// One file was just moved there (its relative path, as the scheduler keys it).
+    One {
+        /// Server.
+        server: String,
+        /// Relative path.
+        rel: String,
+    },
+    /// Every file of a server found there by a scan.
+    All {
+        /// Server.
+        server: String,
+        /// Relative paths.
+        rels: Vec<String>,
+    },
 }
 
 /// Messages into the discovery thread.
@@ -212,6 +235,7 @@ impl State {
         }
         self.full_scan();
         self.flush();
+        self.report_failed();
         let ready = std::mem::replace(&mut self.d.on_ready, Box::new(|| {}));
         ready();
         let mut next_rescan = Instant::now() + self.d.rescan_interval;
@@ -257,6 +281,10 @@ impl State {
                 }
                 self.full_scan();
                 self.housekeeping();
+                // After this scan's claims (a requeued file arrives before its record
+                // leaves the failed set).
+                self.flush();
+                self.report_failed();
                 next_rescan = Instant::now() + self.d.rescan_interval;
             } else {
                 // In arrival order (drop order decides same-path and publish_last order).
@@ -342,6 +370,16 @@ impl State {
         let names: Vec<String> = self.d.servers.iter().map(|s| s.name.clone()).collect();
         for s in names {
             self.scan_tree(&s, PathBuf::new(), true);
+        }
+    }
+
+    /// Tells the scheduler every server's files in `.failed/`.
+    fn report_failed(&self) {
+        for s in &self.d.servers {
+            (self.d.on_failed)(FailedFiles::All {
+                server: s.name.clone(),
+                rels: self.d.spool.failed_files(&s.name),
+            });
         }
     }
 
@@ -617,7 +655,13 @@ impl State {
                 relative_path_bytes: None,
             };
             match self.d.spool.fail_in_place(server, rel, record) {
-                Ok(dest) => self.d.events.failed_at_discovery(server, reason, &dest),
+                Ok(dest) => {
+                    self.d.events.failed_at_discovery(server, reason, &dest);
+                    (self.d.on_failed)(FailedFiles::One {
+                        server: server.to_owned(),
+                        rel: rel_lossy,
+                    });
+                }
                 Err(e) => {
                     tracing::error!(server, path = %self.full(server, rel).display(), error = %e, "cannot move an unpublishable file to .failed")
                 }

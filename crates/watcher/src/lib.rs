@@ -11,7 +11,7 @@ mod fsx;
 pub mod rules;
 mod spool;
 
-pub use discover::{Discovery, DiscoveryHandle, ServerRule, run_discovery};
+pub use discover::{Discovery, DiscoveryHandle, FailedFiles, ServerRule, run_discovery};
 pub use spool::{FailRecord, ServerStatus, Spool, SpoolError, default_instance, rfc3339};
 
 use std::path::PathBuf;

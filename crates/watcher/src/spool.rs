@@ -1126,6 +1126,19 @@ impl Spool {
         Ok(())
     }
 
+    /// Relative paths (as claims name them, lossy for names that are not UTF-8) of the
+    /// files of `server` in `.failed/`, records excluded.
+    pub fn failed_files(&self, server: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Ok(dir) = fsx::open_dir_beneath(&self.root_fd, &Path::new(FAILED).join(server)) {
+            fsx::walk_files(&dir, false, &mut |_, rel, name, _| {
+                out.push(rel.join(name).to_string_lossy().into_owned());
+            });
+        }
+        out.sort();
+        out
+    }
+
     /// Removes archived files of `server` archived longer than `retention` ago.
     pub fn prune_archive(&self, server: &str, retention: Duration) -> usize {
         let Ok(base) = fsx::open_dir_beneath(&self.root_fd, &Path::new(ARCHIVE).join(server))

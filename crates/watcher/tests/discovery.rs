@@ -88,6 +88,7 @@ impl Harness {
             on_ready: Box::new(move || {
                 let _ = ready_tx.send(());
             }),
+            on_failed: Box::new(|_| {}),
         })
         .expect("start");
         ready_rx

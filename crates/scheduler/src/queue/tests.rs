@@ -560,3 +560,93 @@ async fn a_server_refusing_everything_rotates_its_probes_and_fails_nothing() {
     let probed: BTreeSet<u64> = picky.log.lock().expect("lock").iter().copied().collect();
     assert_eq!(probed.len(), 5, "probes rotate through every pending file");
 }
+
+/// Issue 11.4: files known to be in `.failed/` (reported, or found by a scan) hold
+/// their folder's `publish_last` items; a scan without them releases; a requeued file
+/// holds them although it arrives later.
+#[tokio::test(start_paused = true)]
+async fn publish_last_waits_for_failed_files_reported_or_scanned_and_requeued_ones() {
+    let fake = Arc::new(Fake {
+        delay: Duration::from_millis(10),
+        ..Default::default()
+    });
+    let s = Scheduler::new(fake.clone(), 4);
+    let stats = s.stats();
+    let (tx, rx) = mpsc::channel(100);
+    let send = |c| {
+        let tx = tx.clone();
+        async move { tx.send(c).await.expect("send") }
+    };
+    send(Command::Configure {
+        server: "a".into(),
+        max_in_flight: 4,
+        retry: policy(3),
+        last: vec!["*.info".into()],
+    })
+    .await;
+    send(Command::FailedScan {
+        server: "a".into(),
+        keys: vec!["d/bad.csv".into(), "d/x.info".into()],
+    })
+    .await;
+    send(Command::Add {
+        server: "a".into(),
+        item: it("d/b.info", 1),
+    })
+    .await;
+    send(Command::Add {
+        server: "a".into(),
+        item: it("e/c.info", 2),
+    })
+    .await;
+    let stop = CancellationToken::new();
+    let h = tokio::spawn(s.run(rx, stop.clone(), Duration::from_secs(1)));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let started = |seq| {
+        fake.log
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|(_, s, _)| *s == seq)
+    };
+    assert!(!started(1), "held by d/bad.csv in .failed/");
+    assert!(started(2), "another folder is not held");
+    let st = stats.lock().expect("lock")["a"].clone();
+    assert!(
+        st.held.as_deref().is_some_and(|h| h.contains("d/bad.csv")),
+        "{st:?}"
+    );
+    // The failed file is requeued: it arrives after the .info and still goes first.
+    send(Command::Add {
+        server: "a".into(),
+        item: it("d/bad.csv", 3),
+    })
+    .await;
+    send(Command::FailedScan {
+        server: "a".into(),
+        keys: vec![],
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let log = fake.log.lock().expect("lock").clone();
+    let pos = |seq| log.iter().position(|(_, s, _)| *s == seq).expect("ran");
+    assert!(
+        pos(3) < pos(1),
+        "the requeued file went after the .info: {log:?}"
+    );
+    // A failure reported one by one holds again.
+    send(Command::Failed {
+        server: "a".into(),
+        key: "d/late.csv".into(),
+    })
+    .await;
+    send(Command::Add {
+        server: "a".into(),
+        item: it("d/again.info", 4),
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(!started(4));
+    stop.cancel();
+    h.await.expect("join");
+}
