@@ -153,7 +153,7 @@ pub async fn reload(path: &Path, current: &mut Config, live: &Live<'_>) {
     for name in &added {
         let _ = live
             .scheduler
-            .send(crate::run::failed_scan(&live.spool, name))
+            .send(crate::run::failed_scan(live.spool, name))
             .await;
     }
     // Claims left by an earlier run for a server configured again.
