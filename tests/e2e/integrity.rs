@@ -63,3 +63,36 @@ fn the_watcher_does_not_follow_links() {
     assert_eq!(listed, vec!["pre/batch/data.csv".to_owned()]);
     assert_eq!(d.stop(), Some(0));
 }
+
+/// Issue 11.3: a server folder removed and made again is watched again: a file dropped
+/// into the new folder is published.
+#[test]
+fn a_server_folder_removed_and_made_again_is_watched_again() {
+    let store = Store::s3s();
+    let (bucket, dir, mut d) = acme_on(&store, None, "remade", "");
+    let c = store.client();
+    let has = |key: &str| rt().block_on(get(&c, &bucket, key)).is_some();
+    dir.drop_file("acme", "before.csv", b"before");
+    assert!(wait_until(Duration::from_secs(30), || has(
+        "pre/before.csv"
+    )));
+    let folder = dir.spool().join("acme");
+    std::fs::remove_dir_all(&folder).expect("rm -rf");
+    std::fs::create_dir(&folder).expect("mkdir");
+    dir.drop_file("acme", "after.csv", b"after");
+    assert!(
+        wait_until(Duration::from_secs(30), || has("pre/after.csv")),
+        "a file in the re-made folder was not published; log:\n{}",
+        d.log_text()
+    );
+    // Removed and not made again: the daemon makes it, and drops there are published.
+    std::fs::remove_dir_all(&folder).expect("rm -rf");
+    assert!(wait_until(Duration::from_secs(30), || folder.is_dir()));
+    dir.drop_file("acme", "third.csv", b"third");
+    assert!(
+        wait_until(Duration::from_secs(30), || has("pre/third.csv")),
+        "log:\n{}",
+        d.log_text()
+    );
+    assert_eq!(d.stop(), Some(0));
+}

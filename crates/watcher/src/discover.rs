@@ -294,6 +294,13 @@ impl State {
                     if let Some((server, rel)) = split_event_path(&root, &p)
                         && self.rules.contains_key(&server)
                     {
+                        if rel.as_os_str().is_empty() {
+                            // The server folder itself changed (removed, made again).
+                            if self.refresh(&server) {
+                                self.scan_tree(&server, PathBuf::new(), false);
+                            }
+                            continue;
+                        }
                         self.examine(&server, &rel);
                     }
                 }
@@ -369,7 +376,24 @@ impl State {
         }
         let names: Vec<String> = self.d.servers.iter().map(|s| s.name.clone()).collect();
         for s in names {
+            self.refresh(&s);
             self.scan_tree(&s, PathBuf::new(), true);
+        }
+    }
+
+    /// A server folder removed or replaced since it was opened is made again, re-opened
+    /// and watched anew.
+    fn refresh(&mut self, server: &str) -> bool {
+        match self.d.spool.refresh_server(server) {
+            Ok(true) => {
+                self.watch(server);
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                tracing::error!(server, error = %e, "cannot make the server folder again");
+                false
+            }
         }
     }
 
@@ -759,6 +783,9 @@ fn collect(ev: notify::Result<notify::Event>, paths: &mut Vec<PathBuf>) -> bool 
             }
             use notify::EventKind;
             match ev.kind {
+                // A removed folder is looked at (a server folder removed and made
+                // again must be re-opened); removed files are of no interest.
+                EventKind::Remove(notify::event::RemoveKind::Folder) => paths.extend(ev.paths),
                 EventKind::Remove(_) | EventKind::Access(notify::event::AccessKind::Open(_)) => {}
                 _ => paths.extend(ev.paths),
             }

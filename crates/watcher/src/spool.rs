@@ -473,6 +473,39 @@ impl Spool {
         Ok(())
     }
 
+    /// Makes sure `server`'s folder handle is the folder now at `<spool>/<server>`: a
+    /// folder removed (and perhaps made again) by someone else is re-created if missing
+    /// (mode as at start) and re-opened. True when the handle was replaced (discovery
+    /// then watches and scans the new folder).
+    pub fn refresh_server(&self, server: &str) -> Result<bool, SpoolError> {
+        let d = self.dirs(server)?;
+        let same = match (
+            rustix::fs::fstat(&d.src),
+            fsx::lstat_at(&self.root_fd, OsStr::new(server)),
+        ) {
+            (Ok(open), Ok(now)) => {
+                open.st_dev == now.st_dev
+                    && open.st_ino == now.st_ino
+                    && fsx::kind(&now) == FileType::Directory
+            }
+            _ => false,
+        };
+        if same {
+            return Ok(false);
+        }
+        let src = fsx::mkdirs_beneath(&self.root_fd, Path::new(server), DIR_MODE)
+            .map_err(io("create server folder", self.root.join(server)))?;
+        let mut map = self.servers.write().unwrap_or_else(|e| e.into_inner());
+        let claims = match map.get(server) {
+            Some(old) => fsx::open_dir_beneath(&old.claims, Path::new(""))
+                .map_err(io("open claims folder", self.claims_path(server)))?,
+            None => return Err(SpoolError::UnknownServer(server.into())),
+        };
+        map.insert(server.to_owned(), Arc::new(ServerDirs { src, claims }));
+        tracing::warn!(server, path = %self.root.join(server).display(), "the server folder was removed or replaced; made again and watched anew");
+        Ok(true)
+    }
+
     fn dirs(&self, server: &str) -> Result<Arc<ServerDirs>, SpoolError> {
         let map = self.servers.read().unwrap_or_else(|e| e.into_inner());
         map.get(server)
