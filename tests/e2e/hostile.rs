@@ -110,7 +110,8 @@ fn a_file_the_daemon_may_not_read_goes_to_failed_whole() {
     let store = Store::s3s();
     let bucket = bucket_name("mode000");
     rt().block_on(create_bucket(&store.client(), &bucket));
-    let dir = TestDir::new();
+    // In a folder the unprivileged daemon can reach whatever the checkout's place.
+    let dir = TestDir::new_public();
     let nobody = 65534;
     let mode = |p: &std::path::Path, m: u32| {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).expect("chmod")

@@ -137,6 +137,19 @@ impl TestDir {
                 .expect("tempdir"),
         }
     }
+    /// A new folder that any user can traverse (mode 0755 under the system's temporary
+    /// folder), for a daemon started as another user: the checkout and `OUTPOST_TEST_TMP`
+    /// may lie inside a 0700 home folder.
+    pub fn new_public() -> TestDir {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new()
+            .prefix("outpost-e2e-pub-")
+            .tempdir_in(std::env::temp_dir())
+            .expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        TestDir { dir }
+    }
     /// Its path.
     pub fn path(&self) -> &Path {
         self.dir.path()
@@ -258,13 +271,24 @@ impl Daemon {
             .unwrap_or(0);
         let log = dir.path().join(format!("daemon-{n}.log"));
         let f = std::fs::File::create(&log).expect("log");
+        let mut bin = outpost_bin();
+        if uid.is_some() {
+            // Another user may not reach the build folder (a checkout in a 0700 home):
+            // run a copy from the test's own folder, which it must be able to reach.
+            use std::os::unix::fs::PermissionsExt;
+            let copy = dir.path().join("outpost-bin");
+            std::fs::copy(&bin, &copy).expect("copy the binary");
+            std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))
+                .expect("chmod");
+            bin = copy;
+        }
         let mut cmd = match wrapper.split_first() {
             Some((first, rest)) => {
                 let mut c = Command::new(first);
-                c.args(rest).arg(outpost_bin());
+                c.args(rest).arg(&bin);
                 c
             }
-            None => Command::new(outpost_bin()),
+            None => Command::new(&bin),
         };
         cmd.args(["run", "-c"])
             .arg(config)
