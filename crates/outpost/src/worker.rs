@@ -39,6 +39,9 @@ impl Item for Job {
             .rsplit_once('/')
             .map_or(self.0.rel.as_str(), |x| x.1)
     }
+    fn taken_over(&self) -> bool {
+        self.0.taken
+    }
 }
 
 /// What an error opening a claimed file means: gone (`Vanished`), never readable by

@@ -35,6 +35,11 @@ pub trait Item: Send + Sync + Clone + 'static {
     fn name(&self) -> &str {
         self.order_key()
     }
+    /// Taken over from a dead daemon: placed among the items of its key by drop time
+    /// rather than by `seq` (its `seq` was given when it was taken).
+    fn taken_over(&self) -> bool {
+        false
+    }
 }
 
 pub use outpost_config::glob_match;

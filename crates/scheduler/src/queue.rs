@@ -110,6 +110,9 @@ struct ServerQueue<I> {
     /// Pending items that came back from `.failed/` (requeued): `publish_last` items of
     /// their group wait for them too, although they arrived later.
     returned: HashSet<u64>,
+    /// Waiting items taken over from a dead daemon, by order key: (drop time, seq).
+    /// Such an item goes before this daemon's own items of the same key dropped later.
+    taken: HashMap<String, BTreeSet<(SystemTime, u64)>>,
 }
 
 impl<I: Item> ServerQueue<I> {
@@ -128,7 +131,46 @@ impl<I: Item> ServerQueue<I> {
             last: Vec::new(),
             failed_in_group: HashMap::new(),
             returned: HashSet::new(),
+            taken: HashMap::new(),
             backoff: BTreeSet::new(),
+        }
+    }
+
+    /// Puts an item (back) into the waiting index.
+    fn put_waiting(&mut self, p: Pending<I>) {
+        if p.item.taken_over() {
+            self.taken
+                .entry(p.item.order_key().to_owned())
+                .or_default()
+                .insert((p.item.dropped_at(), p.item.seq()));
+        }
+        self.waiting.insert(p.item.seq(), p);
+    }
+
+    /// Takes an item out of the waiting index (to start it).
+    fn take_waiting(&mut self, seq: u64) -> Option<Pending<I>> {
+        let p = self.waiting.remove(&seq)?;
+        if p.item.taken_over()
+            && let Some(set) = self.taken.get_mut(p.item.order_key())
+        {
+            set.remove(&(p.item.dropped_at(), seq));
+            if set.is_empty() {
+                self.taken.remove(p.item.order_key());
+            }
+        }
+        Some(p)
+    }
+
+    /// The item of `p`'s key that goes first: `p` (the lowest claim number), unless an
+    /// item taken over from a dead daemon was dropped before it.
+    fn first_of_key(&self, p: &Pending<I>) -> u64 {
+        let seq = p.item.seq();
+        let Some(set) = self.taken.get(p.item.order_key()) else {
+            return seq;
+        };
+        match set.first() {
+            Some(&(t, s)) if (t, s) < (p.item.dropped_at(), seq) => s,
+            _ => seq,
         }
     }
 
@@ -223,6 +265,13 @@ impl<I: Item> ServerQueue<I> {
             }
             // Later items of this key wait for this one, whatever it decides.
             held.insert(key);
+            // The first of this key by claim number, or an earlier-dropped item taken
+            // over from a dead daemon.
+            let first = self.first_of_key(p);
+            let (seq, p) = match self.waiting.get(&first) {
+                Some(q) if first != *seq => (&first, q),
+                _ => (seq, p),
+            };
             if p.not_before.is_some_and(|t| t > now) {
                 continue;
             }
@@ -417,7 +466,7 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
                 q.arrive(&item);
                 q.bytes += item.size();
                 q.by_age.insert((item.dropped_at(), item.seq()));
-                q.waiting.insert(item.seq(), Pending::new(item));
+                q.put_waiting(Pending::new(item));
                 self.publish(&server);
             }
             Command::Configure {
@@ -502,7 +551,7 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
                     b.probing = true;
                     tracing::info!(server = %name, probe = b.probes + 1, "probing blocked server with one pending file");
                 }
-                let Some(mut p) = q.waiting.remove(&seq) else {
+                let Some(mut p) = q.take_waiting(seq) else {
                     continue;
                 };
                 if let Some(at) = p.not_before.take() {
@@ -593,7 +642,7 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
                 // counted, and the next probe tries another file first.
                 p.refusals += 1;
                 p.refused_at = Some(q.accepted);
-                q.waiting.insert(f.seq, p);
+                q.put_waiting(p);
                 let now = Instant::now();
                 match q.blocked.as_mut() {
                     None => {
@@ -623,7 +672,7 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
             }
             Outcome::Interrupted => {
                 // Stays claimed on disk; back in the index in case the run continues.
-                q.waiting.insert(f.seq, p);
+                q.put_waiting(p);
             }
             Outcome::Retry(err) => self.retry_or_give_up(&f.server, p, err, false),
         }
@@ -667,7 +716,7 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
                 delay_ms = delay.as_millis() as u64,
                 "retry scheduled"
             );
-            q.waiting.insert(seq, p);
+            q.put_waiting(p);
         }
     }
 

@@ -37,6 +37,10 @@ pub struct Claim {
     /// Name of the claimed file in the claims folder.
     #[serde(skip)]
     pub data: String,
+    /// Taken over from a daemon whose lease expired: its place among this daemon's
+    /// claims of the same path is decided by drop time, not by claim order.
+    #[serde(skip)]
+    pub taken: bool,
 }
 
 impl Claim {

@@ -382,9 +382,12 @@ impl Spool {
                 let Ok(from_fd) = fsx::open_dir(&from) else {
                     continue;
                 };
-                let Ok(entries) = fsx::list(&from_fd) else {
+                let Ok(mut entries) = fsx::list(&from_fd) else {
                     continue;
                 };
+                // In the dead daemon's claim order (not readdir order): its versions of
+                // one path keep their relative order under their new numbers.
+                entries.sort_by_key(|(name, _)| claimname::seq_of(name).unwrap_or(u64::MAX));
                 for (entry, _) in &entries {
                     if let Some(c) = self.take_one(&server, &d, &from_fd, entry) {
                         out.push(c);
@@ -421,6 +424,7 @@ impl Spool {
                     mtime_ns: fsx::mtime_ns(&st),
                     marker: None,
                     data: String::new(),
+                    taken: false,
                 };
                 (c, claimname::short(seq, &rel)?)
             }
@@ -448,6 +452,7 @@ impl Spool {
         );
         let _ = fsx::unlink_at(from, &seq_name(old_seq, "json"));
         c.data = new_name.to_string_lossy().into_owned();
+        c.taken = true;
         Some(c)
     }
 
@@ -559,6 +564,7 @@ impl Spool {
                             mtime_ns: fsx::mtime_ns(&st),
                             marker: None,
                             data: String::new(),
+                            taken: false,
                         }
                     }
                     claimname::Data::Long { seq } => {
@@ -695,6 +701,7 @@ impl Spool {
                     mtime_ns: fsx::mtime_ns(&st),
                     marker: marker.as_ref().and_then(|m| m.to_str()).map(str::to_owned),
                     data: String::new(),
+                    taken: false,
                 };
                 let short = if claim.marker.is_none() {
                     claimname::short(seq, rel_str)

@@ -299,3 +299,53 @@ fn daemon_state_files_are_owner_only() {
         assert_eq!(mode, 0o600, "{name}: {mode:o}");
     }
 }
+
+/// Issue 11.7: a dead daemon's claims are renumbered in its claim order, not in readdir
+/// order: its versions of one path keep their order under their new numbers.
+#[test]
+fn take_over_keeps_the_dead_daemons_order_of_versions() {
+    use std::io::Read;
+    let t = tempfile::tempdir().expect("tmp");
+    let root = t.path().join("spool");
+    {
+        let dead = Spool::open(&root, "dead", &["rq".into()]).expect("open");
+        for v in 0..12 {
+            std::fs::write(root.join("rq/latest.csv"), format!("v{v:02}")).expect("write");
+            dead.claim("rq", Path::new("latest.csv"), None)
+                .expect("claim")
+                .expect("claimed");
+            std::fs::write(root.join(format!("rq/other{v}.csv")), b"x").expect("write");
+            dead.claim("rq", Path::new(&format!("other{v}.csv")), None)
+                .expect("claim")
+                .expect("claimed");
+        }
+    }
+    // Its lock is free (dropped) and its lease old.
+    let lease = std::fs::File::options()
+        .write(true)
+        .open(root.join(".outpost/dead/lease"))
+        .expect("lease");
+    lease
+        .set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000))
+        .expect("age the lease");
+    let taker = Spool::open(&root, "taker", &["rq".into()]).expect("open");
+    let mut taken = taker.take_over_expired(std::time::Duration::from_secs(60));
+    assert_eq!(taken.len(), 24);
+    assert!(taken.iter().all(|c| c.taken));
+    taken.sort_by_key(|c| c.seq);
+    let versions: Vec<String> = taken
+        .iter()
+        .filter(|c| c.rel == "latest.csv")
+        .map(|c| {
+            let mut s = String::new();
+            taker
+                .open_claimed(c)
+                .expect("open")
+                .read_to_string(&mut s)
+                .expect("read");
+            s
+        })
+        .collect();
+    let want: Vec<String> = (0..12).map(|v| format!("v{v:02}")).collect();
+    assert_eq!(versions, want);
+}
