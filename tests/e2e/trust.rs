@@ -191,3 +191,98 @@ fn idle_connections_cannot_starve_uploads_of_descriptors() {
     assert!(held >= 1000, "only {held} idle connections were made");
     assert_eq!(d.stop(), Some(0));
 }
+
+/// Issue 10.3: STS refuses AssumeRole (here: the publisher's identity policy lacks
+/// `sts:AssumeRole`; moto with IAM enforced): the server is blocked with a cause and fix
+/// naming the role, files stay pending and none goes to `.failed/` although
+/// `max_attempts` is 3; once the permission is granted, delivery resumes by itself (the
+/// credentials are asked for again, not cached in failure). `outpost verify` says the
+/// same.
+#[test]
+fn a_refused_assume_role_blocks_the_server_and_heals_without_restart() {
+    let iam = crate::cross_account_iam();
+    let tag = fastrand::u32(..);
+    let bucket = bucket_name("stsdeny");
+    let role = format!("writer{tag}");
+    let user = format!("pub{tag}");
+    let publisher = iam.user(&user, &[]);
+    let arn = iam.py(&format!(
+        "s3.create_bucket(Bucket='{bucket}')\n\
+         trust={{'Version':'2012-10-17','Statement':[{{'Effect':'Allow','Principal':{{'AWS':'arn:aws:iam::123456789012:user/{user}'}},'Action':'sts:AssumeRole','Condition':{{'StringEquals':{{'sts:ExternalId':'ext-{tag}'}}}}}}]}}\n\
+         r=iam.create_role(RoleName='{role}', AssumeRolePolicyDocument=json.dumps(trust))\n\
+         iam.put_role_policy(RoleName='{role}', PolicyName='w', PolicyDocument=json.dumps({{'Version':'2012-10-17','Statement':[{{'Effect':'Allow','Action':['s3:PutObject','s3:AbortMultipartUpload','s3:ListMultipartUploadParts'],'Resource':'*'}}]}}))\n\
+         print(r['Role']['Arn'])"
+    ));
+    let dir = TestDir::new();
+    let port = free_port();
+    let cfg = dir.config(&config_yaml(
+        &dir,
+        port,
+        &format!(
+            "  acme:\n    bucket: {bucket}\n    prefix: \"pre/\"\n    endpoint: {}\n    path_style: true\n    retry: {{ initial_backoff: 100ms, max_backoff: 1s, max_attempts: 3 }}\n    credentials: {{ mode: assume_role, role_arn: \"{arn}\", external_id: \"ext-{tag}\" }}\n",
+            publisher.endpoint
+        ),
+    ));
+    let sts = [("AWS_ENDPOINT_URL_STS", iam.endpoint.as_str())];
+    let mut d = Daemon::start_with(&dir, &cfg, port, &publisher, &sts);
+    d.wait_ready();
+    for i in 0..3 {
+        dir.drop_file("acme", &format!("f{i}.csv"), b"waits for the trust policy");
+    }
+    assert!(
+        wait_until(Duration::from_secs(60), || d
+            .metric("outpost_server_blocked{server=\"acme\"}")
+            == Some(1.0)),
+        "log:\n{}",
+        d.log_text()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        dir.failed().is_empty(),
+        "{:?}\nlog:\n{}",
+        dir.failed(),
+        d.log_text()
+    );
+    let log = d.log_text();
+    assert!(
+        log.contains(&arn) && log.contains("external_id") && log.contains("outpost policy acme"),
+        "the ERROR line does not name the role, the setting and the fix:\n{log}"
+    );
+    assert!(
+        !log.contains(&format!("ext-{tag}")),
+        "the external id's value is logged"
+    );
+    // verify says the same.
+    let cfgs = cfg.to_str().expect("utf-8");
+    let (_, out, err) = outpost(
+        &["verify", "acme", "-c", cfgs],
+        &[
+            ("AWS_ACCESS_KEY_ID", publisher.key.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", publisher.secret.as_str()),
+            ("AWS_ENDPOINT_URL_STS", iam.endpoint.as_str()),
+        ],
+    );
+    assert!(
+        format!("{out}{err}").contains(&arn),
+        "verify does not name the role:\n{out}{err}"
+    );
+    // The customer's side is fixed: the publisher may assume roles.
+    let fixed = std::time::Instant::now();
+    iam.py(&format!(
+        "iam.put_user_policy(UserName='{user}', PolicyName='p', PolicyDocument=json.dumps({{'Version':'2012-10-17','Statement':[{{'Effect':'Allow','Action':['sts:AssumeRole'],'Resource':'*'}}]}}))"
+    ));
+    assert!(
+        wait_until(Duration::from_secs(400), || d
+            .metric("outpost_files_uploaded_total{server=\"acme\"}")
+            == Some(3.0)),
+        "log:\n{}",
+        d.log_text()
+    );
+    eprintln!("trust fixed -> all delivered in {:?}", fixed.elapsed());
+    assert_eq!(
+        d.metric("outpost_server_blocked{server=\"acme\"}"),
+        Some(0.0)
+    );
+    assert!(dir.failed().is_empty());
+    assert_eq!(d.stop(), Some(0));
+}

@@ -94,6 +94,9 @@ impl UploadError {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
+        if let Some(refusal) = sts_refusal(op, &e) {
+            return refusal;
+        }
         match &e {
             SdkError::ServiceError(se) => {
                 let code = se.err().code().map(str::to_owned);
@@ -150,6 +153,67 @@ impl UploadError {
             _ => UploadError::new(ErrorClass::Transient, op, chain(Some(&e))),
         }
     }
+}
+
+/// The code an [`UploadError`] carries when STS refused to let us assume the role.
+pub const ASSUME_ROLE_REFUSED: &str = "AssumeRoleRefused";
+
+/// STS's answer to AssumeRole, when the SDK's credentials provider failed with one: the
+/// error surfaces inside the S3 call's identity resolution (as a dispatch failure), so
+/// the cause is looked for along the whole source chain. A refusal (4xx other than
+/// throttling: AccessDenied, a trust policy that does not name us, a wrong external id,
+/// a missing role; or an invalid configuration) blocks the server; throttling, 5xx and
+/// network errors stay transient.
+fn sts_refusal(op: &'static str, e: &(dyn std::error::Error + 'static)) -> Option<UploadError> {
+    use aws_credential_types::provider::error::CredentialsError;
+    use aws_sdk_sts::operation::assume_role::AssumeRoleError;
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(CredentialsError::InvalidConfiguration(_)) =
+            err.downcast_ref::<CredentialsError>()
+        {
+            return Some(UploadError {
+                class: ErrorClass::Refused,
+                op,
+                code: Some(ASSUME_ROLE_REFUSED.into()),
+                message: format!("AssumeRole: invalid configuration: {}", chain(err.source())),
+            });
+        }
+        if let Some(SdkError::ServiceError(se)) =
+            err.downcast_ref::<SdkError<AssumeRoleError, HttpResponse>>()
+        {
+            let status = se.raw().status().as_u16();
+            let code = se.err().code().map(str::to_owned);
+            let class = match classify(code.as_deref(), Some(status)) {
+                ErrorClass::Transient
+                    if status >= 500
+                        || status == 429
+                        || matches!(
+                            code.as_deref(),
+                            Some("Throttling" | "ThrottlingException" | "RequestTimeout")
+                        ) =>
+                {
+                    ErrorClass::Transient
+                }
+                _ => ErrorClass::Refused,
+            };
+            return Some(UploadError {
+                class,
+                op,
+                code: (class == ErrorClass::Refused).then(|| ASSUME_ROLE_REFUSED.to_owned()),
+                message: format!(
+                    "STS refused AssumeRole: {} (HTTP {status}){}",
+                    code.as_deref().unwrap_or("no error code"),
+                    se.err()
+                        .message()
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default()
+                ),
+            });
+        }
+        cur = err.source();
+    }
+    None
 }
 
 /// How an error about an untrusted TLS certificate begins.
@@ -286,6 +350,13 @@ impl UploadError {
                 "the session token is not valid; fix: check the assume_role settings of server {}",
                 s.name
             ),
+            ASSUME_ROLE_REFUSED => match &s.credentials {
+                outpost_config::Credentials::AssumeRole { role_arn, .. } => format!(
+                    "STS does not let the publisher assume role {role_arn}: the role's trust policy must name the publisher's account or identity and require the external id set in `credentials.external_id` of server {name} (sts:ExternalId), the role must exist, and the publisher's own identity must be allowed sts:AssumeRole on it; fix: run `outpost policy {name}` and have the customer apply its trust policy, then {verify}",
+                    name = s.name
+                ),
+                _ => format!("STS refused AssumeRole; {verify}"),
+            },
             "InvalidStorageClass" => format!(
                 "S3 refuses storage_class {:?} for every object; fix: set `storage_class` of server {} to a class the bucket accepts, then reload (SIGHUP)",
                 s.storage_class.as_deref().unwrap_or(""),
