@@ -96,3 +96,56 @@ fn a_server_folder_removed_and_made_again_is_watched_again() {
     );
     assert_eq!(d.stop(), Some(0));
 }
+
+/// Issue 11.12: `outpost status` counts exactly what the daemon would publish — not a
+/// file in an in-progress folder, an orphan marker or a file still waiting for its
+/// marker (shown apart) — and agrees with `outpost_queue_files` on the same spool.
+#[test]
+fn status_counts_what_the_daemon_publishes_and_agrees_with_the_metrics() {
+    let store = Store::moto();
+    let dir = TestDir::new();
+    let port = free_port();
+    // A bucket that does not exist: the server is blocked and its files stay pending.
+    let cfg = dir.config(&config_yaml(
+        &dir,
+        port,
+        &server_yaml(
+            "acme",
+            &store,
+            &bucket_name("nosuchbucket"),
+            "    completion: marker\n",
+        ),
+    ));
+    let mut d = Daemon::start(&dir, &cfg, port, &store);
+    d.wait_ready();
+    let inprog = dir.spool().join("acme/inprog.tmp");
+    std::fs::create_dir_all(&inprog).expect("mkdir");
+    std::fs::write(inprog.join("x.csv"), b"still being written").expect("write");
+    dir.drop_file("acme", "ghost.csv.ready", b"");
+    dir.drop_file("acme", "wait.csv", b"waits for its marker");
+    for name in ["a.csv", "b.csv"] {
+        dir.drop_file("acme", name, b"complete");
+        dir.drop_file("acme", &format!("{name}.ready"), b"");
+    }
+    assert!(
+        wait_until(Duration::from_secs(30), || d
+            .metric("outpost_server_blocked{server=\"acme\"}")
+            == Some(1.0)),
+        "log:\n{}\nmetrics:\n{}",
+        d.log_text(),
+        http_get(port, "/metrics").map(|x| x.1).unwrap_or_default()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let queued = d.metric("outpost_queue_files{server=\"acme\"}");
+    let cfgs = cfg.to_str().expect("utf-8");
+    let (code, out, err) = outpost(&["status", "--json", "-c", cfgs], &[]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let row = &v[0];
+    assert_eq!(queued, Some(2.0));
+    assert_eq!(row["pending_files"].as_f64(), queued, "{out}");
+    assert_eq!(row["waiting_for_marker"], 1, "{out}");
+    let (_, text, _) = outpost(&["status", "-c", cfgs], &[]);
+    assert!(text.contains("1 waiting for marker"), "{text}");
+    assert_eq!(d.stop(), Some(0));
+}

@@ -100,7 +100,7 @@ pub fn status(path: &Path, json: bool) -> u8 {
     let live = crate::run::read_live_state(&cfg.spool_dir);
     let mut rows = Vec::new();
     for s in cfg.servers.keys() {
-        match Spool::status(&cfg.spool_dir, s) {
+        match Spool::status(&cfg.spool_dir, s, &cfg.servers[s].completion) {
             Ok(st) => rows.push((s.clone(), st)),
             Err(e) => {
                 eprintln!("outpost: status of {s}: {e}");
@@ -120,6 +120,7 @@ pub fn status(path: &Path, json: bool) -> u8 {
                     // live.json is refreshed every second: never more in flight than pending.
                     "in_flight": live.in_flight.get(s).copied().unwrap_or(0).min(st.pending_files),
                     "failed_files": st.failed_files,
+                    "waiting_for_marker": st.waiting_for_marker,
                     "blocked": live.blocked.contains_key(s),
                     "blocked_reason": live.blocked.get(s),
                     "held_reason": live.held.get(s),
@@ -152,6 +153,10 @@ pub fn status(path: &Path, json: bool) -> u8 {
                 (true, Some(why), _) => format!("BLOCKED: {why}"),
                 (true, None, Some(why)) => format!("HELD: {why}"),
                 (true, None, None) => "ok".to_owned(),
+            } + &if st.waiting_for_marker > 0 {
+                format!(" ({} waiting for marker)", st.waiting_for_marker)
+            } else {
+                String::new()
             }
         );
     }

@@ -135,6 +135,9 @@ pub struct ServerStatus {
     pub oldest_pending_age_seconds: f64,
     /// Files in `.failed/<server>/`.
     pub failed_files: u64,
+    /// Files in the server folder still waiting for their marker (`completion: marker`):
+    /// not pending yet.
+    pub waiting_for_marker: u64,
 }
 
 /// Open folders of one server.
@@ -922,9 +925,15 @@ fn claim_time_ns(d: &ServerDirs, c: &Claim) -> i128 {
 /// `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`): nothing outside the spool is read, moved
 /// or written, whatever a record says or a link points at.
 impl Spool {
-    /// Pending, failed totals of `server`, from the disk (every instance's claims plus
-    /// complete files still in the server folder).
-    pub fn status(root: &Path, server: &str) -> Result<ServerStatus, SpoolError> {
+    /// Pending, failed totals of `server`, from the disk: every instance's claims plus
+    /// the files still in the server folder that the daemon would publish under
+    /// `completion` — not what it never will (names and folders in progress, markers,
+    /// files still waiting for their marker, which are counted apart).
+    pub fn status(
+        root: &Path,
+        server: &str,
+        completion: &outpost_config::Completion,
+    ) -> Result<ServerStatus, SpoolError> {
         let mut st = ServerStatus::default();
         let now = SystemTime::now();
         let mut oldest: Option<SystemTime> = None;
@@ -954,13 +963,42 @@ impl Spool {
                 }
             }
         }
-        // Files in the server folder not yet claimed.
+        // Files in the server folder not yet claimed, by the server's completion rule.
         if let Ok(dir) = fsx::open_dir_beneath(&root_fd, Path::new(server)) {
-            fsx::walk_files(&dir, false, &mut |_, _, name, stat| {
-                if !crate::rules::in_progress(name) {
-                    add(stat, &mut st);
+            let mut files: Vec<(PathBuf, OsString, rustix::fs::Stat)> = Vec::new();
+            fsx::walk_files(&dir, false, &mut |_, rel, name, stat| {
+                let in_progress_folder = rel
+                    .components()
+                    .any(|c| crate::rules::in_progress(c.as_os_str()));
+                if !in_progress_folder && !crate::rules::in_progress(name) {
+                    files.push((rel.to_owned(), name.to_owned(), *stat));
                 }
             });
+            match completion {
+                outpost_config::Completion::Marker { suffix } => {
+                    let names: std::collections::HashSet<(PathBuf, OsString)> = files
+                        .iter()
+                        .map(|(r, n, _)| (r.clone(), n.clone()))
+                        .collect();
+                    for (rel, name, stat) in &files {
+                        if crate::rules::marker_target(name.as_bytes(), suffix).is_some() {
+                            continue; // a marker, not data
+                        }
+                        let mut marker = name.clone();
+                        marker.push(suffix);
+                        if names.contains(&(rel.clone(), marker)) {
+                            add(stat, &mut st);
+                        } else {
+                            st.waiting_for_marker += 1;
+                        }
+                    }
+                }
+                _ => {
+                    for (_, _, stat) in &files {
+                        add(stat, &mut st);
+                    }
+                }
+            }
         }
         if let Ok(dir) = fsx::open_dir_beneath(&root_fd, &Path::new(FAILED).join(server)) {
             fsx::walk_files(&dir, false, &mut |_, _, _, _| st.failed_files += 1);
@@ -1101,6 +1139,14 @@ impl Spool {
             if !plain_relative(&rel) {
                 errors.push(format!(
                     "{shown}: the record's `relative_path` is absolute, climbs with `..` or has an empty segment; refused, nothing moved"
+                ));
+                continue;
+            }
+            if std::str::from_utf8(&rel).is_err() {
+                // Back in the spool it would fail again at once: S3 keys are UTF-8.
+                errors.push(format!(
+                    "{failed_rel}: its name is not UTF-8, so it can never be a key; move it back under a UTF-8 name yourself (mv <spool>/.failed/{server}/{failed_rel} <spool>/{server}/<new name>) and remove its record ({}); nothing moved",
+                    rel_dir.join(&rec_name).display()
                 ));
                 continue;
             }

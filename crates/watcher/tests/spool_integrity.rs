@@ -266,7 +266,7 @@ fn failure_records_fit_every_name_length() {
 }
 
 #[test]
-fn a_non_utf8_name_keeps_its_bytes_and_can_be_requeued() {
+fn a_non_utf8_name_keeps_its_bytes_and_the_runbook_steps_work() {
     let t = tempfile::tempdir().expect("tmp");
     let root = t.path().join("spool");
     let spool = Spool::open(&root, "i1", &["rq".into()]).expect("open");
@@ -277,14 +277,34 @@ fn a_non_utf8_name_keeps_its_bytes_and_can_be_requeued() {
     spool
         .fail_in_place("rq", Path::new(&name), rec)
         .expect("fail in place");
-    assert!(root.join(".failed/rq").join(&name).exists());
-    let (done, errors) = Spool::requeue(&root, "rq", None, None);
-    assert!(errors.is_empty(), "{errors:?}");
-    assert_eq!(done.len(), 1);
-    assert!(
-        root.join("rq").join(&name).exists(),
-        "back under its exact name"
+    let failed = root.join(".failed/rq").join(&name);
+    assert!(failed.exists());
+    // The record keeps the exact bytes.
+    let rec_path = root.join(".failed/rq").join(OsString::from_vec(
+        b".bad\xff\xfename.csv.error.json".to_vec(),
+    ));
+    let stored: FailRecord =
+        serde_json::from_slice(&std::fs::read(&rec_path).expect("record")).expect("json");
+    assert_eq!(stored.file_bytes.as_deref(), Some("bad%FF%FEname.csv"));
+    assert_eq!(
+        stored.relative_path_bytes.as_deref(),
+        Some("bad%FF%FEname.csv")
     );
+    // requeue says what to do instead of moving it back to fail again.
+    let (done, errors) = Spool::requeue(&root, "rq", None, None);
+    assert!(done.is_empty());
+    assert!(
+        errors[0].contains("not UTF-8") && errors[0].contains("mv "),
+        "{errors:?}"
+    );
+    assert!(failed.exists(), "nothing moved");
+    // The runbook (docs/operations.md, OutpostFilesFailed): move it back under a UTF-8
+    // name, remove its record.
+    std::fs::rename(&failed, root.join("rq/good-name.csv")).expect("mv");
+    std::fs::remove_file(&rec_path).expect("rm record");
+    assert!(root.join("rq/good-name.csv").exists());
+    let (done, errors) = Spool::requeue(&root, "rq", None, None);
+    assert!(done.is_empty() && errors.is_empty(), "{done:?} {errors:?}");
 }
 
 #[test]
