@@ -174,3 +174,103 @@ fn complete_multipart_faults_including_200_with_an_error_body() {
         }
     });
 }
+
+/// Issue 11.11: one flipped bit in the body of a single PUT and of an UploadPart is
+/// refused by the store, outpost retries (and counts it), and the objects are
+/// byte-identical; every PutObject and UploadPart carries its checksum header. On
+/// radosgw with Content-MD5 (what radosgw verifies) and on s3s-fs with CRC32C.
+#[test]
+fn a_flipped_bit_is_refused_by_the_store_retried_and_counted() {
+    for (store, checksum, header) in [
+        (Store::rgw_publisher(), "md5", "content-md5"),
+        (Store::s3s(), "crc32c", "x-amz-checksum-crc32c"),
+    ] {
+        let bucket = if checksum == "md5" {
+            rgw_bucket("flip", false).0
+        } else {
+            let b = bucket_name("flip");
+            rt().block_on(create_bucket(&store.client(), &b));
+            b
+        };
+        let proxy = FaultProxy::start(&store.endpoint, 0.0, Duration::from_secs(1), 7);
+        {
+            let mut f = proxy.flip.lock().expect("lock");
+            f.insert("PutObject".into(), 1);
+            f.insert("UploadPart".into(), 1);
+        }
+        let through = Store {
+            endpoint: proxy.endpoint.clone(),
+            ..store.clone()
+        };
+        let dir = TestDir::new();
+        let port = free_port();
+        let cfg = dir.config(&config_yaml(
+            &dir,
+            port,
+            &server_yaml(
+                "acme",
+                &through,
+                &bucket,
+                &format!(
+                    "    checksum: {checksum}\n    multipart: {{ threshold: 8MiB, part_size: 5MiB, concurrency: 2 }}\n"
+                ),
+            ),
+        ));
+        let mut d = Daemon::start(&dir, &cfg, port, &through);
+        d.wait_ready();
+        let small = data(2 * 1024 * 1024 + 3, 11);
+        let large = data(12 * 1024 * 1024 + 5, 12);
+        dir.drop_file("acme", "small.bin", &small);
+        dir.drop_file("acme", "large.bin", &large);
+        assert!(
+            wait_until(Duration::from_secs(120), || d
+                .metric("outpost_files_uploaded_total{server=\"acme\"}")
+                == Some(2.0)),
+            "{checksum}: log:\n{}",
+            d.log_text()
+        );
+        let flipped: u64 = proxy
+            .counts
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|((_, what), _)| what == "Flipped")
+            .map(|(_, n)| *n)
+            .sum();
+        assert_eq!(
+            flipped,
+            2,
+            "{checksum}: {:?}",
+            proxy.counts.lock().expect("lock")
+        );
+        let retried = d
+            .metric("outpost_upload_errors_total{class=\"transient\",server=\"acme\"}")
+            .unwrap_or(0.0);
+        assert!(retried >= 2.0, "{checksum}: {retried} retries counted");
+        for (op, names) in proxy.heads.lock().expect("lock").iter() {
+            if op == "PutObject" || op == "UploadPart" {
+                assert!(
+                    names.iter().any(|n| n == header),
+                    "{checksum}: {op} without {header}: {names:?}"
+                );
+            }
+        }
+        let c = if checksum == "md5" {
+            Store::rgw_owner().client()
+        } else {
+            store.client()
+        };
+        rt().block_on(async {
+            assert_eq!(
+                get(&c, &bucket, "pre/small.bin").await.as_deref(),
+                Some(&small[..])
+            );
+            assert_eq!(
+                get(&c, &bucket, "pre/large.bin").await.as_deref(),
+                Some(&large[..])
+            );
+        });
+        assert!(dir.failed().is_empty());
+        assert_eq!(d.stop(), Some(0));
+    }
+}

@@ -41,6 +41,11 @@ pub struct FaultProxy {
     pub counts: Counts,
     /// Order in which object writes reached the server: (operation, path).
     pub arrivals: Arc<Mutex<Vec<(String, String)>>>,
+    /// Per operation, how many of its next requests get one byte of their body flipped
+    /// on the way (the store must refuse them).
+    pub flip: Arc<Mutex<BTreeMap<String, u32>>>,
+    /// The header names (lower case) of every request, with its operation.
+    pub heads: Arc<Mutex<Vec<(String, Vec<String>)>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -93,8 +98,11 @@ impl FaultProxy {
         let arrivals: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let rng = Arc::new(Mutex::new(fastrand::Rng::with_seed(seed)));
+        let flip: Arc<Mutex<BTreeMap<String, u32>>> = Arc::default();
+        let heads: Arc<Mutex<Vec<(String, Vec<String>)>>> = Arc::default();
         {
             let (counts, arrivals, stop) = (counts.clone(), arrivals.clone(), stop.clone());
+            let (flip, heads) = (flip.clone(), heads.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
                     match listener.accept() {
@@ -106,6 +114,7 @@ impl FaultProxy {
                                 rng.clone(),
                                 per_op.clone(),
                             );
+                            let (flip, heads) = (flip.clone(), heads.clone());
                             std::thread::spawn(move || {
                                 let rate_of = |op: &str| {
                                     per_op
@@ -114,7 +123,17 @@ impl FaultProxy {
                                         .map_or(rate, |(_, r)| *r)
                                 };
                                 let _ = serve(
-                                    client, &upstream, &rate_of, stall, &counts, &arrivals, &rng,
+                                    client,
+                                    &upstream,
+                                    &rate_of,
+                                    stall,
+                                    &Shared {
+                                        counts: &counts,
+                                        arrivals: &arrivals,
+                                        rng: &rng,
+                                        flip: &flip,
+                                        heads: &heads,
+                                    },
                                 );
                             });
                         }
@@ -127,6 +146,8 @@ impl FaultProxy {
             endpoint,
             counts,
             arrivals,
+            flip,
+            heads,
             stop,
         }
     }
@@ -157,15 +178,29 @@ fn respond(client: &mut TcpStream, status: &str, body: &str) -> std::io::Result<
     )
 }
 
+/// What the connections of one proxy share.
+struct Shared<'a> {
+    counts: &'a Counts,
+    arrivals: &'a Mutex<Vec<(String, String)>>,
+    rng: &'a Mutex<fastrand::Rng>,
+    flip: &'a Mutex<BTreeMap<String, u32>>,
+    heads: &'a Mutex<Vec<(String, Vec<String>)>>,
+}
+
 fn serve(
     client: TcpStream,
     upstream: &str,
     rate_of: &dyn Fn(&str) -> f64,
     stall: Duration,
-    counts: &Counts,
-    arrivals: &Mutex<Vec<(String, String)>>,
-    rng: &Mutex<fastrand::Rng>,
+    shared: &Shared<'_>,
 ) -> std::io::Result<()> {
+    let Shared {
+        counts,
+        arrivals,
+        rng,
+        flip,
+        heads,
+    } = *shared;
     client.set_nonblocking(false)?;
     client.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut reader = BufReader::new(client.try_clone()?);
@@ -242,6 +277,37 @@ fn serve(
         }
         let mut body = vec![0u8; len];
         reader.read_exact(&mut body)?;
+        heads.lock().expect("lock").push((
+            op.to_owned(),
+            head.iter()
+                .skip(1)
+                .filter_map(|h| {
+                    h.split_once(':')
+                        .map(|(k, _)| k.trim().to_ascii_lowercase())
+                })
+                .collect(),
+        ));
+        let flipped = {
+            let mut f = flip.lock().expect("lock");
+            match f.get_mut(op) {
+                Some(n) if *n > 0 && !body.is_empty() => {
+                    *n -= 1;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if flipped {
+            // One bit of one byte in the middle of the payload, as a bad NIC or a broken
+            // middlebox would.
+            let i = body.len() / 2;
+            body[i] ^= 0x01;
+            *counts
+                .lock()
+                .expect("lock")
+                .entry((op.to_owned(), "Flipped".into()))
+                .or_insert(0) += 1;
+        }
         match fault {
             Some(Fault::SlowDown) => {
                 respond(&mut client, "503 Slow Down", &error_body("SlowDown"))?;
