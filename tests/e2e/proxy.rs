@@ -30,6 +30,9 @@ pub enum Fault {
     Ok200Error,
 }
 
+/// Header names (lower case) of each request, with its operation.
+pub type Heads = Arc<Mutex<Vec<(String, Vec<String>)>>>;
+
 /// Counts by (operation, fault or "ok").
 pub type Counts = Arc<Mutex<BTreeMap<(String, String), u64>>>;
 
@@ -45,7 +48,7 @@ pub struct FaultProxy {
     /// on the way (the store must refuse them).
     pub flip: Arc<Mutex<BTreeMap<String, u32>>>,
     /// The header names (lower case) of every request, with its operation.
-    pub heads: Arc<Mutex<Vec<(String, Vec<String>)>>>,
+    pub heads: Heads,
     stop: Arc<AtomicBool>,
 }
 
@@ -99,7 +102,7 @@ impl FaultProxy {
         let stop = Arc::new(AtomicBool::new(false));
         let rng = Arc::new(Mutex::new(fastrand::Rng::with_seed(seed)));
         let flip: Arc<Mutex<BTreeMap<String, u32>>> = Arc::default();
-        let heads: Arc<Mutex<Vec<(String, Vec<String>)>>> = Arc::default();
+        let heads: Heads = Arc::default();
         {
             let (counts, arrivals, stop) = (counts.clone(), arrivals.clone(), stop.clone());
             let (flip, heads) = (flip.clone(), heads.clone());
