@@ -172,3 +172,114 @@ fn symlinks_and_fifos_are_refused_counted_and_never_followed() {
         );
     });
 }
+
+/// `check` refuses every spool layout `run` refuses, with the same words, and creates
+/// nothing; `run` refuses it before touching the spool, with exit 78 (the unit's
+/// `RestartPreventExitStatus=78` then stops the restart loop).
+#[test]
+fn check_and_run_refuse_the_same_spool_layouts_with_78() {
+    let dir = TestDir::new();
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&outside).expect("mkdir");
+    let config = |spool: &std::path::Path| {
+        dir.config(&format!(
+            "spool_dir: {}\nlisten: 127.0.0.1:{}\nservers:\n  acme:\n    bucket: bkt\n    endpoint: http://127.0.0.1:1\n",
+            spool.display(),
+            free_port()
+        ))
+    };
+    // (set-up, spool_dir, words the refusal holds)
+    type Setup = fn(&std::path::Path, &std::path::Path);
+    let cases: [(&str, Setup, &str); 4] = [
+        (
+            "server folder is a link",
+            |spool, outside| {
+                std::fs::create_dir_all(spool).expect("mkdir");
+                std::os::unix::fs::symlink(outside, spool.join("acme")).expect("symlink");
+            },
+            "acme is a symbolic link",
+        ),
+        (
+            "state folder is a link",
+            |spool, outside| {
+                std::fs::create_dir_all(spool).expect("mkdir");
+                std::os::unix::fs::symlink(outside, spool.join(".outpost")).expect("symlink");
+            },
+            ".outpost is a symbolic link",
+        ),
+        (
+            "spool_dir below a regular file",
+            |spool, _| {
+                let file = spool.parent().expect("parent");
+                std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+                std::fs::write(file, "a file, not a folder").expect("write");
+            },
+            "which is not a folder",
+        ),
+        (
+            "spool_dir is a link",
+            |spool, outside| {
+                std::fs::create_dir_all(spool.parent().expect("parent")).expect("mkdir");
+                std::os::unix::fs::symlink(outside, spool).expect("symlink");
+            },
+            "is a symbolic link",
+        ),
+    ];
+    for (i, (what, setup, words)) in cases.into_iter().enumerate() {
+        let spool = dir.path().join(format!("case{i}")).join("spool");
+        setup(&spool, &outside);
+        let cfg = config(&spool);
+        let cfg_s = cfg.to_str().expect("utf8");
+        for cmd in ["check", "run"] {
+            let (code, _out, err) = outpost(&[cmd, "-c", cfg_s], &[]);
+            assert_eq!(code, 78, "{what}: {cmd} exit {code}: {err}");
+            assert!(
+                err.contains(words),
+                "{what}: {cmd} does not say {words:?}: {err}"
+            );
+        }
+        assert_eq!(
+            std::fs::read_dir(&outside).expect("outside").count(),
+            0,
+            "{what}: something was created through the link"
+        );
+    }
+
+    // A spool that does not exist yet is valid, and `check` does not create it.
+    let fresh = dir.path().join("fresh").join("spool");
+    let cfg = config(&fresh);
+    let (code, out, err) = outpost(&["check", "-c", cfg.to_str().expect("utf8")], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("is valid"), "{out}");
+    assert!(
+        !dir.path().join("fresh").exists(),
+        "check created the spool"
+    );
+}
+
+/// Two daemons with one instance name on one spool is a configuration error (exit 78);
+/// `check` beside the running daemon still says the configuration is valid.
+#[test]
+fn a_second_daemon_on_the_same_instance_exits_78() {
+    let dir = TestDir::new();
+    let port = free_port();
+    let nowhere = Store {
+        endpoint: "http://127.0.0.1:1".into(),
+        key: "AKIAEXAMPLE".into(),
+        secret: "not-a-secret".into(),
+    };
+    let cfg = dir.config(&config_yaml(
+        &dir,
+        port,
+        &server_yaml("acme", &nowhere, "bkt", ""),
+    ));
+    let mut d = Daemon::start(&dir, &cfg, port, &nowhere);
+    d.wait_ready();
+    let cfg_s = cfg.to_str().expect("utf8");
+    let (code, _, err) = outpost(&["check", "-c", cfg_s], &[]);
+    assert_eq!(code, 0, "check beside a running daemon: {err}");
+    let (code, _, err) = outpost(&["run", "-c", cfg_s], &[]);
+    assert_eq!(code, 78, "second daemon: {err}");
+    assert!(err.contains("already running"), "{err}");
+    assert_eq!(d.stop(), Some(0));
+}

@@ -147,3 +147,82 @@ fn no_secret_in_logs_metrics_outputs_or_failure_records() {
         everything.len()
     );
 }
+
+/// A rotated secret is taken up by SIGHUP: a static-credentials server blocked on a
+/// wrong secret heals without a restart once the file holds the right one, although
+/// the configuration file did not change. Neither secret is ever printed.
+#[test]
+fn sighup_takes_up_a_rotated_secret_file() {
+    let store = Store::s3s();
+    let bucket = bucket_name("rotate");
+    rt().block_on(create_bucket(&store.client(), &bucket));
+    let dir = TestDir::new();
+    let secret_file = dir.path().join("secret");
+    let wrong = format!("wrongsecret{:016x}", fastrand::u64(..));
+    std::fs::write(&secret_file, format!("{wrong}\n")).expect("secret");
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let port = free_port();
+    // Probes of the blocked server 30 s and more apart: healing within seconds of the
+    // SIGHUP means the reload probed at once with the new client.
+    let acme = server_yaml(
+        "acme",
+        &store,
+        &bucket,
+        &format!(
+            "    credentials: {{ mode: static, access_key_id: {}, secret_access_key_file: {} }}\n",
+            store.key,
+            secret_file.display()
+        ),
+    )
+    .replace(
+        "initial_backoff: 100ms, max_backoff: 2s",
+        "initial_backoff: 60s, max_backoff: 5m",
+    );
+    let cfg = dir.config(&config_yaml(&dir, port, &acme));
+    let mut d = Daemon::start(&dir, &cfg, port, &store);
+    d.wait_ready();
+    dir.drop_file("acme", "a.csv", b"one");
+    dir.drop_file("acme", "b.csv", b"two");
+    assert!(
+        wait_until(Duration::from_secs(30), || d
+            .metric("outpost_server_blocked{server=\"acme\"}")
+            == Some(1.0)),
+        "not blocked on the wrong secret; log:\n{}",
+        d.log_text()
+    );
+    assert_eq!(
+        d.metric("outpost_queue_files{server=\"acme\"}"),
+        Some(2.0),
+        "files not pending"
+    );
+    assert!(dir.failed().is_empty(), "{:?}", dir.failed());
+
+    // Rotate: the same file now holds the right secret; the YAML is unchanged.
+    std::fs::write(&secret_file, format!("{}\n", store.secret)).expect("rotate");
+    super::reload::hup(&d);
+    assert!(
+        wait_until(Duration::from_secs(20), || d
+            .metric("outpost_files_uploaded_total{server=\"acme\"}")
+            == Some(2.0)),
+        "not healed after SIGHUP; log:\n{}",
+        d.log_text()
+    );
+    assert_eq!(
+        d.metric("outpost_server_blocked{server=\"acme\"}"),
+        Some(0.0)
+    );
+    assert!(dir.failed().is_empty(), "{:?}", dir.failed());
+    rt().block_on(async {
+        assert!(get(&store.client(), &bucket, "pre/a.csv").await.is_some());
+    });
+    assert_eq!(d.stop(), Some(0));
+    let log = d.log_text();
+    assert!(
+        log.contains("secret_access_key_file changed"),
+        "reload does not say why: {log}"
+    );
+    assert!(
+        !log.contains(&wrong) && !log.contains(&store.secret),
+        "a secret was logged"
+    );
+}

@@ -1,10 +1,35 @@
 //! The Prometheus registry: every series of SPEC §5, created at start-up at zero for
 //! each configured server and each known class and reason.
 
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
+
+/// Removes every series of one server from one vector (all its label sets).
+type Sweep = Arc<dyn Fn(&str) + Send + Sync>;
+
+fn sweeper<T: MetricVecBuilder + 'static>(v: MetricVec<T>) -> Sweep {
+    Arc::new(move |server| {
+        for family in v.collect() {
+            for m in family.get_metric() {
+                let labels: HashMap<&str, &str> = m
+                    .get_label()
+                    .iter()
+                    .map(|l| (l.name(), l.value()))
+                    .collect();
+                if labels.get("server") == Some(&server) {
+                    let _ = v.remove(&labels);
+                }
+            }
+        }
+    })
+}
 
 /// All metrics of the daemon.
 #[derive(Clone)]
@@ -23,6 +48,11 @@ pub struct Metrics {
     pub blocked: IntGaugeVec,
     pub last_success: GaugeVec,
     pub duration: HistogramVec,
+    /// One sweep per vector with a `server` label.
+    sweeps: Arc<Vec<Sweep>>,
+    /// Servers removed by a reload (and not added again): their series are dropped
+    /// once the scheduler has forgotten them, and again if a late event made one anew.
+    removed: Arc<Mutex<HashSet<String>>>,
 }
 
 /// Known failure reasons beyond the watcher's (a claimed file that vanished).
@@ -32,20 +62,24 @@ impl Metrics {
     /// Registers everything.
     pub fn new() -> prometheus::Result<Metrics> {
         let registry = Registry::new();
+        let sweeps: RefCell<Vec<Sweep>> = RefCell::default();
         let counter =
             |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<IntCounterVec> {
                 let c = IntCounterVec::new(Opts::new(name, help), labels)?;
                 registry.register(Box::new(c.clone()))?;
+                sweeps.borrow_mut().push(sweeper(c.clone()));
                 Ok(c)
             };
         let igauge = |name: &str, help: &str| -> prometheus::Result<IntGaugeVec> {
             let g = IntGaugeVec::new(Opts::new(name, help), &["server"])?;
             registry.register(Box::new(g.clone()))?;
+            sweeps.borrow_mut().push(sweeper(g.clone()));
             Ok(g)
         };
         let fgauge = |name: &str, help: &str| -> prometheus::Result<GaugeVec> {
             let g = GaugeVec::new(Opts::new(name, help), &["server"])?;
             registry.register(Box::new(g.clone()))?;
+            sweeps.borrow_mut().push(sweeper(g.clone()));
             Ok(g)
         };
         let duration = HistogramVec::new(
@@ -60,6 +94,7 @@ impl Metrics {
             &["server"],
         )?;
         registry.register(Box::new(duration.clone()))?;
+        sweeps.borrow_mut().push(sweeper(duration.clone()));
         let build_info = Gauge::with_opts(
             Opts::new(
                 "outpost_build_info",
@@ -72,7 +107,7 @@ impl Metrics {
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
-        Ok(Metrics {
+        let mut metrics = Metrics {
             files_uploaded: counter(
                 "outpost_files_uploaded_total",
                 "Files acknowledged by S3.",
@@ -121,11 +156,19 @@ impl Metrics {
             )?,
             duration,
             registry,
-        })
+            sweeps: Arc::default(),
+            removed: Arc::default(),
+        };
+        metrics.sweeps = Arc::new(sweeps.into_inner());
+        Ok(metrics)
     }
 
     /// Creates every series of `server` at zero.
     pub fn add_server(&self, server: &str) {
+        self.removed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(server);
         self.files_uploaded.with_label_values(&[server]);
         self.bytes_uploaded.with_label_values(&[server]);
         for c in outpost_uploader::ErrorClass::ALL {
@@ -151,10 +194,28 @@ impl Metrics {
         self.duration.with_label_values(&[server]);
     }
 
-    /// Copies the scheduler's live totals into the gauges.
+    /// Drops every series of `server` (a reload removed it) as soon as the scheduler
+    /// has forgotten it — its uploads in flight ended — at the next [`Metrics::refresh`].
+    pub fn remove_server(&self, server: &str) {
+        self.removed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(server.to_owned());
+    }
+
+    /// Copies the scheduler's live totals into the gauges; drops the series of removed
+    /// servers the scheduler no longer knows.
     pub fn refresh(&self, stats: &outpost_scheduler::Stats) {
         let now = std::time::SystemTime::now();
         let stats = stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        {
+            let removed = self.removed.lock().unwrap_or_else(|e| e.into_inner());
+            for server in removed.iter().filter(|s| !stats.contains_key(*s)) {
+                for sweep in self.sweeps.iter() {
+                    sweep(server);
+                }
+            }
+        }
         for (server, s) in stats {
             self.queue_files
                 .with_label_values(&[&server])

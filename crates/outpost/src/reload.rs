@@ -53,17 +53,9 @@ pub async fn reload(path: &Path, current: &mut Config, live: &Live<'_>) {
             return;
         }
     };
-    let problems = host_problems(&new);
-    if !problems.is_empty() {
-        tracing::error!(problems = ?problems, "SIGHUP: new configuration refused; the running one is kept");
-        return;
-    }
-    if new == *current {
-        tracing::info!("SIGHUP: configuration unchanged");
-        return;
-    }
-    // Keys that shape the process itself apply at the next start.
-    for (key, differs) in [
+    // Keys that shape the process itself apply at the next start: the running values
+    // stay (and the spool is checked as it runs).
+    let restart_only: Vec<&str> = [
         ("spool_dir", new.spool_dir != current.spool_dir),
         ("listen", new.listen != current.listen),
         (
@@ -74,20 +66,51 @@ pub async fn reload(path: &Path, current: &mut Config, live: &Live<'_>) {
             "rescan_interval",
             new.rescan_interval != current.rescan_interval,
         ),
-    ] {
-        if differs {
-            tracing::warn!(key, "SIGHUP: this key applies at the next restart");
-        }
-    }
+        ("instance", new.instance != current.instance),
+        ("lease_ttl", new.lease_ttl != current.lease_ttl),
+    ]
+    .into_iter()
+    .filter_map(|(key, differs)| differs.then_some(key))
+    .collect();
     new.spool_dir = current.spool_dir.clone();
     new.listen = current.listen;
     new.shutdown_grace = current.shutdown_grace;
     new.rescan_interval = current.rescan_interval;
+    new.instance = current.instance.clone();
+    new.lease_ttl = current.lease_ttl;
+    let problems = host_problems(&new);
+    if !problems.is_empty() {
+        tracing::error!(problems = ?problems, "SIGHUP: new configuration refused; the running one is kept");
+        return;
+    }
+    for key in restart_only {
+        tracing::warn!(key, "SIGHUP: this key applies at the next restart");
+    }
+    // Servers whose settings are the same but whose secret file now holds another
+    // secret (a rotation): their client is built again.
+    let rotated: Vec<String> = {
+        let dests = live.worker.dests.read().unwrap_or_else(|e| e.into_inner());
+        new.servers
+            .iter()
+            .filter(|(name, s)| {
+                current.servers.get(*name) == Some(*s)
+                    && dests.get(*name).is_some_and(|d| d.secret_changed())
+            })
+            .map(|(name, _)| name.clone())
+            .collect()
+    };
+    for name in &rotated {
+        tracing::info!(server = %name, "SIGHUP: secret_access_key_file changed; building the server's client again");
+    }
+    if new == *current && rotated.is_empty() {
+        tracing::info!("SIGHUP: configuration unchanged");
+        return;
+    }
 
     // Build every new or changed destination before touching anything.
     let mut built = HashMap::new();
     for (name, s) in &new.servers {
-        if current.servers.get(name) != Some(s) {
+        if current.servers.get(name) != Some(s) || rotated.contains(name) {
             match Destination::new(Arc::new(s.clone())).await {
                 Ok(d) => {
                     built.insert(name.clone(), d);
@@ -142,6 +165,8 @@ pub async fn reload(path: &Path, current: &mut Config, live: &Live<'_>) {
                 server: name.clone(),
             })
             .await;
+        // Its series go once its last upload in flight has ended (the next scrape).
+        live.metrics.remove_server(name);
     }
     if new.max_concurrent_uploads != current.max_concurrent_uploads {
         let _ = live

@@ -8,15 +8,18 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use outpost_config::Config;
 use outpost_scheduler::{Command, Scheduler};
 use outpost_uploader::Destination;
-use outpost_watcher::{Discovery, FailedFiles, ServerRule, Spool, default_instance, run_discovery};
+use outpost_watcher::{
+    Discovery, FailedFiles, ServerRule, Spool, SpoolError, default_instance, run_discovery,
+};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::EXIT_CONFIG;
 use crate::commands::{host_problems, load};
@@ -50,7 +53,36 @@ pub fn run(path: &Path) -> u8 {
             return 1;
         }
     };
-    rt.block_on(daemon(cfg, path))
+    let code = rt.block_on(daemon(cfg, path));
+    // Whatever `daemon` left running (it logged what) is cancelled here.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    code
+}
+
+/// Whether the spool refused to open for a reason of its layout or of this daemon's
+/// configuration, which a restart cannot cure (exit 78): a link or a file where a
+/// folder belongs, no permission (or a read-only file system: `ReadWritePaths=`),
+/// another daemon with this `instance` on the spool. Out of memory, descriptors or
+/// space, an I/O error or a stale NFS handle may pass: exit 1, restarted.
+fn spool_error_is_config(e: &SpoolError) -> bool {
+    use rustix::io::Errno;
+    match e {
+        SpoolError::Locked { .. }
+        | SpoolError::NotRegular { .. }
+        | SpoolError::UnknownServer(_) => true,
+        SpoolError::Io { source, .. } => [
+            Errno::ACCESS,
+            Errno::PERM,
+            Errno::ROFS,
+            Errno::NOTDIR,
+            Errno::ISDIR,
+            Errno::LOOP,
+            Errno::XDEV,
+            Errno::NAMETOOLONG,
+        ]
+        .iter()
+        .any(|n| source.raw_os_error() == Some(n.raw_os_error())),
+    }
 }
 
 /// Discovery's view of the servers.
@@ -86,7 +118,11 @@ async fn daemon(mut cfg: Config, path: &Path) -> u8 {
         Ok(s) => Arc::new(s),
         Err(e) => {
             tracing::error!(error = %e, "cannot open the spool");
-            return 1;
+            return if spool_error_is_config(&e) {
+                EXIT_CONFIG
+            } else {
+                1
+            };
         }
     };
     let mut dests = HashMap::new();
@@ -105,7 +141,14 @@ async fn daemon(mut cfg: Config, path: &Path) -> u8 {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(listen = %cfg.listen, error = %e, "cannot listen");
-            return 1;
+            // Not this host's address, a privileged port, a port another service holds:
+            // `listen` must change (a restart cannot help).
+            use std::io::ErrorKind::{AddrInUse, AddrNotAvailable, PermissionDenied};
+            return if matches!(e.kind(), AddrInUse | AddrNotAvailable | PermissionDenied) {
+                EXIT_CONFIG
+            } else {
+                1
+            };
         }
     };
     let events = Events {
@@ -116,7 +159,12 @@ async fn daemon(mut cfg: Config, path: &Path) -> u8 {
         dests: RwLock::new(dests),
         events: events.clone(),
     });
-    let scheduler = Scheduler::new(worker.clone(), cfg.max_concurrent_uploads);
+    // Every task of the daemon — the dispatcher, its attempts and give-ups, the HTTP
+    // endpoint, the watchdog, live state and lease loops — runs on this tracker, so
+    // shutdown knows what is still running.
+    let tasks = TaskTracker::new();
+    let scheduler =
+        Scheduler::new(worker.clone(), cfg.max_concurrent_uploads).with_tracker(tasks.clone());
     let stats = scheduler.stats();
     let heartbeat = scheduler.heartbeat();
     let (tx, rx) = mpsc::channel(4096);
@@ -126,7 +174,7 @@ async fn daemon(mut cfg: Config, path: &Path) -> u8 {
         let _ = tx.send(failed_scan(&spool, &s.name)).await;
     }
     let shutdown = CancellationToken::new();
-    let sched_task = tokio::spawn(scheduler.run(rx, shutdown.clone(), cfg.shutdown_grace));
+    let sched_task = tasks.spawn(scheduler.run(rx, shutdown.clone(), cfg.shutdown_grace));
     match spool.recover() {
         Ok(claims) => {
             if !claims.is_empty() {
@@ -146,7 +194,11 @@ async fn daemon(mut cfg: Config, path: &Path) -> u8 {
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot read the claims of the last run");
-            return 1;
+            return if spool_error_is_config(&e) {
+                EXIT_CONFIG
+            } else {
+                1
+            };
         }
     }
     let http_state = Arc::new(HttpState {
@@ -155,7 +207,7 @@ async fn daemon(mut cfg: Config, path: &Path) -> u8 {
         ready: Default::default(),
     });
     let http_stop = CancellationToken::new();
-    tokio::spawn(serve(listener, http_state.clone(), http_stop.clone()));
+    tasks.spawn(serve(listener, http_state.clone(), http_stop.clone()));
     tracing::info!(listen = %cfg.listen, "serving /metrics, /healthz, /readyz");
 
     let sink_tx = tx.clone();
@@ -204,7 +256,7 @@ async fn daemon(mut cfg: Config, path: &Path) -> u8 {
         let disc = disc.clone();
         let beat = heartbeat.clone();
         let ping_tx = tx.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let mut t = tokio::time::interval(every);
             loop {
                 tokio::select! {
@@ -214,7 +266,10 @@ async fn daemon(mut cfg: Config, path: &Path) -> u8 {
                 let (d0, s0) = (disc.heartbeat(), beat.load(Ordering::Relaxed));
                 disc.ping();
                 let _ = ping_tx.try_send(Command::Ping);
-                tokio::time::sleep((every / 4).min(Duration::from_secs(2))).await;
+                tokio::select! {
+                    _ = bg.cancelled() => return,
+                    _ = tokio::time::sleep((every / 4).min(Duration::from_secs(2))) => {}
+                }
                 let (d1, s1) = (disc.heartbeat(), beat.load(Ordering::Relaxed));
                 if d1 != d0 && s1 != s0 {
                     notify("WATCHDOG=1");
@@ -232,7 +287,7 @@ async fn daemon(mut cfg: Config, path: &Path) -> u8 {
         let bg = bg.clone();
         let stats = stats.clone();
         let spool = spool.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let mut last = String::new();
             let mut t = tokio::time::interval(Duration::from_secs(1));
             loop {
@@ -256,7 +311,7 @@ async fn daemon(mut cfg: Config, path: &Path) -> u8 {
         let spool = spool.clone();
         let ttl = cfg.lease_ttl;
         let tx = tx.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let mut t = tokio::time::interval(ttl / 3);
             loop {
                 tokio::select! {
@@ -313,13 +368,31 @@ async fn daemon(mut cfg: Config, path: &Path) -> u8 {
         }
     }
     notify("STOPPING=1");
+    let stopping = Instant::now();
     disc.stop();
     let _ = tokio::task::spawn_blocking(move || disc_thread.join()).await;
     drop(tx);
+    // The dispatcher gives uploads in flight `shutdown_grace`, then interrupts them.
     shutdown.cancel();
     let _ = sched_task.await;
     bg.cancel();
     http_stop.cancel();
+    tasks.close();
+    // Left: give-ups (an abort, then the move to `.failed/`), attempts that did not end
+    // when interrupted, the loops above ending. They get what remains of the grace, at
+    // least 10 s; whatever still runs then is cancelled when the runtime stops — safe,
+    // as each step is: the file stays claimed (with its multipart journal) and is taken
+    // up again at the next start.
+    let wait = cfg
+        .shutdown_grace
+        .saturating_sub(stopping.elapsed())
+        .max(Duration::from_secs(10));
+    if tokio::time::timeout(wait, tasks.wait()).await.is_err() {
+        tracing::warn!(
+            tasks = tasks.len(),
+            "tasks still running at exit are cancelled; their files stay claimed and are taken up at the next start"
+        );
+    }
     spool.remove_state(LIVE);
     tracing::info!("stopped");
     0

@@ -231,6 +231,10 @@ impl Work<Job> for Worker {
     async fn give_up(&self, server: &str, job: Job, history: History) {
         let claim = &job.0;
         let Some(dest) = self.dest(server) else {
+            // A reload removed the server: like its other claims, the file stays claimed
+            // (with its multipart journal) and is attempted again, afresh, when the
+            // server is configured again (SIGHUP or restart).
+            tracing::warn!(server, rel = %claim.rel, attempts = history.attempts, last_error = %history.last_error, "server removed while giving up a file; it stays claimed until the server is configured again");
             return;
         };
         let journal = ClaimJournal {

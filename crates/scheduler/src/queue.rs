@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::{History, Item, Outcome, RetryPolicy, Work};
 
@@ -417,6 +418,8 @@ pub struct Scheduler<I: Item, W: Work<I>> {
     stop: CancellationToken,
     /// Counts dispatcher loop turns: the watchdog sees the loop is alive.
     heartbeat: Arc<std::sync::atomic::AtomicU64>,
+    /// Attempts and give-ups run here, so the daemon can wait for them at shutdown.
+    tasks: TaskTracker,
 }
 
 impl<I: Item, W: Work<I>> std::fmt::Debug for Scheduler<I, W> {
@@ -442,7 +445,15 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
             done_rx,
             stop: CancellationToken::new(),
             heartbeat: Arc::default(),
+            tasks: TaskTracker::new(),
         }
+    }
+
+    /// Spawns attempts and give-ups on `tasks` (the daemon's tracker) instead of a
+    /// tracker of its own.
+    pub fn with_tracker(mut self, tasks: TaskTracker) -> Self {
+        self.tasks = tasks;
+        self
     }
 
     /// A counter that advances every time the dispatcher handles anything (send
@@ -483,6 +494,11 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
                 q.retry = retry;
                 q.last = last;
                 q.removed = false;
+                // Changed settings (a reload: new client, rotated secret) may be the fix:
+                // a blocked server probes at once instead of after its probe delay.
+                if let Some(b) = q.blocked.as_mut() {
+                    b.next_probe = Instant::now();
+                }
                 self.publish(&server);
             }
             Command::Remove { server } => {
@@ -570,7 +586,7 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
                 let tx = self.done_tx.clone();
                 let server = name.clone();
                 let stop = self.stop.clone();
-                tokio::spawn(async move {
+                self.tasks.spawn(async move {
                     let outcome = work.attempt(&server, &item, attempt, stop).await;
                     let _ = tx.send(Finished {
                         server,
@@ -703,7 +719,8 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
             // Off the dispatcher: giving up may talk to a slow server (abort).
             let work = self.work.clone();
             let server = server.to_owned();
-            tokio::spawn(async move { work.give_up(&server, p.item, history).await });
+            self.tasks
+                .spawn(async move { work.give_up(&server, p.item, history).await });
         } else {
             let delay = q.retry.delay(p.failures);
             let at = Instant::now() + delay;

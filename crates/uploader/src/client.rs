@@ -30,13 +30,35 @@ pub struct Destination {
     /// checksum header we send already lets the store verify every byte. Plain-http
     /// endpoints keep signed payloads.
     pub unsigned_payload: bool,
+    /// What the static secret file held when the client was built.
+    secret: Option<SecretStamp>,
+}
+
+/// A fingerprint of a static secret (never the secret; `Debug` shows nothing of it):
+/// SIGHUP compares it with what the secret file holds now.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct SecretStamp(u64);
+
+impl std::fmt::Debug for SecretStamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretStamp(..)")
+    }
+}
+
+impl SecretStamp {
+    fn of(secret: &str) -> SecretStamp {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        secret.hash(&mut h);
+        SecretStamp(h.finish())
+    }
 }
 
 impl Destination {
     /// Builds the client of `server`. Reading the static secret happens here: a secret
     /// file readable by group or others is refused.
     pub async fn new(server: Arc<Server>) -> Result<Destination, UploadError> {
-        let client = build_client(&server).await?;
+        let (client, secret) = build_client(&server).await?;
         let unsigned_payload = server
             .endpoint
             .as_deref()
@@ -46,12 +68,31 @@ impl Destination {
             client,
             multipart_refused: Arc::default(),
             unsigned_payload,
+            secret,
         })
+    }
+
+    /// Whether the static secret file now holds another secret than the one this
+    /// client signs with (or cannot be read any more). Always false for the other
+    /// credential modes.
+    pub fn secret_changed(&self) -> bool {
+        match &self.server.credentials {
+            Credentials::Static {
+                secret_access_key_file,
+                ..
+            } => !read_secret(secret_access_key_file)
+                .is_ok_and(|s| Some(SecretStamp::of(&s)) == self.secret),
+            _ => false,
+        }
     }
 }
 
-/// The SDK configuration of a server's own identity (before any AssumeRole).
-async fn base_config(server: &Server) -> Result<aws_config::SdkConfig, UploadError> {
+/// The SDK configuration of a server's own identity (before any AssumeRole), and the
+/// stamp of the static secret it read.
+async fn base_config(
+    server: &Server,
+) -> Result<(aws_config::SdkConfig, Option<SecretStamp>), UploadError> {
+    let mut stamp = None;
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(server.region.clone()))
         .retry_config(RetryConfig::disabled())
@@ -67,6 +108,7 @@ async fn base_config(server: &Server) -> Result<aws_config::SdkConfig, UploadErr
     } = &server.credentials
     {
         let secret = read_secret(secret_access_key_file)?;
+        stamp = Some(SecretStamp::of(&secret));
         loader = loader.credentials_provider(StaticCredentials::new(
             access_key_id,
             secret,
@@ -75,12 +117,15 @@ async fn base_config(server: &Server) -> Result<aws_config::SdkConfig, UploadErr
             "outpost-static",
         ));
     }
-    Ok(loader.load().await)
+    Ok((loader.load().await, stamp))
 }
 
-/// The SDK configuration uploads use: the base identity, or the assumed role.
-async fn sdk_config(server: &Server) -> Result<aws_config::SdkConfig, UploadError> {
-    let base = base_config(server).await?;
+/// The SDK configuration uploads use: the base identity, or the assumed role; and the
+/// stamp of the static secret.
+async fn sdk_config(
+    server: &Server,
+) -> Result<(aws_config::SdkConfig, Option<SecretStamp>), UploadError> {
+    let (base, stamp) = base_config(server).await?;
     if let Credentials::AssumeRole {
         role_arn,
         external_id,
@@ -105,9 +150,9 @@ async fn sdk_config(server: &Server) -> Result<aws_config::SdkConfig, UploadErro
             .credentials_provider(provider)
             .load()
             .await;
-        return Ok(with_role);
+        return Ok((with_role, stamp));
     }
-    Ok(base)
+    Ok((base, stamp))
 }
 
 /// `outpost-<host>`: names the publisher host in the customer's CloudTrail.
@@ -158,8 +203,10 @@ pub fn check_secret_file(path: &std::path::Path) -> Result<(), UploadError> {
     read_secret(path).map(|_| ())
 }
 
-async fn build_client(server: &Server) -> Result<aws_sdk_s3::Client, UploadError> {
-    let base = sdk_config(server).await?;
+async fn build_client(
+    server: &Server,
+) -> Result<(aws_sdk_s3::Client, Option<SecretStamp>), UploadError> {
+    let (base, stamp) = sdk_config(server).await?;
     let mut b = aws_sdk_s3::config::Builder::from(&base)
         .force_path_style(server.path_style)
         // We send our own checksum header on every PUT and part; the SDK's default
@@ -169,17 +216,17 @@ async fn build_client(server: &Server) -> Result<aws_sdk_s3::Client, UploadError
     if let Some(ep) = &server.endpoint {
         b = b.endpoint_url(ep.clone());
     }
-    Ok(aws_sdk_s3::Client::from_conf(b.build()))
+    Ok((aws_sdk_s3::Client::from_conf(b.build()), stamp))
 }
 
 /// A client for ad-hoc probes (same settings as uploads).
 pub async fn probe_client(server: &Server) -> Result<aws_sdk_s3::Client, UploadError> {
-    build_client(server).await
+    Ok(build_client(server).await?.0)
 }
 
 /// The AWS account of the publisher's own identity (STS GetCallerIdentity).
 pub async fn caller_account(server: &Server) -> Result<String, UploadError> {
-    let base = base_config(server).await?;
+    let (base, _) = base_config(server).await?;
     let sts = aws_sdk_sts::Client::new(&base);
     let out = sts
         .get_caller_identity()
