@@ -175,14 +175,13 @@ pub async fn reload(path: &Path, current: &mut Config, live: &Live<'_>) {
             .await;
     }
     // Failed files of added servers, before their claims (`publish_last`).
+    // (Disk reads: the runtime is told this thread blocks.)
     for name in &added {
-        let _ = live
-            .scheduler
-            .send(crate::run::failed_scan(live.spool, name))
-            .await;
+        let scan = tokio::task::block_in_place(|| crate::run::failed_scan(live.spool, name));
+        let _ = live.scheduler.send(scan).await;
     }
     // Claims left by an earlier run for a server configured again.
-    match live.spool.recover_servers(&added) {
+    match tokio::task::block_in_place(|| live.spool.recover_servers(&added)) {
         Ok(claims) => {
             for c in claims {
                 let _ = live

@@ -295,7 +295,11 @@ async fn daemon(mut cfg: Config, path: &Path) -> u8 {
                     _ = bg.cancelled() => return,
                     _ = t.tick() => {}
                 }
-                let now = write_live_state(&spool, &stats, &last);
+                // A file write: off the runtime's threads.
+                let now = {
+                    let (spool, stats, last) = (spool.clone(), stats.clone(), last.clone());
+                    crate::worker::blocking(move || write_live_state(&spool, &stats, &last)).await
+                };
                 if now != last {
                     notify(&format!("STATUS={}", status_line(&stats)));
                     last = now;

@@ -62,17 +62,21 @@ struct ClaimJournal<'a> {
     claim: &'a Claim,
 }
 
+/// The journal is read and written (with fsyncs) from inside an upload; the runtime is
+/// told this thread blocks, so it moves its other tasks elsewhere meanwhile.
 impl Journal for ClaimJournal<'_> {
     fn load(&self) -> Option<Vec<u8>> {
-        self.spool.journal(self.claim)
+        tokio::task::block_in_place(|| self.spool.journal(self.claim))
     }
     fn save(&self, bytes: &[u8]) -> std::io::Result<()> {
-        self.spool
-            .save_journal(self.claim, bytes)
-            .map_err(std::io::Error::other)
+        tokio::task::block_in_place(|| {
+            self.spool
+                .save_journal(self.claim, bytes)
+                .map_err(std::io::Error::other)
+        })
     }
     fn clear(&self) {
-        self.spool.clear_journal(self.claim)
+        tokio::task::block_in_place(|| self.spool.clear_journal(self.claim))
     }
 }
 
@@ -86,7 +90,26 @@ pub struct Worker {
     pub events: Events,
 }
 
+/// Runs file-system work (opens, renames, fsyncs) on the blocking pool, so a slow disk
+/// or a stalled NFS server never holds a runtime thread (uploads, the HTTP endpoint).
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 impl Worker {
+    /// Deletes or archives a delivered claim, off the runtime's threads.
+    async fn finish(
+        &self,
+        claim: &Claim,
+        archive: bool,
+    ) -> Result<Option<std::path::PathBuf>, outpost_watcher::SpoolError> {
+        let (spool, c) = (self.spool.clone(), claim.clone());
+        blocking(move || spool.finish(&c, archive)).await
+    }
+
     fn dest(&self, server: &str) -> Option<Destination> {
         self.dests
             .read()
@@ -95,8 +118,9 @@ impl Worker {
             .cloned()
     }
 
-    /// Moves a claim to `.failed/` with its record; logs and counts it.
-    fn fail(
+    /// Moves a claim to `.failed/` with its record (fsyncs: off the runtime's threads);
+    /// logs and counts it.
+    async fn fail(
         &self,
         dest: &Destination,
         claim: &Claim,
@@ -121,7 +145,8 @@ impl Worker {
             file_bytes: None,
             relative_path_bytes: None,
         };
-        match self.spool.fail(claim, record) {
+        let (spool, c) = (self.spool.clone(), claim.clone());
+        match blocking(move || spool.fail(&c, record)).await {
             Ok(path) => self.events.failed(&claim.server, reason, &path, why),
             Err(e) => {
                 tracing::error!(server = %claim.server, rel = %claim.rel, error = %e, "cannot move file to .failed; it stays claimed and is retried after restart")
@@ -143,17 +168,21 @@ impl Work<Job> for Worker {
             return Outcome::Retry(format!("server {server} has no destination"));
         };
         let key = dest.server.key_for(&claim.rel);
-        let file = match self.spool.open_claimed(claim) {
+        let file = match {
+            let (spool, c) = (self.spool.clone(), job.0.clone());
+            blocking(move || spool.open_claimed(&c)).await
+        } {
             Ok(f) => f,
             Err(e) => match open_error_class(&e) {
                 ErrorClass::Vanished => {
                     self.events.vanished(server, &claim.rel);
-                    let _ = self.spool.finish(claim, false);
+                    self.finish(claim, false).await.ok();
                     return Outcome::Dropped;
                 }
                 ErrorClass::Unreadable => {
                     let why = e.to_string();
-                    self.fail(&dest, claim, FailReason::Unreadable.as_str(), None, &why);
+                    self.fail(&dest, claim, FailReason::Unreadable.as_str(), None, &why)
+                        .await;
                     return Outcome::Failed;
                 }
                 class => {
@@ -173,7 +202,7 @@ impl Work<Job> for Worker {
         match dest.upload(file, &claim.rel, &journal, &stop).await {
             Ok(up) => {
                 let archive = dest.server.after_upload == AfterUpload::Archive;
-                if let Err(e) = self.spool.finish(claim, archive) {
+                if let Err(e) = self.finish(claim, archive).await {
                     // Delivered; the claim stays and is published again after a restart
                     // (at-least-once), so say so loudly.
                     tracing::error!(server, rel = %claim.rel, error = %e, "uploaded but cannot finish the file in the spool");
@@ -189,7 +218,7 @@ impl Work<Job> for Worker {
                     ErrorClass::Refused => Outcome::Blocked(e.explain(&dest.server)),
                     ErrorClass::Vanished => {
                         self.events.vanished(server, &claim.rel);
-                        let _ = self.spool.finish(claim, false);
+                        self.finish(claim, false).await.ok();
                         Outcome::Dropped
                     }
                     ErrorClass::Unreadable => {
@@ -199,7 +228,8 @@ impl Work<Job> for Worker {
                             FailReason::Unreadable.as_str(),
                             None,
                             &e.to_string(),
-                        );
+                        )
+                        .await;
                         Outcome::Failed
                     }
                     ErrorClass::TooLarge => {
@@ -209,7 +239,8 @@ impl Work<Job> for Worker {
                             FailReason::TooLarge.as_str(),
                             None,
                             &e.to_string(),
-                        );
+                        )
+                        .await;
                         Outcome::Failed
                     }
                     ErrorClass::Object => {
@@ -220,7 +251,8 @@ impl Work<Job> for Worker {
                             FailReason::Rejected.as_str(),
                             None,
                             &e.to_string(),
-                        );
+                        )
+                        .await;
                         Outcome::Failed
                     }
                 }
@@ -259,7 +291,8 @@ impl Work<Job> for Worker {
                 ),
             )
         };
-        self.fail(&dest, claim, reason.as_str(), Some(&history), &why);
+        self.fail(&dest, claim, reason.as_str(), Some(&history), &why)
+            .await;
     }
 }
 
