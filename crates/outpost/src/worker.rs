@@ -168,10 +168,11 @@ impl Work<Job> for Worker {
             return Outcome::Retry(format!("server {server} has no destination"));
         };
         let key = dest.server.key_for(&claim.rel);
-        let file = match {
+        let opened = {
             let (spool, c) = (self.spool.clone(), job.0.clone());
             blocking(move || spool.open_claimed(&c)).await
-        } {
+        };
+        let file = match opened {
             Ok(f) => f,
             Err(e) => match open_error_class(&e) {
                 ErrorClass::Vanished => {
