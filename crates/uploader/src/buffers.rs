@@ -11,8 +11,7 @@ use memmap2::MmapMut;
 
 use crate::{ErrorClass, UploadError};
 
-/// Below this, a read goes into a plain heap buffer on the calling thread (page cache,
-/// microseconds); above it, into a mapping on the blocking pool.
+/// Below this, a read goes into a plain heap buffer; above it, into a mapping.
 const SMALL_READ: u64 = 256 * 1024;
 
 /// Mappings one upload keeps for reuse: at most `keep`, each of exactly `size` bytes.
@@ -95,14 +94,16 @@ pub(crate) async fn read_at(
     if len == 0 {
         return Ok(Bytes::new());
     }
-    if len < SMALL_READ {
-        let mut buf = vec![0u8; len as usize];
-        file.read_exact_at(&mut buf, offset)
-            .map_err(|e| UploadError::io("read", &e))?;
-        return Ok(Bytes::from(buf));
-    }
     let pool = pool.filter(|p| p.size as u64 >= len);
+    // Every read runs on the blocking pool: a stalled disk or NFS server must not hold
+    // a runtime thread (other uploads, the HTTP endpoint).
     tokio::task::spawn_blocking(move || {
+        if len < SMALL_READ {
+            let mut buf = vec![0u8; len as usize];
+            file.read_exact_at(&mut buf, offset)
+                .map_err(|e| UploadError::io("read", &e))?;
+            return Ok(Bytes::from(buf));
+        }
         let mut map = match pool.as_ref().and_then(|p| p.take()) {
             Some(m) => m,
             None => alloc(pool.as_ref().map_or(len as usize, |p| p.size))?,
