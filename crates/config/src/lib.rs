@@ -66,6 +66,8 @@ pub struct Config {
     /// A daemon whose lease is older than this is taken for dead, and its claims taken
     /// over by another daemon on the same spool.
     pub lease_ttl: Duration,
+    /// Bytes all part and single-PUT body buffers may hold at once (`max_buffer_memory`).
+    pub max_buffer_memory: u64,
     /// Servers by name (= spool folder name).
     pub servers: BTreeMap<String, Server>,
 }

@@ -67,6 +67,7 @@ struct RawConfig {
     rescan_interval: Option<Dur>,
     instance: Option<String>,
     lease_ttl: Option<Dur>,
+    max_buffer_memory: Option<Size>,
     #[serde(default)]
     defaults: RawServer,
     #[serde(default)]
@@ -331,6 +332,13 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             format!("instance {i:?} must match [A-Za-z0-9_][A-Za-z0-9_.-]*"),
         ));
     }
+    let max_buffer_memory = raw.max_buffer_memory.map_or(256 << 20, |v| v.0);
+    if !(16 << 20..=64 << 30).contains(&max_buffer_memory) {
+        return Err(err(
+            &["max_buffer_memory"],
+            "max_buffer_memory must be between 16MiB and 64GiB".into(),
+        ));
+    }
     let lease_ttl = raw.lease_ttl.map_or(Duration::from_secs(60), |d| d.0);
     in_range("lease_ttl", lease_ttl, Duration::from_secs(1), DAY)
         .map_err(|r| err(&["lease_ttl"], r))?;
@@ -354,6 +362,7 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         rescan_interval,
         instance,
         lease_ttl,
+        max_buffer_memory,
         servers,
     })
 }

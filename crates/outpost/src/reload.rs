@@ -68,6 +68,10 @@ pub async fn reload(path: &Path, current: &mut Config, live: &Live<'_>) {
         ),
         ("instance", new.instance != current.instance),
         ("lease_ttl", new.lease_ttl != current.lease_ttl),
+        (
+            "max_buffer_memory",
+            new.max_buffer_memory != current.max_buffer_memory,
+        ),
     ]
     .into_iter()
     .filter_map(|(key, differs)| differs.then_some(key))
@@ -78,6 +82,7 @@ pub async fn reload(path: &Path, current: &mut Config, live: &Live<'_>) {
     new.rescan_interval = current.rescan_interval;
     new.instance = current.instance.clone();
     new.lease_ttl = current.lease_ttl;
+    new.max_buffer_memory = current.max_buffer_memory;
     let problems = host_problems(&new);
     if !problems.is_empty() {
         tracing::error!(problems = ?problems, "SIGHUP: new configuration refused; the running one is kept");

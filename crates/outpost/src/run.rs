@@ -113,6 +113,8 @@ async fn daemon(mut cfg: Config, path: &Path) -> u8 {
     for n in &names {
         metrics.add_server(n);
     }
+    // One byte budget for every part and body buffer of every upload.
+    outpost_uploader::set_buffer_budget(cfg.max_buffer_memory);
     let instance = cfg.instance.clone().unwrap_or_else(default_instance);
     let spool = match Spool::open(&cfg.spool_dir, &instance, &names) {
         Ok(s) => Arc::new(s),

@@ -2,12 +2,76 @@
 //! buffers are anonymous mappings (returned to the kernel when dropped, so freed parts
 //! never linger in the heap), and one multipart upload recycles its own mappings from
 //! part to part instead of faulting in and zeroing fresh pages for every part.
+//!
+//! Every buffer — a part, a single-PUT body, a mapping kept idle for reuse — holds its
+//! bytes of one process-wide [`budget`] (`max_buffer_memory`) for as long as it exists;
+//! a read waits for its bytes before it allocates, or for a mapping of its own upload to
+//! come back, whichever comes first (so uploads holding idle mappings cannot starve
+//! each other).
 
 use std::os::unix::fs::FileExt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use memmap2::MmapMut;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+/// Default `max_buffer_memory`.
+pub const DEFAULT_BUDGET: u64 = 256 << 20;
+
+/// Budget accounting unit.
+const UNIT: u64 = 1024;
+
+/// The bytes all part and body buffers of the process may hold at once.
+#[derive(Debug)]
+pub struct Budget {
+    total_units: u32,
+    sem: Arc<Semaphore>,
+}
+
+impl Budget {
+    fn new(bytes: u64) -> Budget {
+        let units = (bytes / UNIT).clamp(1, u64::from(u32::MAX)) as u32;
+        Budget {
+            total_units: units,
+            sem: Arc::new(Semaphore::new(units as usize)),
+        }
+    }
+
+    /// The budget in bytes.
+    pub fn bytes(&self) -> u64 {
+        u64::from(self.total_units) * UNIT
+    }
+
+    /// Bytes not held by any buffer now.
+    pub fn available(&self) -> u64 {
+        self.sem.available_permits() as u64 * UNIT
+    }
+
+    /// Waits until `bytes` (at most the whole budget: a buffer larger than the budget
+    /// waits for all of it and goes alone) are free, and holds them.
+    async fn acquire(&self, bytes: u64) -> OwnedSemaphorePermit {
+        let units = bytes.div_ceil(UNIT).clamp(1, u64::from(self.total_units)) as u32;
+        match self.sem.clone().acquire_many_owned(units).await {
+            Ok(p) => p,
+            // The semaphore is never closed.
+            Err(_) => unreachable!("buffer budget closed"),
+        }
+    }
+}
+
+static BUDGET: OnceLock<Budget> = OnceLock::new();
+
+/// Sets `max_buffer_memory` (once, at start-up, before any upload; later calls are
+/// ignored and return false).
+pub fn set_budget(bytes: u64) -> bool {
+    BUDGET.set(Budget::new(bytes)).is_ok()
+}
+
+/// The process-wide buffer budget ([`DEFAULT_BUDGET`] unless set at start-up).
+pub fn budget() -> &'static Budget {
+    BUDGET.get_or_init(|| Budget::new(DEFAULT_BUDGET))
+}
 
 use crate::{ErrorClass, UploadError};
 
@@ -20,7 +84,16 @@ const SMALL_READ: u64 = 256 * 1024;
 pub(crate) struct BufferPool {
     size: usize,
     keep: usize,
-    free: Mutex<Vec<MmapMut>>,
+    free: Mutex<Vec<Mapping>>,
+    /// Signalled when a mapping comes back.
+    returned: Notify,
+}
+
+/// A mapping and the budget it holds.
+#[derive(Debug)]
+struct Mapping {
+    map: MmapMut,
+    _held: OwnedSemaphorePermit,
 }
 
 impl BufferPool {
@@ -30,33 +103,49 @@ impl BufferPool {
             size: size as usize,
             keep,
             free: Mutex::new(Vec::new()),
+            returned: Notify::new(),
         })
     }
 
-    fn take(&self) -> Option<MmapMut> {
+    fn take(&self) -> Option<Mapping> {
         self.free.lock().ok()?.pop()
     }
 
-    fn give(&self, map: MmapMut) {
+    fn give(&self, map: Mapping) {
         if let Ok(mut free) = self.free.lock()
             && free.len() < self.keep
         {
             free.push(map);
+            drop(free);
+            self.returned.notify_one();
         }
+        // Otherwise dropped: unmapped, its budget freed.
     }
 }
 
 /// A region of a mapping, owned by a request body; on drop the mapping goes back to its
 /// pool (or is unmapped).
 struct PartBuf {
-    map: Option<MmapMut>,
+    map: Option<Mapping>,
     len: usize,
     pool: Option<Arc<BufferPool>>,
 }
 
 impl AsRef<[u8]> for PartBuf {
     fn as_ref(&self) -> &[u8] {
-        self.map.as_ref().map_or(&[], |m| &m[..self.len])
+        self.map.as_ref().map_or(&[], |m| &m.map[..self.len])
+    }
+}
+
+/// A small heap buffer and the budget it holds.
+struct HeapBuf {
+    buf: Vec<u8>,
+    _held: OwnedSemaphorePermit,
+}
+
+impl AsRef<[u8]> for HeapBuf {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
     }
 }
 
@@ -83,9 +172,19 @@ fn alloc(len: usize) -> Result<MmapMut, UploadError> {
         })
 }
 
-/// Reads `len` bytes of `file` at `offset`. With a `pool` whose buffers are at least
-/// `len` long, the read reuses one of its mappings.
+/// Reads `len` bytes of `file` at `offset`, within the [`budget`]. With a `pool` whose
+/// buffers are at least `len` long, the read reuses one of its mappings.
 pub(crate) async fn read_at(
+    file: Arc<std::fs::File>,
+    offset: u64,
+    len: u64,
+    pool: Option<Arc<BufferPool>>,
+) -> Result<Bytes, UploadError> {
+    read_within(budget(), file, offset, len, pool).await
+}
+
+async fn read_within(
+    budget: &Budget,
     file: Arc<std::fs::File>,
     offset: u64,
     len: u64,
@@ -94,29 +193,56 @@ pub(crate) async fn read_at(
     if len == 0 {
         return Ok(Bytes::new());
     }
-    let pool = pool.filter(|p| p.size as u64 >= len);
-    // Every read runs on the blocking pool: a stalled disk or NFS server must not hold
-    // a runtime thread (other uploads, the HTTP endpoint).
-    tokio::task::spawn_blocking(move || {
-        if len < SMALL_READ {
+    if len < SMALL_READ {
+        let held = budget.acquire(len).await;
+        // Every read runs on the blocking pool: a stalled disk or NFS server must not
+        // hold a runtime thread (other uploads, the HTTP endpoint).
+        return tokio::task::spawn_blocking(move || {
             let mut buf = vec![0u8; len as usize];
             file.read_exact_at(&mut buf, offset)
                 .map_err(|e| UploadError::io("read", &e))?;
-            return Ok(Bytes::from(buf));
+            Ok(Bytes::from_owner(HeapBuf { buf, _held: held }))
+        })
+        .await
+        .map_err(|e| UploadError::new(ErrorClass::Transient, "read", e.to_string()))?;
+    }
+    let pool = pool.filter(|p| p.size as u64 >= len);
+    let size = pool.as_ref().map_or(len as usize, |p| p.size);
+    // A mapping of this upload's own pool, or the budget for a new one, whichever
+    // comes first.
+    let (reused, held) = loop {
+        let Some(p) = pool.as_ref() else {
+            break (None, Some(budget.acquire(size as u64).await));
+        };
+        let returned = p.returned.notified();
+        if let Some(m) = p.take() {
+            break (Some(m), None);
         }
-        let mut map = match pool.as_ref().and_then(|p| p.take()) {
-            Some(m) => m,
-            None => alloc(pool.as_ref().map_or(len as usize, |p| p.size))?,
+        tokio::select! {
+            held = budget.acquire(size as u64) => break (None, Some(held)),
+            _ = returned => continue,
+        }
+    };
+    tokio::task::spawn_blocking(move || {
+        let mapping = match (reused, held) {
+            (Some(m), _) => m,
+            (None, Some(held)) => Mapping {
+                map: alloc(size)?,
+                _held: held,
+            },
+            (None, None) => unreachable!("a mapping or its budget"),
         };
         let len = len as usize;
         // On a failed read the mapping still goes back to the pool (PartBuf's drop).
         let mut buf = PartBuf {
-            map: None,
+            map: Some(mapping),
             len,
             pool,
         };
-        let res = file.read_exact_at(&mut map[..len], offset);
-        buf.map = Some(map);
+        let res = match buf.map.as_mut() {
+            Some(m) => file.read_exact_at(&mut m.map[..len], offset),
+            None => unreachable!("just set"),
+        };
         res.map_err(|e| UploadError::io("read", &e))?;
         Ok(Bytes::from_owner(buf))
     })
@@ -165,5 +291,75 @@ mod tests {
                 .is_err()
         );
         assert_eq!(pool.free.lock().expect("lock").len(), 1);
+    }
+
+    fn file_of(len: usize) -> Arc<std::fs::File> {
+        let mut f = tempfile::tempfile().expect("temp file");
+        f.write_all(&vec![7u8; len]).expect("write");
+        Arc::new(f)
+    }
+
+    /// Buffers never hold more than the budget: a read waits for a buffer to go.
+    #[tokio::test]
+    async fn reads_wait_for_the_budget() {
+        let budget = Budget::new(1 << 20);
+        let file = file_of(2 << 20);
+        let a = read_within(&budget, file.clone(), 0, 600 << 10, None)
+            .await
+            .expect("read");
+        assert!(budget.available() < 500 << 10);
+        let waiting = read_within(&budget, file.clone(), 0, 600 << 10, None);
+        tokio::pin!(waiting);
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(100), &mut waiting)
+                .await
+                .is_err(),
+            "a second 600 KiB buffer fit in a 1 MiB budget"
+        );
+        drop(a);
+        let b = waiting.await.expect("read after the first buffer went");
+        assert_eq!(b.len(), 600 << 10);
+        drop(b);
+        assert_eq!(budget.available(), budget.bytes());
+        // Larger than the whole budget: waits for all of it, then goes alone.
+        let big = read_within(&budget, file, 0, 2 << 20, None)
+            .await
+            .expect("read");
+        assert_eq!(big.len(), 2 << 20);
+        assert_eq!(budget.available(), 0);
+    }
+
+    /// Two uploads whose idle mappings hold the whole budget each get their own mapping
+    /// back instead of waiting for each other forever.
+    #[tokio::test]
+    async fn uploads_holding_idle_mappings_do_not_starve_each_other() {
+        let part: u64 = 512 << 10;
+        let budget = Budget::new(2 * part);
+        let file = file_of(4 * part as usize);
+        let (p1, p2) = (BufferPool::new(part, 2), BufferPool::new(part, 2));
+        let a = read_within(&budget, file.clone(), 0, part, Some(p1.clone()))
+            .await
+            .expect("a");
+        let b = read_within(&budget, file.clone(), 0, part, Some(p2.clone()))
+            .await
+            .expect("b");
+        assert_eq!(budget.available(), 0);
+        // Each wants a second part while its first is in flight; the first ones finish.
+        let (file1, file2) = (file.clone(), file.clone());
+        let (q1, q2) = (p1.clone(), p2.clone());
+        let budget: &'static Budget = Box::leak(Box::new(budget));
+        let next1 =
+            tokio::spawn(async move { read_within(budget, file1, part, part, Some(q1)).await });
+        let next2 =
+            tokio::spawn(async move { read_within(budget, file2, part, part, Some(q2)).await });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        drop(a);
+        drop(b);
+        let r = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            (next1.await, next2.await)
+        })
+        .await
+        .expect("no deadlock");
+        assert!(r.0.expect("join").is_ok() && r.1.expect("join").is_ok());
     }
 }

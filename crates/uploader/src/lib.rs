@@ -14,6 +14,10 @@ mod error;
 mod upload;
 mod verify;
 
+pub use buffers::{
+    Budget as BufferBudget, DEFAULT_BUDGET as DEFAULT_BUFFER_BUDGET, budget as buffer_budget,
+    set_budget as set_buffer_budget,
+};
 pub use checksum::PartChecksum;
 pub use client::{Destination, caller_account, check_secret_file, probe_client};
 pub use error::{ErrorClass, UploadError};

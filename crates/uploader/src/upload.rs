@@ -141,7 +141,13 @@ impl Destination {
                 if journal.load().is_some() {
                     self.abort_recorded(journal).await;
                 }
-                self.put_single(file, &key, size, mtime_ns).await
+                if size > crate::buffers::budget().bytes() / 4 {
+                    // Too large a share of the buffer budget to hold whole: streamed
+                    // from disk (bounded memory).
+                    self.put_streamed(file, &key, size, mtime_ns).await
+                } else {
+                    self.put_single(file, &key, size, mtime_ns).await
+                }
             } else if size <= MAX_PUT && self.multipart_refused.load(Ordering::Relaxed) {
                 self.abort_recorded(journal).await;
                 self.put_streamed(file, &key, size, mtime_ns).await
