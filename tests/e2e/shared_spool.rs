@@ -124,3 +124,142 @@ fn drain_rate_of_two_daemons_against_one() {
         two / one
     );
 }
+
+fn twin_config(
+    dir: &TestDir,
+    port: u16,
+    instance: &str,
+    store: &Store,
+    bucket: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    let yaml = config_yaml(dir, port, &server_yaml("acme", store, bucket, extra));
+    let p = dir.path().join(format!("{instance}.yaml"));
+    std::fs::write(&p, format!("instance: {instance}\nlease_ttl: 60s\n{yaml}")).expect("config");
+    p
+}
+
+/// The upload id an instance's journal records for server acme, if any.
+fn recorded_upload(dir: &TestDir, instance: &str) -> Option<String> {
+    files_below(&dir.spool().join(format!(".outpost/{instance}/claims/acme")))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "upload"))
+        .filter_map(|p| std::fs::read(p).ok())
+        .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .filter_map(|v| v["upload_id"].as_str().map(str::to_owned))
+        .find(|id| !id.is_empty())
+}
+
+/// Issue 11.8: two daemons on one spool publish the same relative path. Alpha holds the
+/// intent of a CreateMultipartUpload whose answer it never recorded (a kill, hand-made
+/// here as the previous version journals it), beta meanwhile uploads its own file of that
+/// path. Looking for its lost upload, alpha must leave beta's upload alone: it is
+/// recorded in beta's journal.
+#[test]
+fn a_daemon_never_aborts_another_daemons_upload_of_the_same_path() {
+    let publisher = Store::rgw_publisher();
+    let (bucket, oc) = rgw_bucket("twins", true);
+    // Beta's parts crawl through a proxy, so its upload stays open a while.
+    let proxy =
+        crate::crash::SlowProxy::start(&publisher.endpoint, Duration::ZERO, Duration::from_secs(3));
+    let via = Store {
+        endpoint: proxy.endpoint.clone(),
+        ..publisher.clone()
+    };
+    let dir = TestDir::new();
+    let extra = "    checksum: md5\n    multipart: { threshold: 8MiB, part_size: 5MiB, concurrency: 1 }\n    timeouts: { read: 5s }\n";
+    let (pa, pb) = (free_port(), free_port());
+    let ca = twin_config(&dir, pa, "alpha", &publisher, &bucket, extra);
+    let cb = twin_config(&dir, pb, "beta", &via, &bucket, extra);
+    // Alpha's claim of same/x.bin and its unresolved intent, from just now.
+    let claims = dir.spool().join(".outpost/alpha/claims/acme");
+    std::fs::create_dir_all(&claims).expect("claims folder");
+    let ours = data(10 << 20, 2);
+    let data_path = claims.join("00000000000000000001~same%2Fx.bin.data");
+    std::fs::write(&data_path, &ours).expect("claim");
+    let mtime_ns = {
+        use std::os::unix::fs::MetadataExt;
+        let md = std::fs::metadata(&data_path).expect("stat");
+        md.mtime() as i128 * 1_000_000_000 + md.mtime_nsec() as i128
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let intent = serde_json::json!({
+        "upload_id": "",
+        "bucket": bucket,
+        "key": "pre/same/x.bin",
+        "size": ours.len(),
+        "mtime_ns": mtime_ns,
+        "part_size": 5 << 20,
+        "suspect_since_unix": now - 2,
+    });
+    std::fs::write(
+        claims.join("00000000000000000001.upload"),
+        intent.to_string(),
+    )
+    .expect("journal");
+    // Beta begins its upload of the same path after alpha's intent.
+    let mut b = Daemon::start(&dir, &cb, pb, &via);
+    b.wait_ready();
+    let theirs = data(16 << 20, 1);
+    dir.drop_file("acme", "same/x.bin", &theirs);
+    assert!(
+        wait_until(Duration::from_secs(30), || recorded_upload(&dir, "beta")
+            .is_some()),
+        "beta recorded no upload; log:\n{}",
+        b.log_text()
+    );
+    let beta_id = recorded_upload(&dir, "beta").expect("beta's upload");
+    let mut a = Daemon::start(&dir, &ca, pa, &publisher);
+    a.wait_ready();
+    let alpha_done = || {
+        files_below(&claims)
+            .iter()
+            .all(|p| p.extension().is_none_or(|e| e != "data"))
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), alpha_done),
+        "alpha did not publish its file; log:\n{}",
+        a.log_text()
+    );
+    let alpha_log = a.log_text();
+    let open: Vec<String> = rt().block_on(async {
+        oc.list_multipart_uploads()
+            .bucket(&bucket)
+            .send()
+            .await
+            .expect("list uploads")
+            .uploads()
+            .iter()
+            .filter_map(|u| u.upload_id().map(str::to_owned))
+            .collect()
+    });
+    assert!(
+        open.contains(&beta_id),
+        "alpha aborted beta's live upload {beta_id} (open now: {open:?}); alpha's log:\n{alpha_log}"
+    );
+    assert!(
+        !alpha_log.contains("aborted multipart upload"),
+        "alpha aborted an upload; log:\n{alpha_log}"
+    );
+    // Beta completes its own upload, undisturbed, last.
+    assert!(
+        wait_until(Duration::from_secs(120), || dir.claimed().is_empty()),
+        "beta did not publish; log:\n{}",
+        b.log_text()
+    );
+    assert_eq!(
+        b.metric("outpost_upload_errors_total{class=\"transient\",server=\"acme\"}"),
+        Some(0.0),
+        "beta's upload was disturbed; log:\n{}",
+        b.log_text()
+    );
+    assert_eq!(a.stop(), Some(0));
+    assert_eq!(b.stop(), Some(0));
+    rt().block_on(async {
+        assert!(get(&oc, &bucket, "pre/same/x.bin").await.as_deref() == Some(theirs.as_slice()));
+    });
+    assert_eq!(crate::crash::uploads_left(&oc, &bucket), 0);
+}

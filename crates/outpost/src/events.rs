@@ -74,6 +74,21 @@ impl Events {
         tracing::error!(server, reason, path = %dest.display(), error = why, "file can never be published; moved to .failed (see its .error.json; `outpost requeue` puts it back)");
     }
 
+    /// A multipart upload outpost began may stay open: an abort failed, or the uploads
+    /// of a key could not be listed after a kill or a lost answer.
+    pub fn multipart_abort_failed(&self, server: &str, key: &str, why: &str) {
+        self.metrics
+            .multipart_abort_failures
+            .with_label_values(&[server])
+            .inc();
+        tracing::warn!(
+            server,
+            key,
+            error = why,
+            "a multipart upload may stay open (billed as storage) until the bucket's AbortIncompleteMultipartUpload lifecycle rule removes it"
+        );
+    }
+
     /// A claimed file disappeared before it was uploaded.
     pub fn vanished(&self, server: &str, rel: &str) {
         self.metrics

@@ -41,6 +41,7 @@ pub struct Metrics {
     pub upload_errors: IntCounterVec,
     pub files_failed: IntCounterVec,
     pub files_rejected: IntCounterVec,
+    pub multipart_abort_failures: IntCounterVec,
     pub queue_files: IntGaugeVec,
     pub queue_bytes: IntGaugeVec,
     pub in_flight: IntGaugeVec,
@@ -133,6 +134,11 @@ impl Metrics {
                 "Spool entries refused (symlinks, special files, unreadable), by reason.",
                 &["server", "reason"],
             )?,
+            multipart_abort_failures: counter(
+                "outpost_multipart_abort_failures_total",
+                "Multipart uploads outpost began and could not abort (or look for), left to the bucket's lifecycle rule.",
+                &["server"],
+            )?,
             queue_files: igauge(
                 "outpost_queue_files",
                 "Files not yet acknowledged (waiting or in flight).",
@@ -185,6 +191,7 @@ impl Metrics {
                 self.files_rejected.with_label_values(&[server, r.as_str()]);
             }
         }
+        self.multipart_abort_failures.with_label_values(&[server]);
         self.queue_files.with_label_values(&[server]);
         self.queue_bytes.with_label_values(&[server]);
         self.in_flight.with_label_values(&[server]);

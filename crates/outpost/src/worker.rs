@@ -60,6 +60,7 @@ fn open_error_class(e: &outpost_watcher::SpoolError) -> ErrorClass {
 struct ClaimJournal<'a> {
     spool: &'a Spool,
     claim: &'a Claim,
+    events: &'a Events,
 }
 
 /// The journal is read and written (with fsyncs) from inside an upload; the runtime is
@@ -78,6 +79,58 @@ impl Journal for ClaimJournal<'_> {
     fn clear(&self) {
         tokio::task::block_in_place(|| self.spool.clear_journal(self.claim))
     }
+    fn spool_journals(&self) -> std::io::Result<Vec<Vec<u8>>> {
+        tokio::task::block_in_place(|| spool_journals(self.spool.root()))
+    }
+    fn abort_failed(&self, key: &str, why: &str) {
+        self.events
+            .multipart_abort_failed(&self.claim.server, key, why);
+    }
+}
+
+/// Every multipart journal on the spool, `.outpost/*/claims/*/*.upload` — every
+/// instance's (a shared spool), this one's included. Read-only; links and anything but
+/// regular files are skipped, and a journal is at most 64 KiB. Only the upload ids and
+/// intents in them are used: to leave alone uploads another claim accounts for.
+fn spool_journals(root: &std::path::Path) -> std::io::Result<Vec<Vec<u8>>> {
+    use std::io::Read;
+    fn dirs(p: &std::path::Path) -> std::io::Result<Vec<std::fs::DirEntry>> {
+        match std::fs::read_dir(p) {
+            Ok(rd) => rd.collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+    let mut out = Vec::new();
+    for inst in dirs(&root.join(".outpost"))? {
+        if !inst.file_type()?.is_dir() {
+            continue;
+        }
+        for server in dirs(&inst.path().join("claims"))? {
+            if !server.file_type()?.is_dir() {
+                continue;
+            }
+            for f in dirs(&server.path())? {
+                if !f.file_name().to_string_lossy().ends_with(".upload")
+                    || !f.file_type()?.is_file()
+                {
+                    continue;
+                }
+                let mut bytes = Vec::new();
+                match std::fs::File::open(f.path()) {
+                    Ok(file) if file.metadata()?.is_file() => {
+                        file.take(64 << 10).read_to_end(&mut bytes)?;
+                        out.push(bytes);
+                    }
+                    Ok(_) => {}
+                    // Finished (or taken over) meanwhile.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Uploads claimed files to their server's destination.
@@ -168,6 +221,11 @@ impl Work<Job> for Worker {
             return Outcome::Retry(format!("server {server} has no destination"));
         };
         let key = dest.server.key_for(&claim.rel);
+        let journal = ClaimJournal {
+            spool: &self.spool,
+            claim,
+            events: &self.events,
+        };
         let opened = {
             let (spool, c) = (self.spool.clone(), job.0.clone());
             blocking(move || spool.open_claimed(&c)).await
@@ -176,11 +234,14 @@ impl Work<Job> for Worker {
             Ok(f) => f,
             Err(e) => match open_error_class(&e) {
                 ErrorClass::Vanished => {
+                    // The file's journal goes with it: abort what it recorded first.
+                    dest.abort_recorded(&journal).await;
                     self.events.vanished(server, &claim.rel);
                     self.finish(claim, false).await.ok();
                     return Outcome::Dropped;
                 }
                 ErrorClass::Unreadable => {
+                    dest.abort_recorded(&journal).await;
                     let why = e.to_string();
                     self.fail(&dest, claim, FailReason::Unreadable.as_str(), None, &why)
                         .await;
@@ -194,10 +255,6 @@ impl Work<Job> for Worker {
                     return Outcome::Retry(err.to_string());
                 }
             },
-        };
-        let journal = ClaimJournal {
-            spool: &self.spool,
-            claim,
         };
         let started = Instant::now();
         match dest.upload(file, &claim.rel, &journal, &stop).await {
@@ -218,11 +275,14 @@ impl Work<Job> for Worker {
                     ErrorClass::Transient => Outcome::Retry(e.to_string()),
                     ErrorClass::Refused => Outcome::Blocked(e.explain(&dest.server)),
                     ErrorClass::Vanished => {
+                        // The file's journal goes with it: abort what it recorded first.
+                        dest.abort_recorded(&journal).await;
                         self.events.vanished(server, &claim.rel);
                         self.finish(claim, false).await.ok();
                         Outcome::Dropped
                     }
                     ErrorClass::Unreadable => {
+                        dest.abort_recorded(&journal).await;
                         self.fail(
                             &dest,
                             claim,
@@ -234,6 +294,7 @@ impl Work<Job> for Worker {
                         Outcome::Failed
                     }
                     ErrorClass::TooLarge => {
+                        dest.abort_recorded(&journal).await;
                         self.fail(
                             &dest,
                             claim,
@@ -273,6 +334,7 @@ impl Work<Job> for Worker {
         let journal = ClaimJournal {
             spool: &self.spool,
             claim,
+            events: &self.events,
         };
         dest.abort_recorded(&journal).await;
         let (reason, why) = if history.refused {

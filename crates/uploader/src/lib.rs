@@ -33,6 +33,13 @@ pub trait Journal: Send + Sync {
     fn save(&self, bytes: &[u8]) -> std::io::Result<()>;
     /// Forgets it.
     fn clear(&self);
+    /// Every multipart journal on the spool — other claims', other daemons' on a shared
+    /// spool, and this one — for the uploads and intents they record: an upload another
+    /// journal accounts for is never aborted as ours.
+    fn spool_journals(&self) -> std::io::Result<Vec<Vec<u8>>>;
+    /// Clean-up that failed: an upload may stay open until the bucket's lifecycle rule
+    /// removes it (counted, logged at WARN).
+    fn abort_failed(&self, key: &str, why: &str);
 }
 
 /// What an upload did.

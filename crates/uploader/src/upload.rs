@@ -36,10 +36,157 @@ pub struct MpuRecord {
     pub mtime_ns: i128,
     /// Part size used.
     pub part_size: u64,
-    /// Set (with an empty `upload_id`) when a CreateMultipartUpload's answer was lost:
-    /// the store may hold an upload begun at or after this time that nobody recorded.
+    /// Set while a CreateMultipartUpload of this file may have begun an upload nobody
+    /// recorded (a kill, or a lost answer, between the request and its journal entry):
+    /// the earliest such request's time, minus [`CLOCK_SLACK`]. Kept, beside a recorded
+    /// `upload_id` too, until a listing made once the store must have answered showed
+    /// every upload those requests could have begun (see [`orphans`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspect_since_unix: Option<i64>,
+    /// The latest such request's time (journals of earlier versions lack it:
+    /// `suspect_since_unix` + [`CLOCK_SLACK`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspect_last_unix: Option<i64>,
+    /// Random; tells this journal apart from every other one on the spool (other claims,
+    /// other daemons), whose recorded uploads and intents are never taken for ours.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub token: String,
+}
+
+/// Seconds of difference allowed between our clock and the store's `Initiated` times.
+pub(crate) const CLOCK_SLACK: i64 = 2;
+
+impl MpuRecord {
+    /// The `Initiated` times (Unix seconds, inclusive) of the uploads an unrecorded
+    /// CreateMultipartUpload of this journal may have begun: from the first such request
+    /// to `answer_within` seconds after the last (the store begins an upload before it
+    /// answers, and we wait `answer_within` for an answer).
+    pub fn suspect_window(&self, answer_within: i64) -> Option<(i64, i64)> {
+        let since = self.suspect_since_unix?;
+        let last = self.suspect_last_unix.unwrap_or(since + CLOCK_SLACK);
+        Some((since, last + answer_within + CLOCK_SLACK))
+    }
+
+    /// From when a listing shows every upload in [`MpuRecord::suspect_window`].
+    fn settled_at(&self, answer_within: i64) -> Option<i64> {
+        let since = self.suspect_since_unix?;
+        let last = self.suspect_last_unix.unwrap_or(since + CLOCK_SLACK);
+        Some(last + answer_within + 1)
+    }
+
+    /// Records a CreateMultipartUpload about to be sent at `now`.
+    fn add_suspect(&mut self, now: i64) {
+        let since = now - CLOCK_SLACK;
+        let last = self.suspect_last_unix.unwrap_or(i64::MIN);
+        self.suspect_since_unix = Some(self.suspect_since_unix.map_or(since, |s| s.min(since)));
+        self.suspect_last_unix = Some(last.max(now));
+    }
+
+    fn clear_suspect(&mut self) {
+        self.suspect_since_unix = None;
+        self.suspect_last_unix = None;
+    }
+
+    /// Whether there is anything left to remember.
+    fn is_empty(&self) -> bool {
+        self.upload_id.is_empty() && self.suspect_since_unix.is_none()
+    }
+}
+
+/// One upload as ListMultipartUploads shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Listed {
+    /// Its key.
+    pub key: String,
+    /// Its upload id.
+    pub upload_id: String,
+    /// `Initiated`, Unix seconds (the store's clock).
+    pub began: Option<i64>,
+}
+
+/// The uploads that an unrecorded CreateMultipartUpload of `own` may have begun and that
+/// nothing else accounts for — ours, left open by a kill or a lost answer: uploads of
+/// its key begun within its [`MpuRecord::suspect_window`], except its own recorded
+/// upload, an upload recorded in any other journal on the spool (`others`: other claims,
+/// other daemons on a shared spool), and an upload begun within the window of another
+/// journal's own unrecorded request for the same key (it may be that daemon's, between
+/// its create and its journal entry: that journal's owner, which sees it too, decides).
+pub(crate) fn orphans(
+    own: &MpuRecord,
+    listed: &[Listed],
+    others: &[MpuRecord],
+    answer_within: i64,
+) -> Vec<String> {
+    let Some((from, to)) = own.suspect_window(answer_within) else {
+        return Vec::new();
+    };
+    let within = |b: i64, (f, t): (i64, i64)| f <= b && b <= t;
+    listed
+        .iter()
+        .filter(|u| u.key == own.key && u.upload_id != own.upload_id)
+        .filter(|u| u.began.is_some_and(|b| within(b, (from, to))))
+        .filter(|u| !others.iter().any(|o| o.upload_id == u.upload_id))
+        .filter(|u| {
+            !others.iter().any(|o| {
+                o.bucket == own.bucket
+                    && o.key == own.key
+                    && o.suspect_window(answer_within)
+                        .is_some_and(|w| u.began.is_some_and(|b| within(b, w)))
+            })
+        })
+        .map(|u| u.upload_id.clone())
+        .collect()
+}
+
+/// A random token for a new journal.
+fn new_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    // RandomState is seeded from the OS once per thread and differs per instance.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(N.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    format!("{:016x}", h.finish())
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn load_record(journal: &dyn Journal) -> Option<MpuRecord> {
+    journal
+        .load()
+        .and_then(|b| serde_json::from_slice::<MpuRecord>(&b).ok())
+}
+
+/// Saves `rec`, or forgets the journal when nothing is left to remember.
+fn persist(journal: &dyn Journal, rec: &MpuRecord) -> Result<(), UploadError> {
+    if rec.is_empty() {
+        journal.clear();
+        return Ok(());
+    }
+    journal
+        .save(&serde_json::to_vec(rec).unwrap_or_default())
+        .map_err(|e| UploadError::io("journal", &e))
+}
+
+/// Whether a failed CreateMultipartUpload proves the store began no upload: it
+/// answered with a client error (4xx). A lost or cut answer, or a server error that may
+/// come after the work was done, proves nothing.
+fn no_upload_begun(e: &UploadError) -> bool {
+    e.code.is_some()
+        && !matches!(
+            e.code.as_deref(),
+            Some("InternalError" | "ServiceUnavailable" | "SlowDown" | "OperationAborted")
+        )
+        && !e.message.contains("(HTTP 5")
 }
 
 /// The part size for a file of `size` bytes: the configured size, grown so the upload
@@ -278,28 +425,63 @@ impl Destination {
         let nparts = size.div_ceil(part_size).max(1) as i32;
         let mut done: BTreeMap<i32, CompletedPart> = BTreeMap::new();
         let mut resumed = false;
-        let record = journal
-            .load()
-            .and_then(|b| serde_json::from_slice::<MpuRecord>(&b).ok());
-        let mut upload_id = None;
-        let record = match record {
-            Some(r) if r.upload_id.is_empty() => {
-                if let Some(since) = r.suspect_since_unix {
-                    self.abort_orphans(&r.key, since).await;
-                }
-                journal.clear();
-                None
-            }
-            other => other,
+        let answer_within = self.answer_within();
+        let fresh = || MpuRecord {
+            upload_id: String::new(),
+            bucket: s.bucket.clone(),
+            key: key.to_owned(),
+            size,
+            mtime_ns,
+            part_size,
+            suspect_since_unix: None,
+            suspect_last_unix: None,
+            token: new_token(),
         };
-        if let Some(r) = record {
-            let same = r.bucket == s.bucket
-                && r.key == key
-                && r.size == size
-                && r.mtime_ns == mtime_ns
-                && r.part_size == part_size;
+        // What the journal holds for this file: a recorded upload and/or requests whose
+        // upload may be unrecorded. Another destination's record is cleaned up whole.
+        let mut cur = match load_record(journal) {
+            Some(r) if r.bucket == s.bucket && r.key == key => r,
+            Some(_) => {
+                self.abort_recorded(journal).await;
+                fresh()
+            }
+            None => fresh(),
+        };
+        if cur.token.is_empty() {
+            cur.token = new_token(); // a journal of an earlier version
+            persist(journal, &cur)?;
+        }
+        if cur.suspect_since_unix.is_some() {
+            // Clean what we can see now; the store may still begin an upload for a
+            // request in flight when we died, so the intent stays recorded until a
+            // listing made once it must have answered (at the latest before Complete).
+            let listed_at = now_unix();
+            match self.sweep(&cur, journal).await {
+                Ok(())
+                    if cur
+                        .settled_at(answer_within)
+                        .is_some_and(|t| listed_at >= t) =>
+                {
+                    cur.clear_suspect();
+                    persist(journal, &cur)?;
+                }
+                Ok(()) => {}
+                Err(e) if e.class == ErrorClass::Refused => {
+                    // Listing not allowed: nothing more we can do.
+                    self.cleanup_failed(journal, key, &e);
+                    cur.clear_suspect();
+                    persist(journal, &cur)?;
+                }
+                Err(e) => {
+                    tracing::info!(bucket = %s.bucket, key, error = %e, "cannot look for an upload a lost CreateMultipartUpload may have begun; trying again before completing");
+                }
+            }
+        }
+        let mut upload_id = None;
+        if !cur.upload_id.is_empty() {
+            let same = cur.size == size && cur.mtime_ns == mtime_ns && cur.part_size == part_size;
             if same {
-                match self.list_parts(key, &r.upload_id).await {
+                match self.list_parts(key, &cur.upload_id).await {
                     Ok(parts) => {
                         for p in parts {
                             let n = p.part_number().unwrap_or(0);
@@ -314,7 +496,7 @@ impl Destination {
                         }
                         resumed = true;
                         tracing::info!(bucket = %s.bucket, key, parts_done = done.len(), parts = nparts, "resuming multipart upload");
-                        upload_id = Some(r.upload_id.clone());
+                        upload_id = Some(cur.upload_id.clone());
                     }
                     Err(e)
                         if e.class == ErrorClass::Transient
@@ -327,13 +509,16 @@ impl Destination {
                         tracing::info!(bucket = %s.bucket, key, error = %e, "recorded multipart upload is gone; starting again");
                         // A store may answer 403 for an upload it no longer has; try to
                         // abort it anyway so nothing is left open.
-                        self.abort(key, &r.upload_id).await;
-                        journal.clear();
+                        self.abort(key, &cur.upload_id, journal).await;
+                        cur.upload_id.clear();
+                        persist(journal, &cur)?;
                     }
                 }
             } else {
                 tracing::info!(bucket = %s.bucket, key, "file changed since its multipart upload began; aborting it");
-                self.abort_recorded(journal).await;
+                self.abort(key, &cur.upload_id, journal).await;
+                cur.upload_id.clear();
+                persist(journal, &cur)?;
             }
         }
         let upload_id = match upload_id {
@@ -342,49 +527,36 @@ impl Destination {
                 let mut req = s.client_create(&self.client, key);
                 req = object_settings!(req, s);
                 // Recorded before the request: a crash or a lost answer after the store
-                // began the upload leaves a trace that the next attempt cleans up.
-                let since = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs() as i64)
-                    - 2;
-                let suspect = MpuRecord {
-                    upload_id: String::new(),
-                    bucket: s.bucket.clone(),
-                    key: key.to_owned(),
+                // began the upload leaves a trace that a later sweep cleans up.
+                let before = MpuRecord {
                     size,
                     mtime_ns,
                     part_size,
-                    suspect_since_unix: Some(since),
+                    ..cur.clone()
                 };
-                journal
-                    .save(&serde_json::to_vec(&suspect).unwrap_or_default())
-                    .map_err(|e| UploadError::io("journal", &e))?;
+                cur = before.clone();
+                cur.add_suspect(now_unix());
+                persist(journal, &cur)?;
                 let out = match req.send().await {
                     Ok(out) => out,
                     Err(e) => {
                         let e = UploadError::sdk("CreateMultipartUpload", e);
-                        if e.code.is_some() {
-                            // The store answered: no upload was begun.
-                            journal.clear();
+                        if no_upload_begun(&e) {
+                            // This request began nothing: only earlier ones may have.
+                            let _ = persist(journal, &before);
                         }
                         return Err(e);
                     }
                 };
                 let id = out.upload_id().unwrap_or_default().to_owned();
-                let rec = MpuRecord {
+                cur = MpuRecord {
                     upload_id: id.clone(),
-                    bucket: s.bucket.clone(),
-                    key: key.to_owned(),
-                    size,
-                    mtime_ns,
-                    part_size,
-                    suspect_since_unix: None,
+                    ..before
                 };
-                let bytes = serde_json::to_vec(&rec).unwrap_or_default();
-                if let Err(e) = journal.save(&bytes) {
+                if let Err(e) = persist(journal, &cur) {
                     // Not recorded: do not send parts for an upload we could lose track of.
-                    self.abort(key, &id).await;
-                    return Err(UploadError::io("journal", &e));
+                    self.abort(key, &id, journal).await;
+                    return Err(e);
                 }
                 id
             }
@@ -445,7 +617,8 @@ impl Destination {
                 Some(Ok(Err(e))) if resumed && e.class == ErrorClass::Refused => {
                     // A resumed upload that no longer takes parts (completed or gone on
                     // a store that answers 403 rather than NoSuchUpload): start afresh.
-                    journal.clear();
+                    cur.upload_id.clear();
+                    persist(journal, &cur)?;
                     return Err(UploadError::new(
                         ErrorClass::Transient,
                         "UploadPart",
@@ -465,13 +638,19 @@ impl Destination {
             }
         }
         if identity(&file)? != (size, mtime_ns) {
-            self.abort(key, &upload_id).await;
-            journal.clear();
+            self.abort(key, &upload_id, journal).await;
+            cur.upload_id.clear();
+            persist(journal, &cur)?;
             return Err(UploadError::new(
                 ErrorClass::Transient,
                 "read",
                 "the file changed during its upload; the upload was aborted and will start again",
             ));
+        }
+        if cur.suspect_since_unix.is_some() {
+            // The last chance: once the file is finished its journal is gone.
+            self.sweep_when_settled(&cur, journal).await;
+            cur.clear_suspect(); // not saved: a crash before Complete sweeps again
         }
         let parts: Vec<CompletedPart> = done.into_values().collect();
         let t_complete = std::time::Instant::now();
@@ -511,7 +690,8 @@ impl Destination {
             Err(e) => {
                 let e = UploadError::sdk("CompleteMultipartUpload", e);
                 if e.code.as_deref() == Some("NoSuchUpload") {
-                    journal.clear();
+                    cur.upload_id.clear();
+                    persist(journal, &cur)?;
                 }
                 Err(e)
             }
@@ -550,9 +730,17 @@ impl Destination {
         Ok(out)
     }
 
+    /// How long after a CreateMultipartUpload was sent the store may still begin its
+    /// upload, in seconds: the read timeout (we wait that long for its answer; a store
+    /// slower than that to begin an upload already fails our requests).
+    fn answer_within(&self) -> i64 {
+        (self.server.timeouts.read.as_secs_f64().ceil() as i64).max(1)
+    }
+
     /// Aborts an upload, retrying transient failures a few times: an upload left open
-    /// costs the customer storage until their lifecycle rule runs.
-    async fn abort(&self, key: &str, upload_id: &str) {
+    /// costs the customer storage until their lifecycle rule runs. A failure is reported
+    /// through `journal` (counted, WARN).
+    async fn abort(&self, key: &str, upload_id: &str, journal: &dyn Journal) {
         let r = quick_retries(|| async {
             self.client
                 .abort_multipart_upload()
@@ -566,61 +754,149 @@ impl Destination {
         })
         .await;
         match r {
-            Ok(_) => tracing::info!(bucket = %self.server.bucket, key, "aborted multipart upload"),
+            Ok(_) => {
+                tracing::info!(bucket = %self.server.bucket, key, upload_id, "aborted multipart upload")
+            }
             Err(e) if e.code.as_deref() == Some("NoSuchUpload") => {}
-            Err(e) => {
-                tracing::warn!(bucket = %self.server.bucket, key, error = %e, "cannot abort multipart upload; the bucket's lifecycle rule will clean it")
-            }
+            Err(e) => journal.abort_failed(key, &format!("cannot abort upload {upload_id}: {e}")),
         }
     }
 
-    /// After a CreateMultipartUpload whose answer was lost (the store may have created
-    /// the upload anyway): aborts uploads of `key` begun since `since_unix`, when the
-    /// policy lets us list them; otherwise the bucket's lifecycle rule cleans them.
-    async fn abort_orphans(&self, key: &str, since_unix: i64) {
-        let listed = quick_retries(|| async {
-            self.client
-                .list_multipart_uploads()
-                .bucket(&self.server.bucket)
-                .prefix(key)
-                .set_expected_bucket_owner(self.server.expected_bucket_owner.clone())
-                .send()
-                .await
-                .map_err(|e| UploadError::sdk("ListMultipartUploads", e))
-        })
-        .await;
-        match listed {
-            Ok(out) => {
-                for u in out.uploads() {
-                    let began = u.initiated().map_or(0, |t| t.secs());
-                    if u.key() == Some(key)
-                        && began >= since_unix
-                        && let Some(id) = u.upload_id()
-                    {
-                        self.abort(key, id).await;
-                    }
+    /// Reports that an upload a lost CreateMultipartUpload may have begun could not be
+    /// looked for.
+    fn cleanup_failed(&self, journal: &dyn Journal, key: &str, e: &UploadError) {
+        journal.abort_failed(
+            key,
+            &format!(
+                "cannot look for an upload a CreateMultipartUpload may have begun unrecorded (kill or lost answer): {e}{}",
+                if e.op == "ListMultipartUploads" {
+                    "; allow s3:ListBucketMultipartUploads to let outpost clean it"
+                } else {
+                    ""
+                }
+            ),
+        );
+    }
+
+    /// Every upload of `key` (ListMultipartUploads, all pages).
+    async fn list_uploads(&self, key: &str) -> Result<Vec<Listed>, UploadError> {
+        let mut out = Vec::new();
+        let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+        for _ in 0..1000 {
+            let page = quick_retries(|| async {
+                self.client
+                    .list_multipart_uploads()
+                    .bucket(&self.server.bucket)
+                    .prefix(key)
+                    .set_key_marker(key_marker.clone())
+                    .set_upload_id_marker(id_marker.clone())
+                    .set_expected_bucket_owner(self.server.expected_bucket_owner.clone())
+                    .send()
+                    .await
+                    .map_err(|e| UploadError::sdk("ListMultipartUploads", e))
+            })
+            .await?;
+            for u in page.uploads() {
+                if let (Some(k), Some(id)) = (u.key(), u.upload_id()) {
+                    out.push(Listed {
+                        key: k.to_owned(),
+                        upload_id: id.to_owned(),
+                        began: u.initiated().map(|t| t.secs()),
+                    });
                 }
             }
-            Err(e) => {
-                tracing::debug!(key, error = %e, "cannot list uploads to clean an unrecorded one; left to the lifecycle rule")
+            let next = (
+                page.next_key_marker().map(str::to_owned),
+                page.next_upload_id_marker().map(str::to_owned),
+            );
+            if page.is_truncated() != Some(true)
+                || next.0.is_none()
+                || next == (key_marker.clone(), id_marker.clone())
+            {
+                break;
             }
+            (key_marker, id_marker) = next;
+        }
+        Ok(out)
+    }
+
+    /// After a CreateMultipartUpload whose upload may be unrecorded (a kill or a lost
+    /// answer): lists the uploads of the key and aborts the [`orphans`] — only uploads
+    /// this journal's requests may have begun, never one another journal on the spool
+    /// accounts for. The listing comes first: a daemon journals its intent before its
+    /// request, so every upload listed is accounted for in the journals read after.
+    async fn sweep(&self, own: &MpuRecord, journal: &dyn Journal) -> Result<(), UploadError> {
+        let listed = self.list_uploads(&own.key).await?;
+        let others: Vec<MpuRecord> = journal
+            .spool_journals()
+            .map_err(|e| {
+                UploadError::new(
+                    ErrorClass::Transient,
+                    "journal",
+                    format!("cannot read the spool's journals: {e}"),
+                )
+            })?
+            .iter()
+            .filter_map(|b| serde_json::from_slice::<MpuRecord>(b).ok())
+            .filter(|o| o.token != own.token)
+            .collect();
+        let found = orphans(own, &listed, &others, self.answer_within());
+        tracing::debug!(bucket = %self.server.bucket, key = %own.key, listed = listed.len(), orphans = found.len(), "looked for uploads begun unrecorded");
+        for id in found {
+            self.abort(&own.key, &id, journal).await;
+        }
+        Ok(())
+    }
+
+    /// [`Destination::sweep`] once a listing shows every upload the journal's
+    /// unrecorded requests may have begun (waits for that); a failure is reported.
+    async fn sweep_when_settled(&self, own: &MpuRecord, journal: &dyn Journal) {
+        if let Some(at) = own.settled_at(self.answer_within()) {
+            let wait = at - now_unix();
+            if wait > 0 {
+                tracing::info!(bucket = %self.server.bucket, key = %own.key, wait_s = wait, "a CreateMultipartUpload of an earlier attempt got no recorded answer (kill or lost answer); waiting until the store must have answered, to abort the upload it may have begun");
+                tokio::time::sleep(std::time::Duration::from_secs(wait as u64)).await;
+            }
+        }
+        if let Err(e) = self.sweep(own, journal).await {
+            self.cleanup_failed(journal, &own.key, &e);
         }
     }
 
-    /// Aborts the multipart upload recorded in `journal`, if any, and forgets it.
+    /// Aborts the multipart upload recorded in `journal`, and any its unrecorded
+    /// requests may have begun, then forgets it.
     pub async fn abort_recorded(&self, journal: &dyn Journal) {
-        if let Some(r) = journal
-            .load()
-            .and_then(|b| serde_json::from_slice::<MpuRecord>(&b).ok())
-            && r.bucket == self.server.bucket
-        {
-            if r.upload_id.is_empty() {
-                if let Some(since) = r.suspect_since_unix {
-                    self.abort_orphans(&r.key, since).await;
-                }
-            } else {
-                self.abort(&r.key, &r.upload_id).await;
+        let Some(mut r) = load_record(journal) else {
+            journal.clear();
+            return;
+        };
+        if r.bucket != self.server.bucket {
+            if !r.is_empty() {
+                journal.abort_failed(
+                    &r.key,
+                    &format!(
+                        "recorded for bucket {}, but the server now publishes to {}: left to that bucket's lifecycle rule",
+                        r.bucket, self.server.bucket
+                    ),
+                );
             }
+            journal.clear();
+            return;
+        }
+        if !r.upload_id.is_empty() {
+            self.abort(&r.key, &r.upload_id, journal).await;
+        }
+        if r.suspect_since_unix.is_some() {
+            if r.token.is_empty() {
+                // A journal of an earlier version: named first, so the sweep knows it.
+                r.token = new_token();
+                if let Err(e) = persist(journal, &r) {
+                    self.cleanup_failed(journal, &r.key, &e);
+                    journal.clear();
+                    return;
+                }
+            }
+            self.sweep_when_settled(&r, journal).await;
         }
         journal.clear();
     }
@@ -738,5 +1014,122 @@ mod tests {
             assert_eq!(got, want, "size {size}");
             assert!(size.div_ceil(got) <= MAX_PARTS);
         }
+    }
+
+    fn record(key: &str, upload_id: &str, suspect: Option<(i64, i64)>, token: &str) -> MpuRecord {
+        MpuRecord {
+            upload_id: upload_id.into(),
+            bucket: "b".into(),
+            key: key.into(),
+            size: 1,
+            mtime_ns: 2,
+            part_size: 3,
+            suspect_since_unix: suspect.map(|s| s.0),
+            suspect_last_unix: suspect.map(|s| s.1),
+            token: token.into(),
+        }
+    }
+
+    fn up(key: &str, id: &str, began: Option<i64>) -> Listed {
+        Listed {
+            key: key.into(),
+            upload_id: id.into(),
+            began,
+        }
+    }
+
+    #[test]
+    fn intents_merge_and_settle_after_the_answer_window() {
+        let mut r = record("k", "", None, "t");
+        assert_eq!(r.suspect_window(60), None);
+        assert_eq!(r.settled_at(60), None);
+        assert!(!r.is_empty() || r.upload_id.is_empty());
+        r.add_suspect(1000);
+        assert_eq!(r.suspect_window(60), Some((998, 1062)));
+        assert_eq!(r.settled_at(60), Some(1061));
+        // A later request widens the window forward, an earlier one backward.
+        r.add_suspect(1100);
+        assert_eq!(r.suspect_window(60), Some((998, 1162)));
+        r.add_suspect(900);
+        assert_eq!(r.suspect_window(60), Some((898, 1162)));
+        assert!(!r.is_empty());
+        r.clear_suspect();
+        assert!(r.is_empty());
+        // A journal of the previous version: an intent without its last time or token.
+        let old: MpuRecord = serde_json::from_str(
+            r#"{"upload_id":"","bucket":"b","key":"k","size":1,"mtime_ns":2,"part_size":3,"suspect_since_unix":998}"#,
+        )
+        .expect("old journal");
+        assert_eq!(old.suspect_window(60), Some((998, 1062)));
+        assert_eq!(old.settled_at(60), Some(1061));
+        assert!(old.token.is_empty());
+        // The id is always written (tests and operators look for `"upload_id":""`).
+        let text = serde_json::to_string(&record("k", "", Some((1, 3)), "t")).expect("json");
+        assert!(text.contains(r#""upload_id":"""#), "{text}");
+    }
+
+    #[test]
+    fn only_uploads_our_unrecorded_requests_may_have_begun_are_orphans() {
+        // Our journal: a request at 1000 (window 998..=1062 with a 60 s answer window),
+        // and our current upload "mine".
+        let own = record("k", "mine", Some((998, 1000)), "ours");
+        let listed = [
+            up("k", "mine", Some(1001)),  // our recorded upload
+            up("k", "lost", Some(1000)),  // begun by our unrecorded request
+            up("k", "late", Some(1015)),  // begun late by a slow store: still ours
+            up("k", "before", Some(990)), // before our request
+            up("k", "after", Some(1070)), // after the store must have answered
+            up("k", "unknown", None),     // no Initiated: cannot tell
+            up("k2", "other-key", Some(1000)),
+            up("k", "theirs", Some(1000)), // recorded in another daemon's journal
+            up("k", "pending", Some(1020)), // within another journal's unrecorded request
+        ];
+        let others = [
+            record("k", "theirs", None, "a"),
+            record("k", "", Some((1018, 1020)), "b"),
+            // Another key's intent covers nothing of ours.
+            record("k2", "", Some((990, 1050)), "c"),
+        ];
+        assert_eq!(
+            orphans(&own, &listed, &others, 60),
+            vec!["lost".to_owned(), "late".to_owned()]
+        );
+        // Nothing is an orphan without an unrecorded request.
+        assert!(orphans(&record("k", "mine", None, "ours"), &listed, &[], 60).is_empty());
+        // Without other journals, every upload of the key within the window goes.
+        assert_eq!(
+            orphans(&own, &listed, &[], 60),
+            vec![
+                "lost".to_owned(),
+                "late".to_owned(),
+                "theirs".to_owned(),
+                "pending".to_owned()
+            ]
+        );
+        // Another daemon's intent in another bucket does not protect this bucket's.
+        let mut elsewhere = record("k", "", Some((1018, 1020)), "b");
+        elsewhere.bucket = "other".into();
+        assert_eq!(
+            orphans(&own, &listed[8..], &[elsewhere], 60),
+            vec!["pending".to_owned()]
+        );
+    }
+
+    #[test]
+    fn only_a_client_error_proves_a_create_began_nothing() {
+        let coded = |code: &str, status: u16| UploadError {
+            class: ErrorClass::Transient,
+            op: "CreateMultipartUpload",
+            code: Some(code.into()),
+            message: format!("{code} (HTTP {status})"),
+        };
+        assert!(no_upload_begun(&coded("AccessDenied", 403)));
+        assert!(!no_upload_begun(&coded("SlowDown", 503)));
+        assert!(!no_upload_begun(&coded("InternalError", 500)));
+        assert!(!no_upload_begun(&UploadError::new(
+            ErrorClass::Transient,
+            "CreateMultipartUpload",
+            "timed out"
+        )));
     }
 }
