@@ -63,15 +63,29 @@ impl MpuRecord {
     /// answers, and we wait `answer_within` for an answer).
     pub fn suspect_window(&self, answer_within: i64) -> Option<(i64, i64)> {
         let since = self.suspect_since_unix?;
-        let last = self.suspect_last_unix.unwrap_or(since + CLOCK_SLACK);
-        Some((since, last + answer_within + CLOCK_SLACK))
+        Some((
+            since,
+            self.last_suspect()?
+                .saturating_add(answer_within)
+                .saturating_add(CLOCK_SLACK),
+        ))
+    }
+
+    fn last_suspect(&self) -> Option<i64> {
+        let since = self.suspect_since_unix?;
+        Some(
+            self.suspect_last_unix
+                .unwrap_or(since.saturating_add(CLOCK_SLACK)),
+        )
     }
 
     /// From when a listing shows every upload in [`MpuRecord::suspect_window`].
     fn settled_at(&self, answer_within: i64) -> Option<i64> {
-        let since = self.suspect_since_unix?;
-        let last = self.suspect_last_unix.unwrap_or(since + CLOCK_SLACK);
-        Some(last + answer_within + 1)
+        Some(
+            self.last_suspect()?
+                .saturating_add(answer_within)
+                .saturating_add(1),
+        )
     }
 
     /// Records a CreateMultipartUpload about to be sent at `now`.
@@ -851,8 +865,13 @@ impl Destination {
     /// [`Destination::sweep`] once a listing shows every upload the journal's
     /// unrecorded requests may have begun (waits for that); a failure is reported.
     async fn sweep_when_settled(&self, own: &MpuRecord, journal: &dyn Journal) {
-        if let Some(at) = own.settled_at(self.answer_within()) {
-            let wait = at - now_unix();
+        let answer_within = self.answer_within();
+        if let Some(at) = own.settled_at(answer_within) {
+            // Never longer than a request made now would need (a clock stepped back, a
+            // damaged journal).
+            let wait = at
+                .saturating_sub(now_unix())
+                .min(answer_within + CLOCK_SLACK + 1);
             if wait > 0 {
                 tracing::info!(bucket = %self.server.bucket, key = %own.key, wait_s = wait, "a CreateMultipartUpload of an earlier attempt got no recorded answer (kill or lost answer); waiting until the store must have answered, to abort the upload it may have begun");
                 tokio::time::sleep(std::time::Duration::from_secs(wait as u64)).await;
@@ -1063,6 +1082,10 @@ mod tests {
         assert_eq!(old.suspect_window(60), Some((998, 1062)));
         assert_eq!(old.settled_at(60), Some(1061));
         assert!(old.token.is_empty());
+        // A damaged journal cannot overflow the window.
+        let far = record("k", "", Some((i64::MAX - 1, i64::MAX - 1)), "t");
+        assert_eq!(far.suspect_window(60), Some((i64::MAX - 1, i64::MAX)));
+        assert_eq!(far.settled_at(60), Some(i64::MAX));
         // The id is always written (tests and operators look for `"upload_id":""`).
         let text = serde_json::to_string(&record("k", "", Some((1, 3)), "t")).expect("json");
         assert!(text.contains(r#""upload_id":"""#), "{text}");
