@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,6 +49,12 @@ pub struct FaultProxy {
     pub flip: Arc<Mutex<BTreeMap<String, u32>>>,
     /// The header names (lower case) of every request, with its operation.
     pub heads: Heads,
+    /// Request bodies are read from the client at most this fast (bytes per second;
+    /// 0: as fast as they come).
+    pub throttle: Arc<AtomicU64>,
+    /// Per operation, how many of its next requests stop being read half-way through
+    /// their body (for `stall`, then the connection is closed).
+    pub stall_body: Arc<Mutex<BTreeMap<String, u32>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -103,9 +109,12 @@ impl FaultProxy {
         let rng = Arc::new(Mutex::new(fastrand::Rng::with_seed(seed)));
         let flip: Arc<Mutex<BTreeMap<String, u32>>> = Arc::default();
         let heads: Heads = Arc::default();
+        let throttle: Arc<AtomicU64> = Arc::default();
+        let stall_body: Arc<Mutex<BTreeMap<String, u32>>> = Arc::default();
         {
             let (counts, arrivals, stop) = (counts.clone(), arrivals.clone(), stop.clone());
             let (flip, heads) = (flip.clone(), heads.clone());
+            let (throttle, stall_body) = (throttle.clone(), stall_body.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
                     match listener.accept() {
@@ -118,6 +127,7 @@ impl FaultProxy {
                                 per_op.clone(),
                             );
                             let (flip, heads) = (flip.clone(), heads.clone());
+                            let (throttle, stall_body) = (throttle.clone(), stall_body.clone());
                             std::thread::spawn(move || {
                                 let rate_of = |op: &str| {
                                     per_op
@@ -136,6 +146,8 @@ impl FaultProxy {
                                         rng: &rng,
                                         flip: &flip,
                                         heads: &heads,
+                                        throttle: &throttle,
+                                        stall_body: &stall_body,
                                     },
                                 );
                             });
@@ -151,6 +163,8 @@ impl FaultProxy {
             arrivals,
             flip,
             heads,
+            throttle,
+            stall_body,
             stop,
         }
     }
@@ -188,6 +202,8 @@ struct Shared<'a> {
     rng: &'a Mutex<fastrand::Rng>,
     flip: &'a Mutex<BTreeMap<String, u32>>,
     heads: &'a Mutex<Vec<(String, Vec<String>)>>,
+    throttle: &'a AtomicU64,
+    stall_body: &'a Mutex<BTreeMap<String, u32>>,
 }
 
 fn serve(
@@ -203,6 +219,8 @@ fn serve(
         rng,
         flip,
         heads,
+        throttle,
+        stall_body,
     } = *shared;
     client.set_nonblocking(false)?;
     client.set_read_timeout(Some(Duration::from_secs(60)))?;
@@ -278,8 +296,41 @@ fn serve(
         if expect_continue {
             client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
         }
+        let stall_mid = {
+            let mut f = stall_body.lock().expect("lock");
+            match f.get_mut(op) {
+                Some(n) if *n > 0 && len > 0 => {
+                    *n -= 1;
+                    true
+                }
+                _ => false,
+            }
+        };
         let mut body = vec![0u8; len];
-        reader.read_exact(&mut body)?;
+        let rate = throttle.load(Ordering::SeqCst);
+        let began = std::time::Instant::now();
+        let mut got = 0;
+        while got < len {
+            if stall_mid && got >= len / 2 {
+                *counts
+                    .lock()
+                    .expect("lock")
+                    .entry((op.to_owned(), "StalledMidBody".into()))
+                    .or_insert(0) += 1;
+                std::thread::sleep(stall);
+                let _ = client.shutdown(std::net::Shutdown::Both);
+                return Ok(());
+            }
+            let n = (len - got).min(64 * 1024);
+            reader.read_exact(&mut body[got..got + n])?;
+            got += n;
+            if rate > 0 {
+                let due = Duration::from_secs_f64(got as f64 / rate as f64);
+                if let Some(wait) = due.checked_sub(began.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+        }
         heads.lock().expect("lock").push((
             op.to_owned(),
             head.iter()

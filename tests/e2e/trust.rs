@@ -286,3 +286,88 @@ fn a_refused_assume_role_blocks_the_server_and_heals_without_restart() {
     assert!(dir.failed().is_empty());
     assert_eq!(d.stop(), Some(0));
 }
+
+/// Issue 10.6: `timeouts.read` is time without progress, not a total. Through a proxy
+/// that reads request bodies at 2 MB/s, with `read: 5s`, a 40 MiB single PUT (20 s on
+/// the wire) and a multipart file of 16 MiB parts (8 s each) arrive whole; a proxy that
+/// stops reading half-way through a body is detected within about `read` and the file
+/// is sent again.
+#[test]
+fn a_slow_upload_is_never_cut_and_a_stalled_one_is_detected() {
+    use outpost_e2e::proxy::FaultProxy;
+    let store = Store::s3s();
+    let bucket = bucket_name("slowlink");
+    rt().block_on(create_bucket(&store.client(), &bucket));
+    let proxy = FaultProxy::start(&store.endpoint, 0.0, Duration::from_secs(60), 3);
+    proxy
+        .throttle
+        .store(2_000_000, std::sync::atomic::Ordering::SeqCst);
+    let through = Store {
+        endpoint: proxy.endpoint.clone(),
+        ..store.clone()
+    };
+    let dir = TestDir::new();
+    let port = free_port();
+    let cfg = dir.config(&config_yaml(
+        &dir,
+        port,
+        &server_yaml(
+            "acme",
+            &through,
+            &bucket,
+            "    timeouts: { connect: 2s, read: 5s }\n    multipart: { threshold: 48MiB, part_size: 16MiB, concurrency: 4 }\n",
+        ),
+    ));
+    let mut d = Daemon::start(&dir, &cfg, port, &through);
+    d.wait_ready();
+    let single = data(40 << 20, 41);
+    let multi = data(48 << 20, 42);
+    dir.drop_file("acme", "single.bin", &single);
+    dir.drop_file("acme", "multi.bin", &multi);
+    assert!(
+        wait_until(Duration::from_secs(240), || d
+            .metric("outpost_files_uploaded_total{server=\"acme\"}")
+            == Some(2.0)),
+        "log:\n{}",
+        d.log_text()
+    );
+    assert_eq!(
+        d.metric("outpost_upload_errors_total{class=\"transient\",server=\"acme\"}"),
+        Some(0.0),
+        "a slow but moving upload was cut; log:\n{}",
+        d.log_text()
+    );
+    let c = store.client();
+    rt().block_on(async {
+        assert!(get(&c, &bucket, "pre/single.bin").await.as_deref() == Some(&single[..]));
+        assert!(get(&c, &bucket, "pre/multi.bin").await.as_deref() == Some(&multi[..]));
+    });
+    // Now the link stops half-way through the next body (for 60 s).
+    proxy
+        .throttle
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+    proxy
+        .stall_body
+        .lock()
+        .expect("lock")
+        .insert("PutObject".into(), 1);
+    let t = std::time::Instant::now();
+    let stuck = data(8 << 20, 43);
+    dir.drop_file("acme", "stuck.bin", &stuck);
+    assert!(
+        wait_until(Duration::from_secs(60), || d
+            .metric("outpost_files_uploaded_total{server=\"acme\"}")
+            == Some(3.0)),
+        "log:\n{}",
+        d.log_text()
+    );
+    let took = t.elapsed();
+    eprintln!("stall mid-body detected and the file sent again in {took:?} (read: 5s)");
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    assert!(d.log_text().contains("stalled"), "log:\n{}", d.log_text());
+    rt().block_on(async {
+        assert!(get(&c, &bucket, "pre/stuck.bin").await.as_deref() == Some(&stuck[..]));
+    });
+    assert!(dir.failed().is_empty());
+    assert_eq!(d.stop(), Some(0));
+}

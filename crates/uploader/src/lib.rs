@@ -11,6 +11,7 @@ mod buffers;
 mod checksum;
 mod client;
 mod error;
+mod progress;
 mod upload;
 mod verify;
 

@@ -267,14 +267,32 @@ macro_rules! with_checksum {
 pub(crate) use with_checksum;
 
 /// Sends a PutObject or UploadPart, without payload signing where the endpoint is TLS.
+/// Sends a request that carries an object's bytes (PutObject, UploadPart), payload
+/// unsigned over TLS, with `timeouts.read` as time without progress
+/// (`progress.rs`) rather than the SDK's limit on the whole call.
 macro_rules! send_object {
-    ($req:expr, $unsigned:expr) => {{
-        let op = $req.customize();
-        if $unsigned {
-            op.disable_payload_signing().send().await
+    ($req:expr, $unsigned:expr, $op:expr, $timeouts:expr) => {{
+        let timeouts: &outpost_config::Timeouts = $timeouts;
+        let progress = crate::progress::Progress::new();
+        let op = $req
+            .customize()
+            .config_override(
+                aws_sdk_s3::config::Builder::default().timeout_config(
+                    aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                        .connect_timeout(timeouts.connect)
+                        .disable_read_timeout()
+                        .build(),
+                ),
+            )
+            .interceptor(crate::progress::MarkProgress(progress.clone()));
+        let op = if $unsigned {
+            op.disable_payload_signing()
         } else {
-            op.send().await
-        }
+            op
+        };
+        crate::progress::guard($op, &progress, timeouts.read, op.send())
+            .await?
+            .map_err(|e| UploadError::sdk($op, e))
     }};
 }
 
@@ -371,7 +389,7 @@ impl Destination {
             .body(ByteStream::from(data));
         let req = object_settings!(req, &self.server);
         let req = with_checksum!(req, sum);
-        send_object!(req, self.unsigned_payload).map_err(|e| UploadError::sdk("PutObject", e))?;
+        send_object!(req, self.unsigned_payload, "PutObject", &self.server.timeouts)?;
         Ok(Uploaded {
             bytes: size,
             parts: 1,
@@ -418,7 +436,7 @@ impl Destination {
             .body(body);
         let req = object_settings!(req, &self.server);
         let req = with_checksum!(req, sum);
-        send_object!(req, self.unsigned_payload).map_err(|e| UploadError::sdk("PutObject", e))?;
+        send_object!(req, self.unsigned_payload, "PutObject", &self.server.timeouts)?;
         Ok(Uploaded {
             bytes: size,
             parts: 1,
@@ -596,6 +614,7 @@ impl Destination {
                 let kind = s.checksum;
                 let owner = s.expected_bucket_owner.clone();
                 let unsigned = self.unsigned_payload;
+                let timeouts = s.timeouts.clone();
                 let pool = pool.clone();
                 tasks.spawn(async move {
                     let data = read_at(file, offset, len, Some(pool)).await?;
@@ -610,8 +629,7 @@ impl Destination {
                         .content_length(len as i64)
                         .body(ByteStream::from(data));
                     let req = with_checksum!(req, sum.clone());
-                    let out = send_object!(req, unsigned)
-                        .map_err(|e| UploadError::sdk("UploadPart", e))?;
+                    let out = send_object!(req, unsigned, "UploadPart", &timeouts)?;
                     let mut p = CompletedPart::builder()
                         .part_number(n)
                         .set_e_tag(out.e_tag().map(str::to_owned));
