@@ -389,7 +389,12 @@ impl Destination {
             .body(ByteStream::from(data));
         let req = object_settings!(req, &self.server);
         let req = with_checksum!(req, sum);
-        send_object!(req, self.unsigned_payload, "PutObject", &self.server.timeouts)?;
+        send_object!(
+            req,
+            self.unsigned_payload,
+            "PutObject",
+            &self.server.timeouts
+        )?;
         Ok(Uploaded {
             bytes: size,
             parts: 1,
@@ -436,7 +441,12 @@ impl Destination {
             .body(body);
         let req = object_settings!(req, &self.server);
         let req = with_checksum!(req, sum);
-        send_object!(req, self.unsigned_payload, "PutObject", &self.server.timeouts)?;
+        send_object!(
+            req,
+            self.unsigned_payload,
+            "PutObject",
+            &self.server.timeouts
+        )?;
         Ok(Uploaded {
             bytes: size,
             parts: 1,
