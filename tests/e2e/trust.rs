@@ -343,9 +343,7 @@ fn a_slow_upload_is_never_cut_and_a_stalled_one_is_detected() {
         assert!(get(&c, &bucket, "pre/multi.bin").await.as_deref() == Some(&multi[..]));
     });
     // Now the link stops half-way through the next body (for 60 s).
-    proxy
-        .throttle
-        .store(0, std::sync::atomic::Ordering::SeqCst);
+    proxy.throttle.store(0, std::sync::atomic::Ordering::SeqCst);
     proxy
         .stall_body
         .lock()

@@ -278,8 +278,7 @@ impl Daemon {
             use std::os::unix::fs::PermissionsExt;
             let copy = dir.path().join("outpost-bin");
             std::fs::copy(&bin, &copy).expect("copy the binary");
-            std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))
-                .expect("chmod");
+            std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).expect("chmod");
             bin = copy;
         }
         let mut cmd = match wrapper.split_first() {

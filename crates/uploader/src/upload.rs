@@ -624,7 +624,7 @@ impl Destination {
                 let kind = s.checksum;
                 let owner = s.expected_bucket_owner.clone();
                 let unsigned = self.unsigned_payload;
-                let timeouts = s.timeouts.clone();
+                let timeouts = s.timeouts;
                 let pool = pool.clone();
                 tasks.spawn(async move {
                     let data = read_at(file, offset, len, Some(pool)).await?;
