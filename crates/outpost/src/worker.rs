@@ -86,6 +86,9 @@ impl Journal for ClaimJournal<'_> {
         self.events
             .multipart_abort_failed(&self.claim.server, key, why);
     }
+    fn still_ours(&self) -> bool {
+        tokio::task::block_in_place(|| self.spool.holds(self.claim))
+    }
 }
 
 /// Every multipart journal on the spool, `.outpost/*/claims/*/*.upload` — every

@@ -41,6 +41,13 @@ pub trait Journal: Send + Sync {
     /// Clean-up that failed: an upload may stay open until the bucket's lifecycle rule
     /// removes it (counted, logged at WARN).
     fn abort_failed(&self, key: &str, why: &str);
+    /// Whether this daemon still holds the file: asked right before the request that
+    /// makes an object visible (PutObject, CompleteMultipartUpload). A daemon that was
+    /// paused past its lease and whose claim another daemon took over must not publish
+    /// its stale copy over what the other one publishes.
+    fn still_ours(&self) -> bool {
+        true
+    }
 }
 
 /// What an upload did.

@@ -118,6 +118,20 @@ pub(crate) struct Listed {
     pub began: Option<i64>,
 }
 
+/// Fails when this daemon no longer holds the file (taken over while it was paused):
+/// the object is not published from a stale copy.
+fn fence(journal: &dyn Journal) -> Result<(), UploadError> {
+    if journal.still_ours() {
+        Ok(())
+    } else {
+        Err(UploadError::new(
+            ErrorClass::Vanished,
+            "fence",
+            "the claim was taken over by another daemon while this one was paused; not published from here",
+        ))
+    }
+}
+
 /// The uploads that an unrecorded CreateMultipartUpload of `own` may have begun and that
 /// nothing else accounts for — ours, left open by a kill or a lost answer: uploads of
 /// its key begun within its [`MpuRecord::suspect_window`], except its own recorded
@@ -323,13 +337,13 @@ impl Destination {
                 if size > crate::buffers::budget().bytes() / 4 {
                     // Too large a share of the buffer budget to hold whole: streamed
                     // from disk (bounded memory).
-                    self.put_streamed(file, &key, size, mtime_ns).await
+                    self.put_streamed(file, &key, size, mtime_ns, journal).await
                 } else {
-                    self.put_single(file, &key, size, mtime_ns).await
+                    self.put_single(file, &key, size, mtime_ns, journal).await
                 }
             } else if size <= MAX_PUT && self.multipart_refused.load(Ordering::Relaxed) {
                 self.abort_recorded(journal).await;
-                self.put_streamed(file, &key, size, mtime_ns).await
+                self.put_streamed(file, &key, size, mtime_ns, journal).await
             } else {
                 match self
                     .put_multipart(file.clone(), &key, size, mtime_ns, journal)
@@ -342,7 +356,7 @@ impl Destination {
                     {
                         // A policy written for single PUTs: try one PutObject.
                         self.abort_recorded(journal).await;
-                        let r = self.put_streamed(file, &key, size, mtime_ns).await;
+                        let r = self.put_streamed(file, &key, size, mtime_ns, journal).await;
                         if r.is_ok() && !self.multipart_refused.swap(true, Ordering::Relaxed) {
                             tracing::warn!(
                                 server = %self.server.name,
@@ -370,6 +384,7 @@ impl Destination {
         key: &str,
         size: u64,
         mtime_ns: i128,
+        journal: &dyn Journal,
     ) -> Result<Uploaded, UploadError> {
         let data = read_at(file.clone(), 0, size, None).await?;
         if identity(&file)? != (size, mtime_ns) {
@@ -389,6 +404,7 @@ impl Destination {
             .body(ByteStream::from(data));
         let req = object_settings!(req, &self.server);
         let req = with_checksum!(req, sum);
+        fence(journal)?;
         send_object!(
             req,
             self.unsigned_payload,
@@ -410,6 +426,7 @@ impl Destination {
         key: &str,
         size: u64,
         mtime_ns: i128,
+        journal: &dyn Journal,
     ) -> Result<Uploaded, UploadError> {
         let kind = self.server.checksum;
         let f = file.clone();
@@ -441,6 +458,7 @@ impl Destination {
             .body(body);
         let req = object_settings!(req, &self.server);
         let req = with_checksum!(req, sum);
+        fence(journal)?;
         send_object!(
             req,
             self.unsigned_payload,
@@ -701,6 +719,7 @@ impl Destination {
             parts = nparts,
             "all parts sent; completing the multipart upload"
         );
+        fence(journal)?;
         let res = self
             .client
             .complete_multipart_upload()

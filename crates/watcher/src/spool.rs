@@ -770,6 +770,15 @@ impl Spool {
             .map_err(io("open", self.claims_path(&c.server).join(name)))
     }
 
+    /// Whether this daemon still holds the claim (its file is still in this instance's
+    /// claims folder: not taken over by another daemon while this one was paused).
+    pub fn holds(&self, c: &Claim) -> bool {
+        self.dirs(&c.server).is_ok_and(|d| {
+            fsx::lstat_at(&d.claims, OsStr::new(&c.data))
+                .is_ok_and(|st| fsx::kind(&st) == FileType::RegularFile)
+        })
+    }
+
     /// The uploader's journal of a claim, if one was saved.
     pub fn journal(&self, c: &Claim) -> Option<Vec<u8>> {
         let d = self.dirs(&c.server).ok()?;
