@@ -278,8 +278,12 @@ impl Work<Job> for Worker {
                     ErrorClass::Transient => Outcome::Retry(e.to_string()),
                     ErrorClass::Refused => Outcome::Blocked(e.explain(&dest.server)),
                     ErrorClass::Vanished => {
-                        // The file's journal goes with it: abort what it recorded first.
-                        dest.abort_recorded(&journal).await;
+                        // The file's journal goes with it: abort what it recorded first,
+                        // unless another daemon took the claim over (the fence): the
+                        // upload is the new owner's to resume.
+                        if e.op != "fence" {
+                            dest.abort_recorded(&journal).await;
+                        }
                         self.events.vanished(server, &claim.rel);
                         self.finish(claim, false).await.ok();
                         Outcome::Dropped
