@@ -369,3 +369,61 @@ fn take_over_keeps_the_dead_daemons_order_of_versions() {
     let want: Vec<String> = (0..12).map(|v| format!("v{v:02}")).collect();
     assert_eq!(versions, want);
 }
+
+/// Issue 11.6: two daemons on one spool failing (and archiving) the same relative path
+/// at the same moment — a recurring `latest.csv` after an outage — keep every file and
+/// every record: a move never replaces what the other one just put there.
+#[test]
+fn two_daemons_failing_and_archiving_one_path_at_once_lose_nothing() {
+    use std::sync::{Arc, Barrier};
+    let t = tempfile::tempdir().expect("tmp");
+    let root = t.path().join("spool");
+    let a = Arc::new(Spool::open(&root, "a", &["rq".into()]).expect("open a"));
+    let b = Arc::new(Spool::open(&root, "b", &["rq".into()]).expect("open b"));
+    let rounds = 100;
+    for (spools, archive) in [((a.clone(), b.clone()), false), ((a, b), true)] {
+        let mut claims = (Vec::new(), Vec::new());
+        for i in 0..rounds {
+            for (n, spool) in [(0, &spools.0), (1, &spools.1)] {
+                std::fs::write(root.join("rq/latest.csv"), format!("{archive}-{i}-{n}"))
+                    .expect("write");
+                let c = spool
+                    .claim("rq", Path::new("latest.csv"), None)
+                    .expect("claim")
+                    .expect("claimed");
+                if n == 0 {
+                    claims.0.push(c);
+                } else {
+                    claims.1.push(c);
+                }
+            }
+        }
+        let barrier = Arc::new(Barrier::new(2));
+        let run = |spool: Arc<Spool>, cs: Vec<outpost_watcher::Claim>, barrier: Arc<Barrier>| {
+            std::thread::spawn(move || {
+                for c in cs {
+                    barrier.wait();
+                    if archive {
+                        spool.finish(&c, true).expect("archive");
+                    } else {
+                        spool.fail(&c, record("latest.csv", "")).expect("fail");
+                    }
+                }
+            })
+        };
+        let h0 = run(spools.0.clone(), claims.0, barrier.clone());
+        let h1 = run(spools.1.clone(), claims.1, barrier);
+        h0.join().expect("a");
+        h1.join().expect("b");
+        let dir = root.join(if archive { ".archive/rq" } else { ".failed/rq" });
+        let all = files(&dir);
+        let data: Vec<_> = all
+            .iter()
+            .filter(|p| !p.file_name().expect("name").as_bytes().starts_with(b"."))
+            .collect();
+        assert_eq!(data.len(), 2 * rounds, "archive {archive}: files lost");
+        if !archive {
+            assert_eq!(all.len() - data.len(), 2 * rounds, "records lost");
+        }
+    }
+}
