@@ -45,7 +45,7 @@ if [ "$1" = configure ]; then
   if command -v systemd-tmpfiles >/dev/null 2>&1; then
     systemd-tmpfiles --create /usr/lib/tmpfiles.d/outpost.conf
   else
-    install -d -m 2775 -o outpost -g outpost /var/spool/outpost
+    install -d -m 3775 -o outpost -g outpost /var/spool/outpost
   fi
   chgrp outpost /etc/outpost/outpost.yaml 2>/dev/null || true
   if [ -d /run/systemd/system ]; then

@@ -330,11 +330,10 @@ pub fn bucket_name_problem(name: &str) -> Result<(), &'static str> {
     {
         return Err("must not begin with a reserved prefix (xn--, sthree-, amzn-s3-demo-)");
     }
-    if ["-s3alias", "--ol-s3", ".mrap", "--table-s3"]
-        .iter()
-        .any(|p| name.ends_with(p))
-    {
-        return Err("must not end with a reserved suffix (-s3alias, --ol-s3, .mrap, --table-s3)");
+    // Access point aliases (`…-s3alias`, `…--ol-s3`) are valid wherever object calls
+    // take a bucket name: accepted.
+    if name.ends_with(".mrap") {
+        return Err("must not end with the reserved suffix .mrap");
     }
     Ok(())
 }

@@ -282,7 +282,7 @@ fn bucket_names_follow_s3_rules() {
         "a..b",
         "10.0.0.1",
         "xn--abc",
-        "abc-s3alias",
+        "abc.mrap",
         "UPPER",
     ] {
         assert!(bucket_name_problem(bad).is_err(), "{bad}");

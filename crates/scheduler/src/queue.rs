@@ -43,7 +43,8 @@ struct Blocked {
     /// No probe before this.
     next_probe: Instant,
     /// A probe is in flight.
-    probing: bool,
+    /// The file being tried as the probe, while one is in flight.
+    probing: Option<u64>,
 }
 
 /// Shared view of every server's totals.
@@ -252,7 +253,7 @@ impl<I: Item> ServerQueue<I> {
             return None;
         }
         if let Some(b) = &self.blocked
-            && (b.probing || b.next_probe > now)
+            && (b.probing.is_some() || b.next_probe > now)
         {
             return None;
         }
@@ -304,8 +305,19 @@ impl<I: Item> ServerQueue<I> {
             .next()
             .map(|(t, _)| *t);
         match &self.blocked {
-            Some(b) if !b.probing && !self.waiting.is_empty() && b.next_probe > now => {
-                Some(items.map_or(b.next_probe, |t| t.max(b.next_probe)))
+            Some(b) if b.probing.is_none() && !self.waiting.is_empty() => {
+                // The probe may start once it is due *and* some file may go: at once if a
+                // waiting file is in no backoff, else when the first backoff ends.
+                let in_backoff = self
+                    .backoff
+                    .range((Excluded((now, u64::MAX)), Unbounded))
+                    .count();
+                let first_file = if self.waiting.len() > in_backoff {
+                    Some(now)
+                } else {
+                    items
+                };
+                first_file.map(|t| t.max(b.next_probe)).filter(|t| *t > now)
             }
             Some(_) => None,
             None => items,
@@ -564,7 +576,7 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
                 };
                 let Some(seq) = q.pick(now) else { continue };
                 if let Some(b) = q.blocked.as_mut() {
-                    b.probing = true;
+                    b.probing = Some(seq);
                     tracing::info!(server = %name, probe = b.probes + 1, "probing blocked server with one pending file");
                 }
                 let Some(mut p) = q.take_waiting(seq) else {
@@ -614,7 +626,11 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
         };
         q.running_keys.remove(p.item.order_key());
         if let Some(b) = q.blocked.as_mut() {
-            b.probing = false;
+            // Only the probe's own end ends the probe (an attempt started before the
+            // server was blocked may end meanwhile).
+            if b.probing == Some(f.seq) {
+                b.probing = None;
+            }
         }
         match f.outcome {
             Outcome::Failed => {
@@ -669,7 +685,7 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
                             since: std::time::Instant::now(),
                             probes: 1,
                             next_probe: next,
-                            probing: false,
+                            probing: None,
                         });
                     }
                     Some(_) => {

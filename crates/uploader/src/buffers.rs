@@ -10,11 +10,12 @@
 //! each other).
 
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use memmap2::MmapMut;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, Semaphore};
 
 /// Default `max_buffer_memory`.
 pub const DEFAULT_BUDGET: u64 = 256 << 20;
@@ -50,13 +51,63 @@ impl Budget {
 
     /// Waits until `bytes` (at most the whole budget: a buffer larger than the budget
     /// waits for all of it and goes alone) are free, and holds them.
-    async fn acquire(&self, bytes: u64) -> OwnedSemaphorePermit {
+    async fn acquire(&self, bytes: u64) -> Held {
         let units = bytes.div_ceil(UNIT).clamp(1, u64::from(self.total_units)) as u32;
         match self.sem.clone().acquire_many_owned(units).await {
-            Ok(p) => p,
+            Ok(p) => p.forget(),
             // The semaphore is never closed.
             Err(_) => unreachable!("buffer budget closed"),
         }
+        Held(Release {
+            sem: self.sem.clone(),
+            units,
+            given_back: Arc::default(),
+        })
+    }
+}
+
+/// Budget bytes held by one buffer: given back when the buffer goes, or earlier through
+/// its [`Release`].
+#[derive(Debug)]
+struct Held(Release);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.now();
+    }
+}
+
+/// Gives a buffer's budget bytes back before the buffer goes: for a request cut because
+/// it stalled, whose body the HTTP connection may hold until the socket dies. The bytes
+/// are then no longer counted (a stalled connection costs memory, never the budget).
+#[derive(Debug, Clone)]
+pub(crate) struct Release {
+    sem: Arc<Semaphore>,
+    units: u32,
+    given_back: Arc<AtomicBool>,
+}
+
+impl Default for Release {
+    /// Holds nothing.
+    fn default() -> Self {
+        Release {
+            sem: Arc::new(Semaphore::new(0)),
+            units: 0,
+            given_back: Arc::default(),
+        }
+    }
+}
+
+impl Release {
+    /// Gives the bytes back (once).
+    pub(crate) fn now(&self) {
+        if !self.given_back.swap(true, Ordering::SeqCst) && self.units > 0 {
+            self.sem.add_permits(self.units as usize);
+        }
+    }
+
+    fn given_back(&self) -> bool {
+        self.given_back.load(Ordering::SeqCst)
     }
 }
 
@@ -93,7 +144,7 @@ pub(crate) struct BufferPool {
 #[derive(Debug)]
 struct Mapping {
     map: MmapMut,
-    _held: OwnedSemaphorePermit,
+    held: Held,
 }
 
 impl BufferPool {
@@ -112,6 +163,10 @@ impl BufferPool {
     }
 
     fn give(&self, map: Mapping) {
+        if map.held.0.given_back() {
+            // Its bytes were given back early (a cut request): not kept, unmapped.
+            return;
+        }
         if let Ok(mut free) = self.free.lock()
             && free.len() < self.keep
         {
@@ -140,7 +195,7 @@ impl AsRef<[u8]> for PartBuf {
 /// A small heap buffer and the budget it holds.
 struct HeapBuf {
     buf: Vec<u8>,
-    _held: OwnedSemaphorePermit,
+    _held: Held,
 }
 
 impl AsRef<[u8]> for HeapBuf {
@@ -174,12 +229,13 @@ fn alloc(len: usize) -> Result<MmapMut, UploadError> {
 
 /// Reads `len` bytes of `file` at `offset`, within the [`budget`]. With a `pool` whose
 /// buffers are at least `len` long, the read reuses one of its mappings.
+/// Returns the bytes and the [`Release`] of the budget they hold.
 pub(crate) async fn read_at(
     file: Arc<std::fs::File>,
     offset: u64,
     len: u64,
     pool: Option<Arc<BufferPool>>,
-) -> Result<Bytes, UploadError> {
+) -> Result<(Bytes, Release), UploadError> {
     read_within(budget(), file, offset, len, pool).await
 }
 
@@ -189,19 +245,20 @@ async fn read_within(
     offset: u64,
     len: u64,
     pool: Option<Arc<BufferPool>>,
-) -> Result<Bytes, UploadError> {
+) -> Result<(Bytes, Release), UploadError> {
     if len == 0 {
-        return Ok(Bytes::new());
+        return Ok((Bytes::new(), Release::default()));
     }
     if len < SMALL_READ {
         let held = budget.acquire(len).await;
+        let release = held.0.clone();
         // Every read runs on the blocking pool: a stalled disk or NFS server must not
         // hold a runtime thread (other uploads, the HTTP endpoint).
         return tokio::task::spawn_blocking(move || {
             let mut buf = vec![0u8; len as usize];
             file.read_exact_at(&mut buf, offset)
                 .map_err(|e| UploadError::io("read", &e))?;
-            Ok(Bytes::from_owner(HeapBuf { buf, _held: held }))
+            Ok((Bytes::from_owner(HeapBuf { buf, _held: held }), release))
         })
         .await
         .map_err(|e| UploadError::new(ErrorClass::Transient, "read", e.to_string()))?;
@@ -228,12 +285,13 @@ async fn read_within(
             (Some(m), _) => m,
             (None, Some(held)) => Mapping {
                 map: alloc(size)?,
-                _held: held,
+                held,
             },
             (None, None) => unreachable!("a mapping or its budget"),
         };
         let len = len as usize;
         // On a failed read the mapping still goes back to the pool (PartBuf's drop).
+        let release = mapping.held.0.clone();
         let mut buf = PartBuf {
             map: Some(mapping),
             len,
@@ -244,7 +302,7 @@ async fn read_within(
             None => unreachable!("just set"),
         };
         res.map_err(|e| UploadError::io("read", &e))?;
-        Ok(Bytes::from_owner(buf))
+        Ok((Bytes::from_owner(buf), release))
     })
     .await
     .map_err(|e| UploadError::new(ErrorClass::Transient, "read", e.to_string()))?
@@ -265,7 +323,7 @@ mod tests {
         let pool = BufferPool::new(part, 2);
         let mut seen = Vec::new();
         for n in 0..3u64 {
-            let b = read_at(file.clone(), n * part, part, Some(pool.clone()))
+            let (b, _) = read_at(file.clone(), n * part, part, Some(pool.clone()))
                 .await
                 .expect("read");
             assert_eq!(
@@ -278,7 +336,7 @@ mod tests {
         }
         assert!(seen.windows(2).all(|w| w[0] == w[1]), "one mapping reused");
         // A shorter last part fits a pooled mapping.
-        let b = read_at(file.clone(), 0, part - 7, Some(pool.clone()))
+        let (b, _) = read_at(file.clone(), 0, part - 7, Some(pool.clone()))
             .await
             .expect("read");
         assert_eq!(b.len() as u64, part - 7);
@@ -304,7 +362,7 @@ mod tests {
     async fn reads_wait_for_the_budget() {
         let budget = Budget::new(1 << 20);
         let file = file_of(2 << 20);
-        let a = read_within(&budget, file.clone(), 0, 600 << 10, None)
+        let (a, _) = read_within(&budget, file.clone(), 0, 600 << 10, None)
             .await
             .expect("read");
         assert!(budget.available() < 500 << 10);
@@ -317,12 +375,12 @@ mod tests {
             "a second 600 KiB buffer fit in a 1 MiB budget"
         );
         drop(a);
-        let b = waiting.await.expect("read after the first buffer went");
+        let (b, _) = waiting.await.expect("read after the first buffer went");
         assert_eq!(b.len(), 600 << 10);
         drop(b);
         assert_eq!(budget.available(), budget.bytes());
         // Larger than the whole budget: waits for all of it, then goes alone.
-        let big = read_within(&budget, file, 0, 2 << 20, None)
+        let (big, _) = read_within(&budget, file, 0, 2 << 20, None)
             .await
             .expect("read");
         assert_eq!(big.len(), 2 << 20);
@@ -361,5 +419,38 @@ mod tests {
         .await
         .expect("no deadlock");
         assert!(r.0.expect("join").is_ok() && r.1.expect("join").is_ok());
+    }
+
+    /// A request cut for stalling gives its buffer's budget back at once, although the
+    /// HTTP connection may still hold the buffer; the buffer going later gives nothing
+    /// back twice, and its mapping is not kept for reuse.
+    #[tokio::test]
+    async fn a_cut_request_gives_its_budget_back_once() {
+        let part: u64 = 512 << 10;
+        let budget = Budget::new(part);
+        let file = file_of(2 * part as usize);
+        let pool = BufferPool::new(part, 2);
+        let (stuck, release) = read_within(&budget, file.clone(), 0, part, Some(pool.clone()))
+            .await
+            .expect("read");
+        assert_eq!(budget.available(), 0);
+        release.now();
+        assert_eq!(budget.available(), budget.bytes());
+        // Another read goes while the stuck buffer lives on.
+        let (next, _) = read_within(&budget, file, part, part, Some(pool.clone()))
+            .await
+            .expect("read");
+        drop(stuck);
+        assert_eq!(
+            pool.free.lock().expect("lock").len(),
+            0,
+            "a given-back mapping is not pooled"
+        );
+        drop(next);
+        // The second mapping is kept for reuse, holding its bytes until the upload ends.
+        assert_eq!(pool.free.lock().expect("lock").len(), 1);
+        assert_eq!(budget.available(), 0);
+        drop(pool);
+        assert_eq!(budget.available(), budget.bytes());
     }
 }

@@ -285,18 +285,25 @@ pub(crate) use with_checksum;
 /// unsigned over TLS, with `timeouts.read` as time without progress
 /// (`progress.rs`) rather than the SDK's limit on the whole call.
 macro_rules! send_object {
-    ($req:expr, $unsigned:expr, $op:expr, $timeouts:expr) => {{
+    ($req:expr, $unsigned:expr, $op:expr, $timeouts:expr, $release:expr) => {{
         let timeouts: &outpost_config::Timeouts = $timeouts;
+        let release: Option<&crate::buffers::Release> = $release;
         let progress = crate::progress::Progress::new();
         let op = $req
             .customize()
             .config_override(
-                aws_sdk_s3::config::Builder::default().timeout_config(
-                    aws_sdk_s3::config::timeout::TimeoutConfig::builder()
-                        .connect_timeout(timeouts.connect)
-                        .disable_read_timeout()
-                        .build(),
-                ),
+                aws_sdk_s3::config::Builder::default()
+                    .timeout_config(
+                        aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                            .connect_timeout(timeouts.connect)
+                            .disable_read_timeout()
+                            .build(),
+                    )
+                    // Ours is the only stall rule (the SDK's would cut a streamed body
+                    // after a 5 s pause whatever `timeouts.read` says).
+                    .stalled_stream_protection(
+                        aws_sdk_s3::config::StalledStreamProtectionConfig::disabled(),
+                    ),
             )
             .interceptor(crate::progress::MarkProgress(progress.clone()));
         let op = if $unsigned {
@@ -304,9 +311,17 @@ macro_rules! send_object {
         } else {
             op
         };
-        crate::progress::guard($op, &progress, timeouts.read, op.send())
-            .await?
-            .map_err(|e| UploadError::sdk($op, e))
+        match crate::progress::guard($op, &progress, timeouts.read, op.send()).await {
+            Ok(r) => r.map_err(|e| UploadError::sdk($op, e)),
+            Err(stalled) => {
+                // The connection may hold the body until its socket dies: its buffer's
+                // budget is given back now, so a dead link never starves the others.
+                if let Some(r) = release {
+                    r.now();
+                }
+                Err(stalled)
+            }
+        }
     }};
 }
 
@@ -386,7 +401,7 @@ impl Destination {
         mtime_ns: i128,
         journal: &dyn Journal,
     ) -> Result<Uploaded, UploadError> {
-        let data = read_at(file.clone(), 0, size, None).await?;
+        let (data, release) = read_at(file.clone(), 0, size, None).await?;
         if identity(&file)? != (size, mtime_ns) {
             return Err(UploadError::new(
                 ErrorClass::Transient,
@@ -409,7 +424,8 @@ impl Destination {
             req,
             self.unsigned_payload,
             "PutObject",
-            &self.server.timeouts
+            &self.server.timeouts,
+            Some(&release)
         )?;
         Ok(Uploaded {
             bytes: size,
@@ -463,7 +479,8 @@ impl Destination {
             req,
             self.unsigned_payload,
             "PutObject",
-            &self.server.timeouts
+            &self.server.timeouts,
+            None
         )?;
         Ok(Uploaded {
             bytes: size,
@@ -645,7 +662,7 @@ impl Destination {
                 let timeouts = s.timeouts;
                 let pool = pool.clone();
                 tasks.spawn(async move {
-                    let data = read_at(file, offset, len, Some(pool)).await?;
+                    let (data, release) = read_at(file, offset, len, Some(pool)).await?;
                     let sum = PartChecksum::compute(kind, &data);
                     let req = client
                         .upload_part()
@@ -657,7 +674,7 @@ impl Destination {
                         .content_length(len as i64)
                         .body(ByteStream::from(data));
                     let req = with_checksum!(req, sum.clone());
-                    let out = send_object!(req, unsigned, "UploadPart", &timeouts)?;
+                    let out = send_object!(req, unsigned, "UploadPart", &timeouts, Some(&release))?;
                     let mut p = CompletedPart::builder()
                         .part_number(n)
                         .set_e_tag(out.e_tag().map(str::to_owned));

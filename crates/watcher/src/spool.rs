@@ -214,8 +214,9 @@ pub fn rfc3339(t: SystemTime) -> String {
     )
 }
 
-/// Names tried for one archived or failed file before giving up.
-const MAX_NAME_TRIES: usize = 10_000;
+/// Names tried for one archived or failed file before giving up (`name.1` … as many
+/// as a path can collect in years of archiving).
+const MAX_NAME_TRIES: usize = 100_000_000;
 
 /// `Some(%-escaped bytes)` for a name that is not UTF-8 (its record keeps it exactly).
 fn pct_if_not_utf8(name: &OsStr) -> Option<String> {
@@ -772,11 +773,16 @@ impl Spool {
 
     /// Whether this daemon still holds the claim (its file is still in this instance's
     /// claims folder: not taken over by another daemon while this one was paused).
+    /// Only "not found" says no: any other error (EIO, ESTALE, ENOMEM) answers yes, so
+    /// a passing error never turns a held file into a vanished one.
     pub fn holds(&self, c: &Claim) -> bool {
-        self.dirs(&c.server).is_ok_and(|d| {
-            fsx::lstat_at(&d.claims, OsStr::new(&c.data))
-                .is_ok_and(|st| fsx::kind(&st) == FileType::RegularFile)
-        })
+        let Ok(d) = self.dirs(&c.server) else {
+            return true;
+        };
+        match fsx::lstat_at(&d.claims, OsStr::new(&c.data)) {
+            Ok(st) => fsx::kind(&st) == FileType::RegularFile,
+            Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+        }
     }
 
     /// The uploader's journal of a claim, if one was saved.

@@ -743,3 +743,50 @@ async fn taken_over_versions_are_placed_by_drop_time() {
     h.await.expect("join");
     assert_eq!(*order.0.lock().expect("lock"), vec![1, 11, 12, 10, 13]);
 }
+
+/// Answers Blocked, then Retry (the probe meets a transient error), then Done.
+#[derive(Default)]
+struct BlockThenRetry(AtomicUsize);
+
+impl Work<It> for BlockThenRetry {
+    async fn attempt(&self, _s: &str, _item: &It, _a: u32, _stop: CancellationToken) -> Outcome {
+        match self.0.fetch_add(1, Ordering::SeqCst) {
+            0 => Outcome::Blocked("AccessDenied".into()),
+            1 => Outcome::Retry("503".into()),
+            _ => Outcome::Done,
+        }
+    }
+    async fn give_up(&self, _server: &str, _item: It, _h: History) {}
+}
+
+/// A blocked server whose probe meets a transient error wakes at that file's backoff
+/// by itself (no other event needed).
+#[tokio::test(start_paused = true)]
+async fn a_blocked_servers_probe_retried_after_a_transient_error_is_not_forgotten() {
+    let work = Arc::new(BlockThenRetry::default());
+    let s = Scheduler::new(work.clone(), 4);
+    let stats = s.stats();
+    let (tx, rx) = mpsc::channel(10);
+    tx.send(Command::Configure {
+        server: "a".into(),
+        max_in_flight: 1,
+        retry: policy(5),
+        last: Vec::new(),
+    })
+    .await
+    .expect("send");
+    tx.send(Command::Add {
+        server: "a".into(),
+        item: it("x", 1),
+    })
+    .await
+    .expect("send");
+    let stop = CancellationToken::new();
+    let h = tokio::spawn(s.run(rx, stop.clone(), Duration::from_secs(1)));
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let st = stats.lock().expect("lock")["a"].clone();
+    stop.cancel();
+    h.await.expect("join");
+    assert_eq!(work.0.load(Ordering::SeqCst), 3, "{st:?}");
+    assert_eq!(st.queue_files, 0);
+}
