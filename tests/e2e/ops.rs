@@ -453,7 +453,11 @@ fn deb_package_installs_runs_check_and_removes() {
         assert!(ok, "user outpost not created: {out}");
         let md = std::fs::metadata("/var/spool/outpost").expect("spool created");
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(md.permissions().mode() & 0o7777, 0o2775);
+        assert_eq!(
+            md.permissions().mode() & 0o7777,
+            0o3775,
+            "setgid + sticky: exporters cannot rename what they do not own"
+        );
     });
     let (ok, out) = run("dpkg", &["--purge", "outpost"]);
     assert!(ok, "{out}");
