@@ -237,7 +237,11 @@ async fn daemon(mut cfg: Config, path: &Path) -> u8 {
             Box::new(move |f| {
                 let cmd = match f {
                     FailedFiles::One { server, rel } => Command::Failed { server, key: rel },
-                    FailedFiles::All { server, rels } => Command::FailedScan { server, keys: rels },
+                    FailedFiles::All { server, rels } => Command::FailedScan {
+                        server,
+                        keys: rels,
+                        after_scan: true,
+                    },
                 };
                 let _ = tx.blocking_send(cmd);
             })
@@ -409,6 +413,8 @@ pub(crate) fn failed_scan(spool: &Spool, server: &str) -> Command<Job> {
     Command::FailedScan {
         server: server.to_owned(),
         keys: spool.failed_files(server),
+        // Before discovery's scan: `publish_last` files wait for it.
+        after_scan: false,
     }
 }
 

@@ -112,6 +112,12 @@ struct ServerQueue<I> {
     /// Pending items that came back from `.failed/` (requeued): `publish_last` items of
     /// their group wait for them too, although they arrived later.
     returned: HashSet<u64>,
+    /// `publish_last` items wait for discovery's first scan (a file requeued while the
+    /// daemon was down is found by it, not by the recovery of claims).
+    await_scan: bool,
+    /// Items given up whose move to `.failed/` is under way (seq → order key): a scan
+    /// that does not see them there yet must not release their group.
+    giving_up: HashMap<u64, String>,
     /// Waiting items taken over from a dead daemon, by order key: (drop time, seq).
     /// Such an item goes before this daemon's own items of the same key dropped later.
     taken: HashMap<String, BTreeSet<(SystemTime, u64)>>,
@@ -133,6 +139,8 @@ impl<I: Item> ServerQueue<I> {
             last: Vec::new(),
             failed_in_group: HashMap::new(),
             returned: HashSet::new(),
+            await_scan: false,
+            giving_up: HashMap::new(),
             taken: HashMap::new(),
             backoff: BTreeSet::new(),
         }
@@ -192,7 +200,8 @@ impl<I: Item> ServerQueue<I> {
     /// The files of this server in `.failed/`, as a scan found them (replaces the set).
     fn set_failed(&mut self, keys: &[String]) {
         self.failed_in_group.clear();
-        for k in keys {
+        let under_way: Vec<String> = self.giving_up.values().cloned().collect();
+        for k in keys.iter().chain(under_way.iter()) {
             self.add_failed(k);
         }
     }
@@ -220,12 +229,19 @@ impl<I: Item> ServerQueue<I> {
         if !self.is_last(item) {
             return false;
         }
+        if self.await_scan {
+            return true;
+        }
         let g = item.group();
         if self.failed_in_group.get(g).is_some_and(|f| !f.is_empty()) {
             return true;
         }
+        // Earlier: claimed before it, or dropped before it (a file requeued or taken over
+        // from a dead daemon arrives later but was dropped earlier), or requeued.
         let earlier = |p: &Pending<I>| {
-            (p.item.seq() < item.seq() || self.returned.contains(&p.item.seq()))
+            (p.item.seq() < item.seq()
+                || p.item.dropped_at() < item.dropped_at()
+                || self.returned.contains(&p.item.seq()))
                 && p.item.group() == g
                 && !self.is_last(&p.item)
         };
@@ -364,6 +380,8 @@ struct Finished {
     server: String,
     seq: u64,
     outcome: Outcome,
+    /// Not an attempt: the give-up of `seq` (its move to `.failed/`) is over.
+    gave_up: bool,
 }
 
 /// Commands into the dispatcher.
@@ -408,6 +426,10 @@ pub enum Command<I> {
         server: String,
         /// Order keys (relative paths) of the failed files.
         keys: Vec<String>,
+        /// From discovery, after a scan of the server folder (a requeued file is then
+        /// in the queue). One sent before (at start-up, before the claims of the last
+        /// run) holds the server's `publish_last` items until the first one after.
+        after_scan: bool,
     },
     /// Changes the global limit of attempts in flight.
     SetGlobal(usize),
@@ -525,9 +547,14 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
                     self.publish(&server);
                 }
             }
-            Command::FailedScan { server, keys } => {
+            Command::FailedScan {
+                server,
+                keys,
+                after_scan,
+            } => {
                 if let Some(q) = self.servers.get_mut(&server) {
                     q.set_failed(&keys);
+                    q.await_scan = !after_scan;
                     self.publish(&server);
                 }
             }
@@ -604,6 +631,7 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
                         server,
                         seq: item.seq(),
                         outcome,
+                        gave_up: false,
                     });
                 });
                 self.publish(name);
@@ -617,6 +645,14 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
     }
 
     fn finished(&mut self, f: Finished) {
+        if f.gave_up {
+            // The file is in `.failed/` now (or still claimed, if the move failed): the
+            // next scan says which.
+            if let Some(q) = self.servers.get_mut(&f.server) {
+                q.giving_up.remove(&f.seq);
+            }
+            return;
+        }
         self.running = self.running.saturating_sub(1);
         let Some(q) = self.servers.get_mut(&f.server) else {
             return;
@@ -731,12 +767,21 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
                 last_error: p.last_error.clone(),
                 refused,
             };
+            q.giving_up.insert(seq, p.item.order_key().to_owned());
             self.publish(server);
             // Off the dispatcher: giving up may talk to a slow server (abort).
             let work = self.work.clone();
             let server = server.to_owned();
-            self.tasks
-                .spawn(async move { work.give_up(&server, p.item, history).await });
+            let tx = self.done_tx.clone();
+            self.tasks.spawn(async move {
+                work.give_up(&server, p.item, history).await;
+                let _ = tx.send(Finished {
+                    server,
+                    seq,
+                    outcome: Outcome::Dropped,
+                    gave_up: true,
+                });
+            });
         } else {
             let delay = q.retry.delay(p.failures);
             let at = Instant::now() + delay;

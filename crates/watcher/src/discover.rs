@@ -351,6 +351,9 @@ impl State {
             self.watch(s);
             self.scan_tree(s, PathBuf::new(), true);
         }
+        // Servers added: their `publish_last` files wait for this report.
+        self.flush();
+        self.report_failed();
     }
 
     fn beat(&self) {

@@ -587,6 +587,7 @@ async fn publish_last_waits_for_failed_files_reported_or_scanned_and_requeued_on
     send(Command::FailedScan {
         server: "a".into(),
         keys: vec!["d/bad.csv".into(), "d/x.info".into()],
+        after_scan: true,
     })
     .await;
     send(Command::Add {
@@ -625,6 +626,7 @@ async fn publish_last_waits_for_failed_files_reported_or_scanned_and_requeued_on
     send(Command::FailedScan {
         server: "a".into(),
         keys: vec![],
+        after_scan: true,
     })
     .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -789,4 +791,73 @@ async fn a_blocked_servers_probe_retried_after_a_transient_error_is_not_forgotte
     h.await.expect("join");
     assert_eq!(work.0.load(Ordering::SeqCst), 3, "{st:?}");
     assert_eq!(st.queue_files, 0);
+}
+
+/// A sibling requeued while the daemon was down: the control file recovered from the
+/// last run (lower claim number) waits for discovery's first scan, which finds the
+/// requeued file (higher number, earlier drop time) — and then goes after it.
+#[tokio::test(start_paused = true)]
+async fn publish_last_waits_for_the_first_scan_and_a_file_dropped_earlier() {
+    let fake = Arc::new(Fake {
+        delay: Duration::from_millis(10),
+        ..Default::default()
+    });
+    let s = Scheduler::new(fake.clone(), 4);
+    let (tx, rx) = mpsc::channel(100);
+    tx.send(Command::Configure {
+        server: "a".into(),
+        max_in_flight: 4,
+        retry: policy(3),
+        last: vec!["*.info".into()],
+    })
+    .await
+    .expect("send");
+    // Start-up: nothing in `.failed/` any more (requeued while down), then the claims of
+    // the last run: the control file, dropped at t=50.
+    tx.send(Command::FailedScan {
+        server: "a".into(),
+        keys: vec![],
+        after_scan: false,
+    })
+    .await
+    .expect("send");
+    tx.send(Command::Add {
+        server: "a".into(),
+        item: It {
+            key: "d/b.info".into(),
+            seq: 50,
+        },
+    })
+    .await
+    .expect("send");
+    let stop = CancellationToken::new();
+    let h = tokio::spawn(s.run(rx, stop.clone(), Duration::from_secs(1)));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        fake.log.lock().expect("lock").is_empty(),
+        "went before the scan"
+    );
+    // Discovery's scan claims the requeued file and reports. (`It` is dropped at its
+    // number: 40 stands for a file dropped before the control file.)
+    tx.send(Command::Add {
+        server: "a".into(),
+        item: It {
+            key: "d/a.csv".into(),
+            seq: 40,
+        },
+    })
+    .await
+    .expect("send");
+    tx.send(Command::FailedScan {
+        server: "a".into(),
+        keys: vec![],
+        after_scan: true,
+    })
+    .await
+    .expect("send");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.cancel();
+    h.await.expect("join");
+    let order: Vec<u64> = fake.log.lock().expect("lock").iter().map(|x| x.1).collect();
+    assert_eq!(order, vec![40, 50]);
 }
