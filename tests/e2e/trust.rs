@@ -369,3 +369,107 @@ fn a_slow_upload_is_never_cut_and_a_stalled_one_is_detected() {
     assert!(dir.failed().is_empty());
     assert_eq!(d.stop(), Some(0));
 }
+
+/// A shared object that makes every `fsync(2)` through libc take `OUTPOST_TEST_FSYNC_MS`
+/// (a slow disk or a stalled NFS server), built with the system's C compiler.
+fn slow_fsync_shim(dir: &std::path::Path) -> std::path::PathBuf {
+    let src = dir.join("slowfsync.c");
+    std::fs::write(
+        &src,
+        r#"#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <time.h>
+static void pause_ms(void) {
+    const char *v = getenv("OUTPOST_TEST_FSYNC_MS");
+    long ms = v ? atol(v) : 0;
+    struct timespec t = { ms / 1000, (ms % 1000) * 1000000L };
+    nanosleep(&t, 0);
+}
+int fsync(int fd) {
+    static int (*real)(int);
+    if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+    pause_ms();
+    return real(fd);
+}
+int fdatasync(int fd) {
+    static int (*real)(int);
+    if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+    pause_ms();
+    return real(fd);
+}
+"#,
+    )
+    .expect("write shim");
+    let so = dir.join("slowfsync.so");
+    let ok = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-O1", "-o"])
+        .arg(&so)
+        .arg(&src)
+        .arg("-ldl")
+        .status()
+        .expect("cc");
+    assert!(ok.success(), "cannot build the fsync shim");
+    so
+}
+
+/// Issue 10.8: file-system calls never run on the runtime's threads. With every fsync
+/// taking 2 s (a slow disk), multipart uploads journal their upload ids (fsynced) while
+/// `/metrics` keeps answering at once.
+#[test]
+fn a_slow_disk_does_not_stall_the_http_endpoint() {
+    let store = Store::s3s();
+    let bucket = bucket_name("slowdisk");
+    rt().block_on(create_bucket(&store.client(), &bucket));
+    let dir = TestDir::new();
+    let so = slow_fsync_shim(dir.path());
+    let port = free_port();
+    let cfg = dir.config(&config_yaml(
+        &dir,
+        port,
+        &server_yaml(
+            "acme",
+            &store,
+            &bucket,
+            "    max_concurrent_uploads: 8\n    multipart: { threshold: 5MiB, part_size: 5MiB, concurrency: 1 }\n",
+        ),
+    ));
+    let so_s = so.to_str().expect("utf-8").to_owned();
+    let mut d = Daemon::start_with(
+        &dir,
+        &cfg,
+        port,
+        &store,
+        &[
+            ("LD_PRELOAD", so_s.as_str()),
+            ("OUTPOST_TEST_FSYNC_MS", "2000"),
+        ],
+    );
+    d.wait_ready();
+    for i in 0..8 {
+        dir.drop_file("acme", &format!("m{i}.bin"), &data(6 << 20, 70 + i));
+    }
+    // While the uploads journal (each save waits 2 s), scrape every 100 ms.
+    let mut worst = Duration::ZERO;
+    let t = std::time::Instant::now();
+    while t.elapsed() < Duration::from_secs(8) {
+        let s = std::time::Instant::now();
+        let ok = http_get(port, "/metrics").is_some_and(|(c, _)| c == 200);
+        worst = worst.max(s.elapsed());
+        assert!(ok, "/metrics failed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("slowest /metrics answer while every fsync took 2 s: {worst:?}");
+    assert!(
+        worst < Duration::from_millis(1500),
+        "/metrics took {worst:?}: a blocking call held the runtime"
+    );
+    assert!(
+        wait_until(Duration::from_secs(120), || d
+            .metric("outpost_files_uploaded_total{server=\"acme\"}")
+            == Some(8.0)),
+        "log:\n{}",
+        d.log_text()
+    );
+    assert_eq!(d.stop(), Some(0));
+}
