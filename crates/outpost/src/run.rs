@@ -477,14 +477,9 @@ pub struct LiveState {
 /// The live state of every daemon running on this spool.
 pub fn read_live_state(spool: &Path) -> LiveState {
     let mut out = LiveState::default();
-    let Ok(entries) = std::fs::read_dir(spool.join(".outpost")) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let Ok(text) = std::fs::read_to_string(e.path().join("live.json")) else {
-            continue;
-        };
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+    // Read beneath the spool: no link followed, no FIFO waited on.
+    for bytes in Spool::live_states(spool) {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
             continue;
         };
         let alive = v["pid"]

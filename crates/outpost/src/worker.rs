@@ -80,7 +80,7 @@ impl Journal for ClaimJournal<'_> {
         tokio::task::block_in_place(|| self.spool.clear_journal(self.claim))
     }
     fn spool_journals(&self) -> std::io::Result<Vec<Vec<u8>>> {
-        tokio::task::block_in_place(|| spool_journals(self.spool.root()))
+        tokio::task::block_in_place(|| self.spool.journals_on_spool())
     }
     fn abort_failed(&self, key: &str, why: &str) {
         self.events
@@ -89,51 +89,6 @@ impl Journal for ClaimJournal<'_> {
     fn still_ours(&self) -> bool {
         tokio::task::block_in_place(|| self.spool.holds(self.claim))
     }
-}
-
-/// Every multipart journal on the spool, `.outpost/*/claims/*/*.upload` — every
-/// instance's (a shared spool), this one's included. Read-only; links and anything but
-/// regular files are skipped, and a journal is at most 64 KiB. Only the upload ids and
-/// intents in them are used: to leave alone uploads another claim accounts for.
-fn spool_journals(root: &std::path::Path) -> std::io::Result<Vec<Vec<u8>>> {
-    use std::io::Read;
-    fn dirs(p: &std::path::Path) -> std::io::Result<Vec<std::fs::DirEntry>> {
-        match std::fs::read_dir(p) {
-            Ok(rd) => rd.collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(e),
-        }
-    }
-    let mut out = Vec::new();
-    for inst in dirs(&root.join(".outpost"))? {
-        if !inst.file_type()?.is_dir() {
-            continue;
-        }
-        for server in dirs(&inst.path().join("claims"))? {
-            if !server.file_type()?.is_dir() {
-                continue;
-            }
-            for f in dirs(&server.path())? {
-                if !f.file_name().to_string_lossy().ends_with(".upload")
-                    || !f.file_type()?.is_file()
-                {
-                    continue;
-                }
-                let mut bytes = Vec::new();
-                match std::fs::File::open(f.path()) {
-                    Ok(file) if file.metadata()?.is_file() => {
-                        file.take(64 << 10).read_to_end(&mut bytes)?;
-                        out.push(bytes);
-                    }
-                    Ok(_) => {}
-                    // Finished (or taken over) meanwhile.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Uploads claimed files to their server's destination.

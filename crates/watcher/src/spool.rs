@@ -345,33 +345,49 @@ impl Spool {
     /// moves by one atomic rename, so two daemons racing for it cannot both win.
     pub fn take_over_expired(&self, ttl: Duration) -> Vec<Claim> {
         let mut out = Vec::new();
-        let Ok(instances) = std::fs::read_dir(self.root.join(STATE)) else {
+        // Everything below `.outpost` is opened beneath the spool, never through a link;
+        // the lock without blocking (a FIFO planted there cannot hang the lease loop).
+        let Ok(state) = fsx::open_dir_beneath(&self.root_fd, Path::new(STATE)) else {
             return out;
         };
-        for inst in instances.flatten() {
-            let name = inst.file_name().to_string_lossy().into_owned();
-            if name == self.instance || !inst.path().is_dir() {
+        let Ok(instances) = fsx::list(&state) else {
+            return out;
+        };
+        for (inst, kind) in instances {
+            let name = inst.to_string_lossy().into_owned();
+            if name == self.instance || kind != FileType::Directory {
                 continue;
             }
-            let dir = inst.path();
-            let lease_age = std::fs::metadata(dir.join("lease"))
-                .or_else(|_| std::fs::metadata(&dir))
-                .and_then(|m| m.modified())
+            let Ok(dir) = fsx::open_dir_beneath(&state, Path::new(&inst)) else {
+                continue;
+            };
+            let lease_age = fsx::lstat_at(&dir, OsStr::new("lease"))
                 .ok()
-                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .filter(|st| fsx::kind(st) == FileType::RegularFile)
+                .or_else(|| rustix::fs::fstat(&dir).ok())
+                .map(|st| {
+                    let t = crate::dropped_at_ns(fsx::mtime_ns(&st));
+                    SystemTime::now().duration_since(t).unwrap_or_default()
+                })
                 .unwrap_or_default();
             if lease_age < ttl {
                 continue;
             }
             // A daemon of that name alive on this host still holds its lock.
-            let Ok(lock) = std::fs::OpenOptions::new()
-                .write(true)
-                .open(dir.join("lock"))
-            else {
+            let Ok(lock) = rustix::fs::openat(
+                &dir,
+                "lock",
+                rustix::fs::OFlags::WRONLY
+                    | rustix::fs::OFlags::NOFOLLOW
+                    | rustix::fs::OFlags::NONBLOCK
+                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            ) else {
                 continue;
             };
-            if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
-                .is_err()
+            if !rustix::fs::fstat(&lock).is_ok_and(|st| fsx::kind(&st) == FileType::RegularFile)
+                || rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+                    .is_err()
             {
                 continue;
             }
@@ -382,8 +398,8 @@ impl Spool {
             let before = out.len();
             for server in names {
                 let Ok(d) = self.dirs(&server) else { continue };
-                let from = dir.join("claims").join(&server);
-                let Ok(from_fd) = fsx::open_dir(&from) else {
+                let Ok(from_fd) = fsx::open_dir_beneath(&dir, &Path::new("claims").join(&server))
+                else {
                     continue;
                 };
                 let Ok(mut entries) = fsx::list(&from_fd) else {
@@ -785,6 +801,53 @@ impl Spool {
         }
     }
 
+    /// Every multipart journal on the spool, `.outpost/*/claims/*/*.upload` — every
+    /// instance's (a shared spool), this one's included — each at most 64 KiB. Opened
+    /// beneath the spool, never through a link, never blocking; anything but a regular
+    /// file is skipped.
+    pub fn journals_on_spool(&self) -> std::io::Result<Vec<Vec<u8>>> {
+        use std::io::Read;
+        let mut out = Vec::new();
+        let state = match fsx::open_dir_beneath(&self.root_fd, Path::new(STATE)) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        for (inst, kind) in fsx::list(&state)? {
+            if kind != FileType::Directory {
+                continue;
+            }
+            let Ok(claims) = fsx::open_dir_beneath(&state, &Path::new(&inst).join("claims")) else {
+                continue;
+            };
+            for (server, kind) in fsx::list(&claims)? {
+                if kind != FileType::Directory {
+                    continue;
+                }
+                let Ok(dir) = fsx::open_dir_beneath(&claims, Path::new(&server)) else {
+                    continue;
+                };
+                for (name, kind) in fsx::list(&dir)? {
+                    if kind != FileType::RegularFile || !name.as_bytes().ends_with(b".upload") {
+                        continue;
+                    }
+                    match fsx::open_file_beneath(&dir, Path::new(&name)) {
+                        Ok(file) if file.metadata()?.is_file() => {
+                            let mut bytes = Vec::new();
+                            file.take(64 << 10).read_to_end(&mut bytes)?;
+                            out.push(bytes);
+                        }
+                        Ok(_) => {}
+                        // Finished (or taken over) meanwhile.
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The uploader's journal of a claim, if one was saved.
     pub fn journal(&self, c: &Claim) -> Option<Vec<u8>> {
         let d = self.dirs(&c.server).ok()?;
@@ -1023,6 +1086,34 @@ impl Spool {
             .unwrap_or(Duration::ZERO)
             .as_secs_f64();
         Ok(st)
+    }
+
+    /// What every instance on the spool wrote as its live state (`.outpost/*/live.json`,
+    /// each at most 1 MiB), read beneath the spool without following links or blocking.
+    pub fn live_states(root: &Path) -> Vec<Vec<u8>> {
+        use std::io::Read;
+        let mut out = Vec::new();
+        let Ok(root_fd) = fsx::open_dir(root) else {
+            return out;
+        };
+        let Ok(state) = fsx::open_dir_beneath(&root_fd, Path::new(STATE)) else {
+            return out;
+        };
+        for (inst, kind) in fsx::list(&state).unwrap_or_default() {
+            if kind != FileType::Directory {
+                continue;
+            }
+            let rel = Path::new(&inst).join("live.json");
+            if let Ok(file) = fsx::open_file_beneath(&state, &rel)
+                && file.metadata().is_ok_and(|m| m.is_file())
+            {
+                let mut bytes = Vec::new();
+                if file.take(1 << 20).read_to_end(&mut bytes).is_ok() {
+                    out.push(bytes);
+                }
+            }
+        }
+        out
     }
 
     /// Moves failed files of `server` back into its folder: all of them, or those whose

@@ -427,3 +427,60 @@ fn two_daemons_failing_and_archiving_one_path_at_once_lose_nothing() {
         }
     }
 }
+
+/// Things planted in `.outpost/` — a FIFO for a dead instance's lock or live state, a
+/// claims folder that is a link to elsewhere — neither hang the daemon nor lead it
+/// outside the spool.
+#[test]
+fn take_over_and_live_state_follow_no_link_and_wait_on_no_fifo() {
+    let t = tempfile::tempdir().expect("tmp");
+    let root = t.path().join("spool");
+    let outside = t.path().join("outside");
+    std::fs::create_dir_all(outside.join("rq")).expect("mkdir");
+    std::fs::write(
+        outside.join("rq/00000000000000000001~x.csv.data"),
+        b"not ours",
+    )
+    .expect("write");
+    let spool = Spool::open(&root, "me", &["rq".into()]).expect("open");
+    let fifo = |p: &Path| {
+        let ok = std::process::Command::new("mkfifo")
+            .arg(p)
+            .status()
+            .expect("mkfifo");
+        assert!(ok.success());
+    };
+    // A "dead" instance whose lock and live state are FIFOs.
+    let ghost = root.join(".outpost/ghost");
+    std::fs::create_dir_all(ghost.join("claims")).expect("mkdir");
+    fifo(&ghost.join("lock"));
+    fifo(&ghost.join("live.json"));
+    // Another whose claims folder is a link to the outside.
+    let evil = root.join(".outpost/evil");
+    std::fs::create_dir_all(&evil).expect("mkdir");
+    symlink(&outside, evil.join("claims")).expect("link");
+    for dir in [&ghost, &evil] {
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        std::fs::File::open(dir)
+            .expect("dir")
+            .set_modified(old)
+            .expect("age");
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spool = std::sync::Arc::new(spool);
+    let s2 = spool.clone();
+    let r2 = root.clone();
+    std::thread::spawn(move || {
+        let taken = s2.take_over_expired(std::time::Duration::from_secs(1));
+        let live = Spool::live_states(&r2);
+        let journals = s2.journals_on_spool().map(|j| j.len());
+        let _ = tx.send((taken.len(), live.len(), journals.ok()));
+    });
+    let (taken, live, journals) = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("hung on a FIFO");
+    assert_eq!(taken, 0, "took claims through a link");
+    assert_eq!(live, 0);
+    assert_eq!(journals, Some(0));
+    assert!(outside.join("rq/00000000000000000001~x.csv.data").exists());
+}
