@@ -296,30 +296,16 @@ fn a_refused_assume_role_blocks_the_server_and_heals_without_restart() {
 fn a_slow_upload_is_never_cut_and_a_stalled_one_is_detected() {
     use outpost_e2e::proxy::FaultProxy;
     let store = Store::s3s();
-    let bucket = bucket_name("slowlink");
-    rt().block_on(create_bucket(&store.client(), &bucket));
     let proxy = FaultProxy::start(&store.endpoint, 0.0, Duration::from_secs(60), 3);
     proxy
         .throttle
         .store(2_000_000, std::sync::atomic::Ordering::SeqCst);
-    let through = Store {
-        endpoint: proxy.endpoint.clone(),
-        ..store.clone()
-    };
-    let dir = TestDir::new();
-    let port = free_port();
-    let cfg = dir.config(&config_yaml(
-        &dir,
-        port,
-        &server_yaml(
-            "acme",
-            &through,
-            &bucket,
-            "    timeouts: { connect: 2s, read: 5s }\n    multipart: { threshold: 48MiB, part_size: 16MiB, concurrency: 4 }\n",
-        ),
-    ));
-    let mut d = Daemon::start(&dir, &cfg, port, &through);
-    d.wait_ready();
+    let (bucket, dir, mut d) = acme_on(
+        &store,
+        Some(&proxy.endpoint),
+        "slowlink",
+        "    timeouts: { connect: 2s, read: 5s }\n    multipart: { threshold: 48MiB, part_size: 16MiB, concurrency: 4 }\n",
+    );
     let single = data(40 << 20, 41);
     let multi = data(48 << 20, 42);
     dir.drop_file("acme", "single.bin", &single);

@@ -268,6 +268,20 @@ fn walk_in(
     }
 }
 
+/// Reads at most `limit` bytes of the regular file `rel` below `dir`, never through a
+/// link and never waiting on what could block (a FIFO): `Ok(None)` when it is not a
+/// regular file.
+pub fn read_regular_beneath(dir: impl AsFd, rel: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let file = open_file_beneath(dir, rel)?;
+    if !file.metadata()?.is_file() {
+        return Ok(None);
+    }
+    let mut bytes = Vec::new();
+    file.take(limit).read_to_end(&mut bytes)?;
+    Ok(Some(bytes))
+}
+
 /// Reads a small file in `dir`.
 pub fn read_at(dir: impl AsFd, name: &OsStr) -> io::Result<Vec<u8>> {
     use std::io::Read;

@@ -347,20 +347,11 @@ impl Spool {
         let mut out = Vec::new();
         // Everything below `.outpost` is opened beneath the spool, never through a link;
         // the lock without blocking (a FIFO planted there cannot hang the lease loop).
-        let Ok(state) = fsx::open_dir_beneath(&self.root_fd, Path::new(STATE)) else {
-            return out;
-        };
-        let Ok(instances) = fsx::list(&state) else {
-            return out;
-        };
-        for (inst, kind) in instances {
+        for (inst, dir) in instance_dirs(&self.root_fd).unwrap_or_default() {
             let name = inst.to_string_lossy().into_owned();
-            if name == self.instance || kind != FileType::Directory {
+            if name == self.instance {
                 continue;
             }
-            let Ok(dir) = fsx::open_dir_beneath(&state, Path::new(&inst)) else {
-                continue;
-            };
             let lease_age = fsx::lstat_at(&dir, OsStr::new("lease"))
                 .ok()
                 .filter(|st| fsx::kind(st) == FileType::RegularFile)
@@ -806,18 +797,9 @@ impl Spool {
     /// beneath the spool, never through a link, never blocking; anything but a regular
     /// file is skipped.
     pub fn journals_on_spool(&self) -> std::io::Result<Vec<Vec<u8>>> {
-        use std::io::Read;
         let mut out = Vec::new();
-        let state = match fsx::open_dir_beneath(&self.root_fd, Path::new(STATE)) {
-            Ok(fd) => fd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(e),
-        };
-        for (inst, kind) in fsx::list(&state)? {
-            if kind != FileType::Directory {
-                continue;
-            }
-            let Ok(claims) = fsx::open_dir_beneath(&state, &Path::new(&inst).join("claims")) else {
+        for (_, inst) in instance_dirs(&self.root_fd)? {
+            let Ok(claims) = fsx::open_dir_beneath(&inst, Path::new("claims")) else {
                 continue;
             };
             for (server, kind) in fsx::list(&claims)? {
@@ -831,13 +813,9 @@ impl Spool {
                     if kind != FileType::RegularFile || !name.as_bytes().ends_with(b".upload") {
                         continue;
                     }
-                    match fsx::open_file_beneath(&dir, Path::new(&name)) {
-                        Ok(file) if file.metadata()?.is_file() => {
-                            let mut bytes = Vec::new();
-                            file.take(64 << 10).read_to_end(&mut bytes)?;
-                            out.push(bytes);
-                        }
-                        Ok(_) => {}
+                    match fsx::read_regular_beneath(&dir, Path::new(&name), 64 << 10) {
+                        Ok(Some(bytes)) => out.push(bytes),
+                        Ok(None) => {}
                         // Finished (or taken over) meanwhile.
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                         Err(e) => return Err(e),
@@ -998,6 +976,26 @@ fn claim_time_ns(d: &ServerDirs, c: &Claim) -> i128 {
         .unwrap_or(i128::MAX)
 }
 
+/// Each instance folder below `.outpost/`, open (name, folder); none without `.outpost`.
+/// Opened beneath the spool: a link there is not followed.
+fn instance_dirs(root_fd: &OwnedFd) -> std::io::Result<Vec<(OsString, OwnedFd)>> {
+    let state = match fsx::open_dir_beneath(root_fd, Path::new(STATE)) {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for (name, kind) in fsx::list(&state)? {
+        if kind != FileType::Directory {
+            continue;
+        }
+        if let Ok(fd) = fsx::open_dir_beneath(&state, Path::new(&name)) {
+            out.push((name, fd));
+        }
+    }
+    Ok(out)
+}
+
 /// Read-only views and operator moves that work with the daemon down. Like the
 /// daemon, they resolve every path below `spool_dir` through [`fsx`] (`openat2` with
 /// `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`): nothing outside the spool is read, moved
@@ -1023,21 +1021,19 @@ impl Spool {
         };
         let root_fd = fsx::open_dir(root).map_err(io("open spool", root))?;
         // Claims of every instance.
-        if let Ok(state) = fsx::open_dir_beneath(&root_fd, Path::new(STATE)) {
-            for (inst, _) in fsx::list(&state).unwrap_or_default() {
-                let rel = Path::new(&inst).join("claims").join(server);
-                let Ok(dir) = fsx::open_dir_beneath(&state, &rel) else {
+        for (_, inst) in instance_dirs(&root_fd).unwrap_or_default() {
+            let rel = Path::new("claims").join(server);
+            let Ok(dir) = fsx::open_dir_beneath(&inst, &rel) else {
+                continue;
+            };
+            for (name, _) in fsx::list(&dir).unwrap_or_default() {
+                if claimname::parse(&name).is_none() {
                     continue;
-                };
-                for (name, _) in fsx::list(&dir).unwrap_or_default() {
-                    if claimname::parse(&name).is_none() {
-                        continue;
-                    }
-                    if let Ok(stat) = fsx::lstat_at(&dir, &name)
-                        && fsx::kind(&stat) == FileType::RegularFile
-                    {
-                        add(&stat, &mut st);
-                    }
+                }
+                if let Ok(stat) = fsx::lstat_at(&dir, &name)
+                    && fsx::kind(&stat) == FileType::RegularFile
+                {
+                    add(&stat, &mut st);
                 }
             }
         }
@@ -1091,29 +1087,18 @@ impl Spool {
     /// What every instance on the spool wrote as its live state (`.outpost/*/live.json`,
     /// each at most 1 MiB), read beneath the spool without following links or blocking.
     pub fn live_states(root: &Path) -> Vec<Vec<u8>> {
-        use std::io::Read;
-        let mut out = Vec::new();
         let Ok(root_fd) = fsx::open_dir(root) else {
-            return out;
+            return Vec::new();
         };
-        let Ok(state) = fsx::open_dir_beneath(&root_fd, Path::new(STATE)) else {
-            return out;
-        };
-        for (inst, kind) in fsx::list(&state).unwrap_or_default() {
-            if kind != FileType::Directory {
-                continue;
-            }
-            let rel = Path::new(&inst).join("live.json");
-            if let Ok(file) = fsx::open_file_beneath(&state, &rel)
-                && file.metadata().is_ok_and(|m| m.is_file())
-            {
-                let mut bytes = Vec::new();
-                if file.take(1 << 20).read_to_end(&mut bytes).is_ok() {
-                    out.push(bytes);
-                }
-            }
-        }
-        out
+        instance_dirs(&root_fd)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|(_, inst)| {
+                fsx::read_regular_beneath(inst, Path::new("live.json"), 1 << 20)
+                    .ok()
+                    .flatten()
+            })
+            .collect()
     }
 
     /// Moves failed files of `server` back into its folder: all of them, or those whose
