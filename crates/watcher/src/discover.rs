@@ -310,6 +310,14 @@ impl State {
         }
     }
 
+    /// Waits until notify's loop has handled what it read so far (its watches of new
+    /// folders included): `configure` is answered by that loop, after the batch.
+    fn settle_watches(&mut self) {
+        if let Some(w) = self.watcher.as_mut() {
+            let _ = w.configure(notify::Config::default().with_follow_symlinks(false));
+        }
+    }
+
     /// Events were dropped: the next turn rescans (true), and later drops ask again.
     fn overflow(&mut self) -> bool {
         self.overflowed.store(false, Ordering::SeqCst);
@@ -448,7 +456,14 @@ impl State {
             Err(_) => return,
         };
         match fsx::kind(&st) {
-            FileType::Directory => self.scan_tree(server, rel.to_owned(), false),
+            FileType::Directory => {
+                // A new folder: notify hands us its event before it adds the folder's
+                // watch (at the end of the batch it is reading), so a file landing in
+                // between would be seen neither by this scan nor by an event. One round
+                // trip to notify's loop first: by then the watch is in place.
+                self.settle_watches();
+                self.scan_tree(server, rel.to_owned(), false)
+            }
             _ => self.consider(server, &pfd, rel, Some(&st)),
         }
     }
