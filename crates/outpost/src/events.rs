@@ -4,10 +4,23 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use outpost_uploader::{ErrorClass, UploadError, Uploaded};
+use outpost_uploader::{UploadError, Uploaded};
 use outpost_watcher::{FailReason, RejectReason, SpoolEvents};
 
 use crate::metrics::Metrics;
+
+/// What follows a failed attempt, as [`Events::upload_error`] says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Interrupted by shutdown: resumed after the restart.
+    Resume,
+    /// Attempted again after a backoff.
+    Retry,
+    /// The server is blocked; probes find out when it accepts again.
+    Probe,
+    /// This was the file's last attempt: it vanished, or goes to `.failed/`.
+    End,
+}
 
 /// The event sink shared by every task.
 #[derive(Clone)]
@@ -42,25 +55,28 @@ impl Events {
         );
     }
 
-    /// An attempt failed.
-    pub fn upload_error(&self, server: &str, key: &str, attempt: u32, e: &UploadError) {
+    /// An attempt failed; `next` says what follows, in the log line's words (the
+    /// worker knows: a retry, a blocked server, the file's end).
+    pub fn upload_error(&self, server: &str, key: &str, attempt: u32, e: &UploadError, next: Next) {
         self.metrics
             .upload_errors
             .with_label_values(&[server, e.class.as_str()])
             .inc();
-        match e.class {
-            ErrorClass::Interrupted => {
-                tracing::info!(
-                    server,
-                    key,
-                    "upload interrupted by shutdown; it resumes after restart"
-                )
+        let class = e.class.as_str();
+        match next {
+            Next::Resume => tracing::info!(
+                server,
+                key,
+                "upload interrupted by shutdown; it resumes after restart"
+            ),
+            Next::Retry => {
+                tracing::warn!(server, key, attempt, class, error = %e, "upload failed; retrying")
             }
-            ErrorClass::Refused => {
-                tracing::warn!(server, key, attempt, error = %e, "destination refused the upload; retrying (check the bucket policy and credentials)")
+            Next::Probe => {
+                tracing::warn!(server, key, attempt, error = %e, "destination refused the upload; its files wait for a probe to be accepted (check the bucket policy and credentials)")
             }
-            _ => {
-                tracing::warn!(server, key, attempt, class = e.class.as_str(), error = %e, "upload failed; retrying")
+            Next::End => {
+                tracing::warn!(server, key, attempt, class, error = %e, "upload failed; no attempt left")
             }
         }
     }

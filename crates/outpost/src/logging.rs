@@ -21,9 +21,16 @@ const CAPPED: [&str; 8] = [
     "hyper_util",
 ];
 
-/// Installs the global subscriber.
-pub fn init(format: LogFormat) {
-    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+/// Installs the global subscriber. A one-shot command (`daemon` false) prints its own
+/// one-line errors, so unless `RUST_LOG` says otherwise the SDK's warnings (the
+/// multi-line dump of an IMDS probe that found no instance) are not shown.
+pub fn init(format: LogFormat, daemon: bool) {
+    let default = if daemon {
+        "info"
+    } else {
+        "info,aws_config=error"
+    };
+    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| default.into());
     let mut filter = EnvFilter::builder()
         .with_default_directive(LevelFilter::INFO.into())
         .parse_lossy(&spec);

@@ -1,13 +1,15 @@
 //! `outpost`: the command line (SPEC §3) — `run`, `check`, `status`, `requeue`.
 
+mod background;
 mod commands;
+mod daemon;
 mod events;
 mod http;
 mod logging;
 mod metrics;
 mod policy;
+mod preflight;
 mod reload;
-mod run;
 mod sdnotify;
 mod worker;
 
@@ -102,9 +104,9 @@ fn config_path(c: Option<PathBuf>) -> PathBuf {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format);
+    logging::init(cli.log_format, matches!(cli.command, Command::Run { .. }));
     let code = match cli.command {
-        Command::Run { config } => run::run(&config_path(config)),
+        Command::Run { config } => daemon::run(&config_path(config)),
         Command::Check { config } => commands::check(&config_path(config)),
         Command::Status { config, json } => commands::status(&config_path(config), json),
         Command::Verify { config, servers } => commands::verify(&config_path(config), &servers),

@@ -11,11 +11,21 @@ use outpost_uploader::{Destination, ErrorClass, Journal, UploadError};
 use outpost_watcher::{Claim, FailReason, FailRecord, Spool, rfc3339};
 use tokio_util::sync::CancellationToken;
 
-use crate::events::Events;
+use crate::events::{Events, Next};
 
 /// A claimed file as the scheduler sees it.
 #[derive(Debug, Clone)]
 pub struct Job(pub Arc<Claim>);
+
+impl Job {
+    /// The scheduler's command adding a claim.
+    pub fn add(c: Claim) -> outpost_scheduler::Command<Job> {
+        outpost_scheduler::Command::Add {
+            server: c.server.clone(),
+            item: Job(Arc::new(c)),
+        }
+    }
+}
 
 impl Item for Job {
     fn order_key(&self) -> &str {
@@ -53,6 +63,16 @@ fn open_error_class(e: &outpost_watcher::SpoolError) -> ErrorClass {
         Some(io) => UploadError::io("open", io).class,
         // Not an OS error (e.g. the server was removed by a reload): try again later.
         None => ErrorClass::Transient,
+    }
+}
+
+/// What follows a passing failure: a retry, or — on the last attempt the server's
+/// `retry.max_attempts` allows — the file's end (`.failed/`).
+fn retry_or_end(dest: &Destination, attempt: u32) -> Next {
+    if attempt >= dest.server.retry.max_attempts {
+        Next::End
+    } else {
+        Next::Retry
     }
 }
 
@@ -209,7 +229,8 @@ impl Work<Job> for Worker {
                     // The daemon's own trouble (out of descriptors, an I/O error, a stale
                     // NFS handle): the file is not at fault; retried, counted, logged.
                     let err = UploadError::new(class, "open", e.to_string());
-                    self.events.upload_error(server, &key, attempt, &err);
+                    let next = retry_or_end(&dest, attempt);
+                    self.events.upload_error(server, &key, attempt, &err, next);
                     return Outcome::Retry(err.to_string());
                 }
             },
@@ -227,7 +248,13 @@ impl Work<Job> for Worker {
                 Outcome::Done
             }
             Err(e) => {
-                self.events.upload_error(server, &key, attempt, &e);
+                let next = match e.class {
+                    ErrorClass::Interrupted => Next::Resume,
+                    ErrorClass::Transient => retry_or_end(&dest, attempt),
+                    ErrorClass::Refused => Next::Probe,
+                    _ => Next::End,
+                };
+                self.events.upload_error(server, &key, attempt, &e, next);
                 match e.class {
                     ErrorClass::Interrupted => Outcome::Interrupted,
                     ErrorClass::Transient => Outcome::Retry(e.to_string()),

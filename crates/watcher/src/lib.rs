@@ -8,10 +8,12 @@
 mod claimname;
 mod discover;
 mod fsx;
+mod live;
 pub mod rules;
 mod spool;
 
 pub use discover::{Discovery, DiscoveryHandle, FailedFiles, ServerRule, run_discovery};
+pub use live::{LiveState, SpoolLive};
 pub use spool::{FailRecord, ServerStatus, Spool, SpoolError, default_instance, rfc3339};
 
 use std::path::PathBuf;

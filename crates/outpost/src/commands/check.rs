@@ -1,0 +1,61 @@
+//! `outpost check`: the configuration and the spool as `run` would find them, and a
+//! summary of each server in the words of the YAML file.
+
+use std::path::Path;
+
+use super::say;
+use crate::EXIT_CONFIG;
+use crate::preflight::{host_problems, load};
+
+/// `outpost check`.
+pub fn check(path: &Path) -> u8 {
+    let cfg = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let problems = host_problems(&cfg);
+    for p in &problems {
+        eprintln!("outpost: configuration error: {}: {p}", path.display());
+    }
+    if !problems.is_empty() {
+        return EXIT_CONFIG;
+    }
+    say!("configuration {} is valid", path.display());
+    say!("spool_dir: {}", cfg.spool_dir.display());
+    say!("listen: {}", cfg.listen);
+    say!(
+        "max_concurrent_uploads: {}, shutdown_grace: {}s",
+        cfg.max_concurrent_uploads,
+        cfg.shutdown_grace.as_secs()
+    );
+    for s in cfg.servers.values() {
+        let folder = cfg.spool_dir.join(&s.name);
+        say!(
+            "server {}: s3://{}/{} region {}{} credentials {:?}, completion {:?}, after_upload {:?}, folder {}{}",
+            s.name,
+            s.bucket,
+            s.prefix,
+            s.region,
+            s.endpoint
+                .as_deref()
+                .map(|e| format!(" endpoint {e}"))
+                .unwrap_or_default(),
+            s.credentials,
+            s.completion,
+            s.after_upload,
+            folder.display(),
+            if folder.is_dir() {
+                ""
+            } else {
+                " (created at start)"
+            }
+        );
+        if s.expected_bucket_owner.is_none() {
+            say!(
+                "warning: server {}: no expected_bucket_owner; a mistyped or re-owned bucket name would receive the data",
+                s.name
+            );
+        }
+    }
+    0
+}

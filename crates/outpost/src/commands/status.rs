@@ -1,0 +1,86 @@
+//! `outpost status`: per server, what waits in the spool (read from the folders, so it
+//! works with the daemon down) and what the running daemons say of it (`live.json`).
+
+use std::path::Path;
+
+use outpost_watcher::Spool;
+
+use super::say;
+use crate::preflight::load;
+
+/// `outpost status`.
+pub fn status(path: &Path, json: bool) -> u8 {
+    let cfg = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let live = Spool::read_live(&cfg.spool_dir);
+    let mut rows = Vec::new();
+    for s in cfg.servers.keys() {
+        match Spool::status(&cfg.spool_dir, s, &cfg.servers[s].completion) {
+            Ok(st) => rows.push((s.clone(), st)),
+            Err(e) => {
+                eprintln!("outpost: status of {s}: {e}");
+                return 1;
+            }
+        }
+    }
+    if json {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(s, st)| {
+                serde_json::json!({
+                    "server": s,
+                    "pending_files": st.pending_files,
+                    "pending_bytes": st.pending_bytes,
+                    "oldest_pending_age_seconds": st.oldest_pending_age_seconds,
+                    // live.json is refreshed every second: never more in flight than pending.
+                    "in_flight": live.in_flight.get(s).copied().unwrap_or(0).min(st.pending_files),
+                    "failed_files": st.failed_files,
+                    "waiting_for_marker": st.waiting_for_marker,
+                    "blocked": live.blocked.contains_key(s),
+                    "blocked_reason": live.blocked.get(s),
+                    "held_reason": live.held.get(s),
+                    "daemon_running": live.running,
+                })
+            })
+            .collect();
+        say!("{}", serde_json::Value::Array(v));
+        return 0;
+    }
+    say!(
+        "{:<20} {:>10} {:>14} {:>12} {:>10} {:>8}  STATE",
+        "SERVER",
+        "PENDING",
+        "BYTES",
+        "OLDEST(s)",
+        "IN_FLIGHT",
+        "FAILED"
+    );
+    for (s, st) in rows {
+        say!(
+            "{:<20} {:>10} {:>14} {:>12.0} {:>10} {:>8}  {}",
+            s,
+            st.pending_files,
+            st.pending_bytes,
+            st.oldest_pending_age_seconds,
+            live.in_flight
+                .get(&s)
+                .copied()
+                .unwrap_or(0)
+                .min(st.pending_files),
+            st.failed_files,
+            match (live.running, live.blocked.get(&s), live.held.get(&s)) {
+                (false, _, _) => "daemon not running".to_owned(),
+                (true, Some(why), _) => format!("BLOCKED: {why}"),
+                (true, None, Some(why)) => format!("HELD: {why}"),
+                (true, None, None) => "ok".to_owned(),
+            } + &if st.waiting_for_marker > 0 {
+                format!(" ({} waiting for marker)", st.waiting_for_marker)
+            } else {
+                String::new()
+            }
+        );
+    }
+    0
+}
