@@ -404,19 +404,33 @@ fn example_config_passes_check() {
     );
 }
 
-#[test]
-fn deb_package_installs_runs_check_and_removes() {
-    let dir = TestDir::new();
-    let bin = outpost_bin();
-    let (ok, out) = run(
-        repo("deploy/deb/build.sh").to_str().expect("utf8"),
-        &[
-            bin.to_str().expect("utf8"),
-            dir.path().to_str().expect("utf8"),
-        ],
+/// Builds the package from the test binary into `out`, as `version` when given.
+fn build_deb(out: &std::path::Path, version: Option<&str>) -> String {
+    let mut cmd = std::process::Command::new(repo("deploy/deb/build.sh"));
+    cmd.arg(outpost_bin()).arg(out);
+    if let Some(v) = version {
+        cmd.env("OUTPOST_DEB_VERSION", v);
+    }
+    let o = cmd.output().expect("build.sh");
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
     );
-    assert!(ok, "{out}");
-    let deb = out.lines().last().expect("deb path").trim().to_owned();
+    text.lines().last().expect("deb path").trim().to_owned()
+}
+
+#[test]
+fn deb_package_installs_runs_check_upgrades_and_removes() {
+    let dir = TestDir::new();
+    let old = build_deb(&dir.path().join("old"), Some("0.0.1"));
+    let deb = build_deb(dir.path(), None);
+    let (ok, depends) = run("dpkg-deb", &["-f", &deb, "Depends"]);
+    assert!(
+        ok && depends.contains("libc6 (>= "),
+        "Depends must name the C library version the binary needs: {depends}"
+    );
     let (ok, listing) = run("dpkg-deb", &["-c", &deb]);
     assert!(ok, "{listing}");
     for f in [
@@ -434,9 +448,29 @@ fn deb_package_installs_runs_check_and_removes() {
         ok && conffiles.contains("/etc/outpost/outpost.yaml"),
         "{conffiles}"
     );
-    let (ok, out) = run("dpkg", &["-i", &deb]);
+    let (ok, postinst) = run("dpkg-deb", &["-I", &deb, "postinst"]);
+    assert!(
+        ok && postinst.contains("try-restart outpost.service"),
+        "an upgrade restarts a running daemon: {postinst}"
+    );
+    // The older package first, with an operator's edit of the configuration; then
+    // the upgrade, which must keep the edit and replace the binary.
+    let (ok, out) = run("dpkg", &["-i", &old]);
     assert!(ok, "dpkg -i (needs root): {out}");
+    let conf = std::path::Path::new("/etc/outpost/outpost.yaml");
+    let edited = format!(
+        "{}# operator's edit\n",
+        std::fs::read_to_string(conf).expect("conffile")
+    );
+    std::fs::write(conf, &edited).expect("edit");
+    let (ok, out) = run("dpkg", &["-i", &deb]);
     let result = std::panic::catch_unwind(|| {
+        assert!(ok, "upgrade: {out}");
+        assert_eq!(
+            std::fs::read_to_string(conf).expect("conffile"),
+            edited,
+            "the upgrade kept the operator's configuration"
+        );
         let (ok, out) = run("/usr/bin/outpost", &["--version"]);
         assert!(ok && out.contains(env!("CARGO_PKG_VERSION")), "{out}");
         let (ok, out) = run(

@@ -15,6 +15,8 @@ command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v dpkg-deb >/dev/null 2>&1 || need_apt+=(dpkg)
+# dpkg-shlibdeps: the package's versioned Depends.
+command -v dpkg-shlibdeps >/dev/null 2>&1 || need_apt+=(dpkg-dev)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # Peers of `make bench`.
 if want bench; then command -v rclone >/dev/null 2>&1 || need_apt+=(rclone); fi
