@@ -394,6 +394,37 @@ fn grafana_dashboard_is_valid_json_over_known_metrics() {
 }
 
 #[test]
+fn the_example_configuration_shows_every_documented_key() {
+    let doc = std::fs::read_to_string(repo("docs/configuration.md")).expect("doc");
+    let example = std::fs::read_to_string(repo("deploy/outpost.example.yaml")).expect("example");
+    let mut missing = Vec::new();
+    for line in doc.lines() {
+        // Rows of the key tables: | `key` | default | meaning |
+        let Some(key) = line
+            .strip_prefix("| `")
+            .and_then(|r| r.split_once('`'))
+            .map(|(k, _)| k)
+        else {
+            continue;
+        };
+        let leaf = key.rsplit('.').next().unwrap_or(key);
+        let shown = example.lines().any(|l| {
+            let l = l.trim_start().trim_start_matches("# ");
+            l.starts_with(&format!("{leaf}:"))
+                || l.contains(&format!("{{ {leaf}:"))
+                || l.contains(&format!(", {leaf}:"))
+        });
+        if !shown {
+            missing.push(key.to_owned());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "deploy/outpost.example.yaml says it shows every key; missing: {missing:?}"
+    );
+}
+
+#[test]
 fn example_config_passes_check() {
     let cfg = repo("deploy/outpost.example.yaml");
     let (code, out, err) = outpost(&["check", "-c", cfg.to_str().expect("utf8")], &[]);
