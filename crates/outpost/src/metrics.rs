@@ -36,18 +36,31 @@ fn sweeper<T: MetricVecBuilder + 'static>(v: MetricVec<T>) -> Sweep {
 pub struct Metrics {
     /// The registry `/metrics` renders.
     pub registry: Registry,
+    /// `outpost_files_uploaded_total{server}`: files S3 acknowledged whole.
     pub files_uploaded: IntCounterVec,
+    /// `outpost_bytes_uploaded_total{server}`: their bytes.
     pub bytes_uploaded: IntCounterVec,
+    /// `outpost_upload_errors_total{server,class}`: failed attempts by error class.
     pub upload_errors: IntCounterVec,
+    /// `outpost_files_failed_total{server,reason}`: files moved to `.failed/`.
     pub files_failed: IntCounterVec,
+    /// `outpost_files_rejected_total{server,reason}`: spool entries refused (links…).
     pub files_rejected: IntCounterVec,
+    /// Multipart uploads that may stay open (an abort or listing failed): billed parts.
     pub multipart_abort_failures: IntCounterVec,
+    /// Pending files per server, copied from the scheduler at each scrape.
     pub queue_files: IntGaugeVec,
+    /// Their bytes.
     pub queue_bytes: IntGaugeVec,
+    /// Uploads in flight per server.
     pub in_flight: IntGaugeVec,
+    /// Age of the oldest pending file (from its drop time): the delivery-lag alert.
     pub oldest_age: GaugeVec,
+    /// 1 while a server refuses every file (probing), else 0.
     pub blocked: IntGaugeVec,
+    /// Unix time of the server's last acknowledged upload.
     pub last_success: GaugeVec,
+    /// Seconds from an attempt's start to S3's acknowledgement.
     pub duration: HistogramVec,
     /// One sweep per vector with a `server` label.
     sweeps: Arc<Vec<Sweep>>,
