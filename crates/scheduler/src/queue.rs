@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::glob::Globs;
 use crate::{History, Item, Outcome, RetryPolicy, Work};
 
 /// Live totals of one server, for metrics and `status`.
@@ -101,8 +102,8 @@ struct ServerQueue<I> {
     blocked: Option<Blocked>,
     /// Items accepted so far (`Done`): tells a refused object from a refused server.
     accepted: u64,
-    /// `publish_last` globs.
-    last: Vec<String>,
+    /// `publish_last` globs, compiled when the server is configured.
+    last: Globs,
     /// (not before, seq) of waiting items in backoff: the next wake-up without a scan.
     backoff: BTreeSet<(Instant, u64)>,
     /// Per group, the order keys of its files in `.failed/` (given up, failed at once,
@@ -136,7 +137,7 @@ impl<I: Item> ServerQueue<I> {
             removed: false,
             blocked: None,
             accepted: 0,
-            last: Vec::new(),
+            last: Globs::default(),
             failed_in_group: HashMap::new(),
             returned: HashSet::new(),
             await_scan: false,
@@ -187,7 +188,7 @@ impl<I: Item> ServerQueue<I> {
     /// A file of this server is in `.failed/` (its order key).
     fn add_failed(&mut self, key: &str) {
         let (group, name) = crate::key_parts(key);
-        if self.last.iter().any(|g| crate::glob_match(g, name)) {
+        if self.last.any(name) {
             // A control file that failed holds nothing.
             return;
         }
@@ -220,7 +221,7 @@ impl<I: Item> ServerQueue<I> {
     }
 
     fn is_last(&self, item: &I) -> bool {
-        self.last.iter().any(|g| crate::glob_match(g, item.name()))
+        self.last.any(item.name())
     }
 
     /// Whether a `publish_last` item must still wait: an earlier item of its group is
@@ -526,7 +527,7 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
                     .or_insert_with(|| ServerQueue::new(max_in_flight, retry));
                 q.max_in_flight = max_in_flight.max(1);
                 q.retry = retry;
-                q.last = last;
+                q.last = Globs::new(&last);
                 q.removed = false;
                 // Changed settings (a reload: new client, rotated secret) may be the fix:
                 // a blocked server probes at once instead of after its probe delay.
