@@ -24,12 +24,20 @@ impl Glob {
         // `split` yields at least one part; k `*`s give k + 1 parts.
         let mut parts: Vec<&[u8]> = pattern.as_bytes().split(|&b| b == b'*').collect();
         let star = parts.len() > 1;
-        let suffix = if star { parts.pop().unwrap_or_default() } else { b"" };
+        let suffix = if star {
+            parts.pop().unwrap_or_default()
+        } else {
+            b""
+        };
         let prefix = parts.first().copied().unwrap_or_default();
         let between = parts.get(1..).unwrap_or_default();
         Glob {
             prefix: prefix.into(),
-            middle: between.iter().filter(|m| !m.is_empty()).map(|m| (*m).into()).collect(),
+            middle: between
+                .iter()
+                .filter(|m| !m.is_empty())
+                .map(|m| (*m).into())
+                .collect(),
             suffix: suffix.into(),
             star,
         }
@@ -74,10 +82,6 @@ pub(crate) struct Globs(Vec<Glob>);
 impl Globs {
     pub(crate) fn new(patterns: &[String]) -> Self {
         Globs(patterns.iter().map(|p| Glob::new(p)).collect())
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 
     /// Some glob matches `name`.
