@@ -219,7 +219,8 @@ impl<I: Item> PendingIndex<I> {
         self.wait(p);
     }
 
-    /// An attempt of a waiting file starts: it is in flight, and so is its key.
+    /// An attempt of a waiting file starts: it is in flight, and so is its key. `seq` is
+    /// one of [`Self::firsts`]: a key is never in flight twice.
     pub(super) fn take(&mut self, seq: u64) -> Option<&mut Pending<I>> {
         let mut p = self.waiting.remove(&seq)?;
         if let Some(at) = p.not_before.take() {
@@ -374,3 +375,6 @@ impl<I: Item> PendingIndex<I> {
             .map(|(t, _)| *t)
     }
 }
+
+#[cfg(test)]
+mod tests;
