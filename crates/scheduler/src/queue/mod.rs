@@ -29,7 +29,9 @@ use server::{Ended, ServerQueue};
 /// A finished attempt, reported by its task.
 struct Finished {
     server: String,
+    /// The file's [`Item::seq`].
     seq: u64,
+    /// The worker's verdict ([`Outcome::Dropped`] for a give-up).
     outcome: Outcome,
     /// Not an attempt: the give-up of `seq` (its move to `.failed/`) is over.
     gave_up: bool,
@@ -37,13 +39,19 @@ struct Finished {
 
 /// The dispatcher.
 pub struct Scheduler<I: Item, W: Work<I>> {
+    /// What an attempt and a give-up do (the daemon's worker).
     work: Arc<W>,
+    /// Attempts in flight across all servers at most.
     global: usize,
+    /// By name: the order round-robin visits them in.
     servers: BTreeMap<String, ServerQueue<I>>,
     /// Round-robin position over `servers`.
     cursor: usize,
+    /// Attempts in flight across all servers (give-ups not counted).
     running: usize,
+    /// Shared with metrics and `status`, replaced per server after each change.
     stats: Stats,
+    /// Attempt and give-up tasks report their end here.
     done_tx: mpsc::UnboundedSender<Finished>,
     done_rx: mpsc::UnboundedReceiver<Finished>,
     /// Fired when shutdown's grace ran out: attempts stop and leave their state on disk.

@@ -27,11 +27,15 @@ use crate::Item;
 
 /// A file in the index, with its attempt record.
 pub(super) struct Pending<I> {
+    /// The file, as the daemon handed it over.
     pub(super) item: I,
     /// Failed attempts so far.
     pub(super) failures: u32,
+    /// When its first attempt started, for [`crate::History`].
     pub(super) first_attempt: Option<SystemTime>,
+    /// When its latest attempt started, for [`crate::History`].
     pub(super) last_attempt: Option<SystemTime>,
+    /// Its latest transient error, for [`crate::History`].
     pub(super) last_error: String,
     /// Times the destination refused this item (a `Blocked` outcome).
     pub(super) refusals: u32,
@@ -167,7 +171,10 @@ pub(super) struct PendingIndex<I> {
     waiting: BTreeMap<u64, Pending<I>>,
     /// Files being attempted.
     running: HashMap<u64, Pending<I>>,
+    /// Per order key with a file pending: same-path order without a scan.
     keys: HashMap<String, KeyState>,
+    /// Per group with a file pending that counts in it: the `publish_last` check
+    /// without a scan.
     groups: HashMap<String, GroupState>,
     /// (drop time, seq) of every file, for the oldest age.
     by_age: BTreeSet<(SystemTime, u64)>,

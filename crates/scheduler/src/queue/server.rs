@@ -34,9 +34,11 @@ fn holds_group(last: &Globs, key: &str) -> bool {
 
 /// One server's pending index and limits.
 pub(super) struct ServerQueue<I> {
+    /// Its files not yet acknowledged, waiting or in flight.
     index: PendingIndex<I>,
     /// Files in flight for this server at most.
     max_in_flight: usize,
+    /// When a failed attempt is retried, and how often; also paces a blocked server's probes.
     retry: RetryPolicy,
     /// Set when the server was removed by a reload: drain, then forget.
     removed: bool,
