@@ -6,6 +6,7 @@
 //! worker's verdict ([`Outcome`]), *when* to retry is decided here.
 
 mod backoff;
+mod glob;
 mod queue;
 
 pub use backoff::{RetryPolicy, full_jitter};

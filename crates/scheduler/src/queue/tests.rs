@@ -1,7 +1,11 @@
 //! Scheduler tests with a fake worker under paused time.
 
 use super::*;
+use crate::RetryPolicy;
+use std::collections::BTreeSet;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::SystemTime;
 
 #[derive(Debug, Clone)]
 struct It {
