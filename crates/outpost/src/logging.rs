@@ -28,7 +28,7 @@ pub fn init(format: LogFormat, daemon: bool) {
     let default = if daemon {
         "info"
     } else {
-        "info,aws_config=error"
+        "info,aws_config=error,aws_runtime=error"
     };
     let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| default.into());
     let mut filter = EnvFilter::builder()
