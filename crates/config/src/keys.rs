@@ -22,6 +22,14 @@ pub(crate) trait Field: Sized {
     fn has(&self, _path: &[&str]) -> bool {
         true
     }
+    /// Reads the value of this key: optional (`key:`, `key: ~` and `key: null` read as
+    /// not written) unless a type says otherwise.
+    fn read<'de, A: de::MapAccess<'de>>(map: &mut A) -> Result<Option<Self>, A::Error>
+    where
+        Self: serde::Deserialize<'de>,
+    {
+        map.next_value()
+    }
 }
 
 /// Values that are taken whole when merged.
@@ -33,8 +41,6 @@ pub(crate) use whole;
 whole!(
     String,
     bool,
-    u32,
-    usize,
     std::path::PathBuf,
     std::net::SocketAddr,
     Vec<String>
@@ -177,7 +183,7 @@ macro_rules! section {
                             what: $what,
                         })? {
                             match key {
-                                $(stringify!($field) => out.$field = map.next_value()?,)*
+                                $(stringify!($field) => out.$field = $crate::keys::Field::read(&mut map)?,)*
                                 _ => map.next_value::<serde::de::IgnoredAny>().map(drop)?,
                             }
                         }

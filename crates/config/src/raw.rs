@@ -59,20 +59,68 @@ checked_str!(
     parse_duration
 );
 
+/// A key that counts as written even with an empty or null value: a key of another
+/// credentials mode is refused however it is written.
+#[derive(Debug, Clone)]
+pub(crate) struct Written<T>(pub(crate) Option<T>);
+
+impl<T> Field for Written<T> {
+    fn read<'de, A: de::MapAccess<'de>>(map: &mut A) -> Result<Option<Self>, A::Error>
+    where
+        Self: Deserialize<'de>,
+    {
+        map.next_value::<Written<T>>().map(Some)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Written<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Option::<T>::deserialize(d).map(Written)
+    }
+}
+
+/// A whole number (`max_attempts: 20`) that fits `T`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Count<T>(pub(crate) T);
+
+impl<T> Field for Count<T> {}
+
+impl<'de, T: TryFrom<u64>> Deserialize<'de> for Count<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<T: TryFrom<u64>> Visitor<'_> for V<T> {
+            type Value = Count<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a whole number")
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Count<T>, E> {
+                T::try_from(n)
+                    .map(Count)
+                    .map_err(|_| E::custom(format!("{n} is too large")))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Count<T>, E> {
+                let n = u64::try_from(n).map_err(|_| E::custom(format!("{n} is negative")))?;
+                self.visit_u64(n)
+            }
+        }
+        d.deserialize_u64(V(std::marker::PhantomData))
+    }
+}
+
 section!(whole "the top level", "the file must be a mapping of top-level keys",
     /// The whole file.
     struct RawConfig {
         spool_dir: PathBuf,
         listen: SocketAddr,
         publisher_account_id: String,
-        max_concurrent_uploads: usize,
+        max_concurrent_uploads: Count<usize>,
         shutdown_grace: Dur,
         rescan_interval: Dur,
         instance: String,
         lease_ttl: Dur,
         max_buffer_memory: Size,
-        /// Server keys merged into every server (`RawServer::merge`).
-        defaults: RawServer,
+        /// Server keys merged into every server.
+        defaults: Defaults,
         servers: Servers,
     }
 );
@@ -100,7 +148,7 @@ section!(by_key "a server", "a server must be a mapping of server keys",
         quiet_period: Dur,
         after_upload: RawAfterUpload,
         archive_retention: Dur,
-        max_concurrent_uploads: usize,
+        max_concurrent_uploads: Count<usize>,
         multipart: RawMultipart,
         retry: RawRetry,
         timeouts: RawTimeouts,
@@ -113,13 +161,13 @@ section!(whole "credentials", "`credentials` must be a mapping with `mode: ...`"
     struct RawCredentials {
         mode: RawCredentialsMode,
         /// `static` only.
-        access_key_id: String,
+        access_key_id: Written<String>,
         /// `static` only; the file is read by the uploader, never here.
-        secret_access_key_file: PathBuf,
+        secret_access_key_file: Written<PathBuf>,
         /// `assume_role` only.
-        role_arn: String,
+        role_arn: Written<String>,
         /// `assume_role` only.
-        external_id: String,
+        external_id: Written<String>,
     }
 );
 
@@ -137,7 +185,7 @@ section!(by_key "multipart", "`multipart` must be a mapping",
     struct RawMultipart {
         threshold: Size,
         part_size: Size,
-        concurrency: usize,
+        concurrency: Count<usize>,
     }
 );
 
@@ -146,7 +194,7 @@ section!(by_key "retry", "`retry` must be a mapping",
     struct RawRetry {
         initial_backoff: Dur,
         max_backoff: Dur,
-        max_attempts: u32,
+        max_attempts: Count<u32>,
     }
 );
 
@@ -205,6 +253,33 @@ keyword!(
         Kms = "aws:kms",
     }
 );
+
+/// `defaults`: server keys. Read as a mapping, where an empty value is an empty mapping
+/// but `~` or `null` is refused, as before the keys were declared once.
+#[derive(Default, Clone)]
+pub(crate) struct Defaults(pub(crate) RawServer);
+
+impl Field for Defaults {
+    fn read<'de, A: de::MapAccess<'de>>(map: &mut A) -> Result<Option<Self>, A::Error> {
+        map.next_value().map(Some)
+    }
+}
+
+impl<'de> Deserialize<'de> for Defaults {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Defaults;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping of server keys")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Defaults, A::Error> {
+                RawServer::deserialize(de::value::MapAccessDeserializer::new(map)).map(Defaults)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
 
 /// The `servers` map; a name given twice is refused at the second, not overwritten.
 #[derive(Default, Clone)]

@@ -64,6 +64,9 @@ fn yaml_error(path: &Path, e: &serde_norway::Error, prefix: &str) -> ConfigError
         });
         reason = format!("{}{}", &reason[..i], &rest[end..]);
     }
+    if reason.contains("more than one document") {
+        reason = "the file must hold one YAML document (a second `---` was found)".into();
+    }
     ConfigError {
         file: path.to_owned(),
         line: loc.as_ref().map(|l| l.line()),
@@ -109,7 +112,7 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let raw: RawConfig = serde_norway::from_str(text).map_err(|e| yaml_error(path, &e, ""))?;
     let at = |keys: &[&str], reason: String| error(path, locate(text, keys), reason);
 
-    let max_concurrent_uploads = raw.max_concurrent_uploads.unwrap_or(32);
+    let max_concurrent_uploads = raw.max_concurrent_uploads.map_or(32, |n| n.0);
     if !(1..=MAX_UPLOADS).contains(&max_concurrent_uploads) {
         let reason = format!("max_concurrent_uploads must be between 1 and {MAX_UPLOADS}");
         return Err(at(&["max_concurrent_uploads"], reason));
@@ -138,8 +141,8 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let mut servers = BTreeMap::new();
     let mut secret_files = BTreeMap::new();
     for (name, server) in &raw_servers {
-        let merged = Field::merge(Some(server.clone()), raw.defaults.clone()).unwrap_or_default();
-        let defaults = raw.defaults.as_ref();
+        let defaults = raw.defaults.as_ref().map(|d| &d.0);
+        let merged = Field::merge(Some(server.clone()), defaults.cloned()).unwrap_or_default();
         let resolved = crate::server::resolve(name, merged).map_err(|(key, reason)| {
             at(
                 &origin(name, server, defaults, &key),

@@ -96,7 +96,7 @@ pub(crate) fn resolve(name: &str, s: RawServer) -> Result<Server, Invalid> {
             100 * 365 * DAY,
         )?;
     }
-    let max_concurrent_uploads = s.max_concurrent_uploads.unwrap_or(4);
+    let max_concurrent_uploads = s.max_concurrent_uploads.map_or(4, |n| n.0);
     if !(1..=MAX_UPLOADS).contains(&max_concurrent_uploads) {
         return bad(
             &["max_concurrent_uploads"],
@@ -183,10 +183,10 @@ fn credentials(c: Option<RawCredentials>) -> Result<Credentials, Invalid> {
     match mode {
         RawCredentialsMode::Internal => Ok(Credentials::Internal),
         RawCredentialsMode::Static => {
-            let Some(access_key_id) = c.access_key_id else {
+            let Some(access_key_id) = c.access_key_id.and_then(|w| w.0) else {
                 return bad(&["credentials"], needs("access_key_id"));
             };
-            let Some(secret_access_key_file) = c.secret_access_key_file else {
+            let Some(secret_access_key_file) = c.secret_access_key_file.and_then(|w| w.0) else {
                 return bad(&["credentials"], needs("secret_access_key_file"));
             };
             if access_key_id.is_empty() {
@@ -207,7 +207,7 @@ fn credentials(c: Option<RawCredentials>) -> Result<Credentials, Invalid> {
             })
         }
         RawCredentialsMode::AssumeRole => {
-            let Some(role_arn) = c.role_arn else {
+            let Some(role_arn) = c.role_arn.and_then(|w| w.0) else {
                 return bad(&["credentials"], needs("role_arn"));
             };
             if !role_arn.starts_with("arn:") || !role_arn.contains(":role/") {
@@ -218,7 +218,8 @@ fn credentials(c: Option<RawCredentials>) -> Result<Credentials, Invalid> {
                     ),
                 );
             }
-            match c.external_id.as_deref() {
+            let external_id = c.external_id.and_then(|w| w.0);
+            match external_id.as_deref() {
                 None => bad(
                     &["credentials"],
                     "assume_role needs `external_id`: the customer's trust policy must require it (sts:ExternalId) so that no other party can make the publisher write into their bucket (the confused-deputy problem); agree one per customer and run `outpost policy` for the trust policy",
@@ -229,7 +230,7 @@ fn credentials(c: Option<RawCredentials>) -> Result<Credentials, Invalid> {
                 ),
                 Some(_) => Ok(Credentials::AssumeRole {
                     role_arn,
-                    external_id: c.external_id,
+                    external_id,
                 }),
             }
         }
@@ -294,7 +295,7 @@ fn multipart(m: RawMultipart) -> Result<Multipart, Invalid> {
     let multipart = Multipart {
         threshold: m.threshold.map_or(64 << 20, |v| v.0),
         part_size: m.part_size.map_or(16 << 20, |v| v.0),
-        concurrency: m.concurrency.unwrap_or(4),
+        concurrency: m.concurrency.map_or(4, |n| n.0),
     };
     let (min, max) = (format_size(MIN_PART), format_size(MAX_PART));
     if !(MIN_PART..=MAX_PART).contains(&multipart.part_size) {
@@ -323,7 +324,7 @@ fn retry(r: RawRetry) -> Result<Retry, Invalid> {
     let retry = Retry {
         initial_backoff: r.initial_backoff.map_or(Duration::from_secs(1), |d| d.0),
         max_backoff: r.max_backoff.map_or(Duration::from_secs(300), |d| d.0),
-        max_attempts: r.max_attempts.unwrap_or(20),
+        max_attempts: r.max_attempts.map_or(20, |n| n.0),
     };
     ranged(
         &["retry", "initial_backoff"],

@@ -74,16 +74,16 @@ pub fn format_duration(d: Duration) -> String {
         )
 }
 
-/// `n` bytes in the largest unit of `parse_size` that writes it exactly (`16MiB`).
+/// `n` bytes in the largest unit of `parse_size` that writes it exactly (`16MiB`, `64MB`).
 pub fn format_size(n: u64) -> String {
     [
         (1 << 40, "TiB"),
-        (1 << 30, "GiB"),
-        (1 << 20, "MiB"),
-        (1 << 10, "KiB"),
         (1_000_000_000_000, "TB"),
+        (1 << 30, "GiB"),
         (1_000_000_000, "GB"),
+        (1 << 20, "MiB"),
         (1_000_000, "MB"),
+        (1 << 10, "KiB"),
         (1_000, "KB"),
     ]
     .iter()

@@ -2,6 +2,7 @@
 //! flow maps (`{ a: 1 }`) and through anchors and aliases.
 
 use std::path::Path;
+use std::time::Duration;
 
 use crate::*;
 
@@ -124,4 +125,112 @@ fn anchors_and_aliases_are_located_where_written() {
     fails_at(y, "bucket", 0, "invalid bucket name");
     let y = "servers:\n  z:\n    bucket: bkt\n    timeouts: &t { read: 0s }\n  a:\n    bucket: bkt\n    timeouts: *t\n";
     fails_at(y, "read", 0, "timeouts.read must be between 100ms and 1h");
+}
+
+#[test]
+fn a_secret_file_error_points_at_the_key_that_names_the_file() {
+    let y = "defaults:\n  credentials:\n    mode: static\n    access_key_id: AK\n    secret_access_key_file: /etc/outpost/a.key\nservers:\n  a: { bucket: bkt }\n  b:\n    bucket: bkt\n    credentials: { mode: static, access_key_id: B, secret_access_key_file: /b.key }\n  c: { bucket: bkt, credentials: { mode: internal } }\n";
+    let c = parse(y).expect("valid");
+    let e = c.secret_file_error("a", "secret_access_key_file /etc/outpost/a.key is empty");
+    assert_eq!(
+        (e.line, e.column),
+        (Some(5), Some(5)),
+        "inherited from defaults: {e}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "/etc/outpost/outpost.yaml:5:5: server a: secret_access_key_file /etc/outpost/a.key is empty"
+    );
+    let e = c.secret_file_error("b", "x");
+    let (line, column) = at(y, "secret_access_key_file", 1);
+    assert_eq!((e.line, e.column), (Some(line), Some(column)), "{e}");
+    // Where keys were written is not configuration.
+    let moved = y.replace("servers:\n", "listen: 127.0.0.1:9464\nservers:\n");
+    assert_eq!(parse(&moved).expect("valid"), c);
+}
+
+#[test]
+fn settings_print_as_the_yaml_a_user_writes() {
+    let y = "servers:\n  a:\n    bucket: bkt\n    completion: quiet\n    quiet_period: 90s\n    after_upload: archive\n    checksum: crc64nvme\n    sse: { mode: \"aws:kms\", kms_key_id: \"arn:aws:kms:eu-west-1:111122223333:key/abc\" }\n    credentials: { mode: assume_role, role_arn: \"arn:aws:iam::111122223333:role/w\", external_id: x-1 }\n  b:\n    bucket: bkt\n    completion: marker\n    credentials: { mode: static, access_key_id: AK, secret_access_key_file: /k }\n  c: { bucket: bkt }\n";
+    let c = parse(y).expect("valid");
+    let (a, b, s) = (&c.servers["a"], &c.servers["b"], &c.servers["c"]);
+    assert_eq!(
+        a.completion.to_string(),
+        "completion: quiet, quiet_period: 90s"
+    );
+    assert_eq!(
+        b.completion.to_string(),
+        "completion: marker, marker_suffix: .ready"
+    );
+    assert_eq!(s.completion.to_string(), "completion: rename");
+    assert_eq!(a.after_upload.to_string(), "after_upload: archive");
+    assert_eq!(s.after_upload.to_string(), "after_upload: delete");
+    assert_eq!(a.checksum.to_string(), "checksum: crc64nvme");
+    assert_eq!(
+        a.sse.as_ref().map(ToString::to_string).as_deref(),
+        Some(
+            "sse: { mode: \"aws:kms\", kms_key_id: \"arn:aws:kms:eu-west-1:111122223333:key/abc\" }"
+        )
+    );
+    assert_eq!(
+        a.credentials.to_string(),
+        "credentials: { mode: assume_role, role_arn: \"arn:aws:iam::111122223333:role/w\", external_id: x-1 }"
+    );
+    assert_eq!(
+        b.credentials.to_string(),
+        "credentials: { mode: static, access_key_id: AK, secret_access_key_file: /k }"
+    );
+    assert_eq!(s.credentials.to_string(), "credentials: { mode: internal }");
+    assert_eq!(
+        s.multipart.to_string(),
+        "multipart: { threshold: 64MiB, part_size: 16MiB, concurrency: 4 }"
+    );
+    assert_eq!(
+        s.retry.to_string(),
+        "retry: { initial_backoff: 1s, max_backoff: 5m, max_attempts: 20 }"
+    );
+    assert_eq!(
+        s.timeouts.to_string(),
+        "timeouts: { connect: 5s, read: 1m }"
+    );
+    // What is printed reads back as the same setting.
+    for (yaml, server) in [(a, "a"), (b, "b"), (s, "c")].map(|(s, n)| {
+        let keys = [
+            s.completion.to_string(),
+            s.credentials.to_string(),
+            s.after_upload.to_string(),
+            s.checksum.to_string(),
+            s.multipart.to_string(),
+            s.retry.to_string(),
+            s.timeouts.to_string(),
+        ];
+        let keys = keys.join(", ");
+        (
+            format!("servers: {{ {n}: {{ bucket: bkt, {keys} }} }}\n"),
+            s,
+        )
+    }) {
+        let again = parse(&yaml).expect(&yaml);
+        let again = &again.servers[&server.name];
+        assert_eq!(
+            (
+                &again.completion,
+                &again.credentials,
+                again.multipart,
+                again.retry
+            ),
+            (
+                &server.completion,
+                &server.credentials,
+                server.multipart,
+                server.retry
+            ),
+            "{yaml}"
+        );
+    }
+    assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+    assert_eq!(format_duration(Duration::from_secs(86_400)), "1d");
+    assert_eq!(format_size(5 << 30), "5GiB");
+    assert_eq!(format_size(64_000_000), "64MB");
+    assert_eq!(format_size(17), "17");
 }
