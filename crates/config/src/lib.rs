@@ -4,7 +4,11 @@
 //! Architecture Invariant: this crate does no networking and knows nothing about AWS or
 //! tokio; it turns text into [`Config`] or into a [`ConfigError`] naming file, line and
 //! column.
-
+//!
+//! This file holds the typed settings other crates use. A key is declared once in
+//! `raw.rs` (with the `section!` machinery of `keys.rs`), resolved with its default and
+//! range in `resolve.rs` (top level) or `server.rs` (one function per server section),
+//! located through the parser by `locate.rs`, and written back as YAML by `display.rs`.
 mod display;
 mod keys;
 mod locate;

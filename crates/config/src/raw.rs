@@ -110,17 +110,27 @@ impl<'de, T: TryFrom<u64>> Deserialize<'de> for Count<T> {
 section!(whole "the top level", "the file must be a mapping of top-level keys",
     /// The whole file.
     struct RawConfig {
+        /// The spool (absolute; default `/var/spool/outpost`).
         spool_dir: PathBuf,
+        /// Address of `/metrics`, `/healthz`, `/readyz`.
         listen: SocketAddr,
+        /// The publisher's 12-digit account, for `outpost policy`.
         publisher_account_id: String,
+        /// Files in flight over all servers (1–1024).
         max_concurrent_uploads: Count<usize>,
+        /// Time SIGTERM gives uploads in flight (0s–1h).
         shutdown_grace: Dur,
+        /// Period of the full rescan that catches missed events (1s–1d).
         rescan_interval: Dur,
+        /// This daemon's folder in `.outpost/` (default: the host name).
         instance: String,
+        /// Age after which another daemon's lease counts as dead (1s–1d).
         lease_ttl: Dur,
+        /// Bytes all body buffers may hold at once (16MiB–64GiB).
         max_buffer_memory: Size,
         /// Server keys merged into every server.
         defaults: Defaults,
+        /// Servers by name; resolved one by one over `defaults`.
         servers: Servers,
     }
 );
@@ -128,29 +138,45 @@ section!(whole "the top level", "the file must be a mapping of top-level keys",
 section!(by_key "a server", "a server must be a mapping of server keys",
     /// One server as written, or `defaults`.
     struct RawServer {
+        /// Destination bucket (required, after the merge); S3's naming rules.
         bucket: String,
+        /// Prepended to the relative path (no leading `/`).
         prefix: String,
+        /// Bucket region (default `us-east-1`).
         region: String,
+        /// Custom endpoint URL (S3-compatible stores, tests).
         endpoint: String,
+        /// `endpoint/bucket/key` addressing.
         path_style: bool,
+        /// The integrity check on every PUT and part (default `crc32c`).
         checksum: RawChecksum,
         /// Taken whole: a server's `mode: internal` never inherits a `role_arn`.
         credentials: RawCredentials,
+        /// Sent as `x-amz-expected-bucket-owner`: 12 digits.
         expected_bucket_owner: String,
         /// Taken whole, like `credentials`.
         sse: RawSse,
+        /// One of [`crate::STORAGE_CLASSES`].
         storage_class: String,
+        /// Globs of control files published after their data.
         publish_last: Vec<String>,
+        /// When a file counts as complete (default `rename`).
         completion: RawCompletion,
         /// Read only with `completion: marker`.
         marker_suffix: String,
         /// Read only with `completion: quiet`.
         quiet_period: Dur,
+        /// What happens to a published file (default `delete`).
         after_upload: RawAfterUpload,
+        /// Age after which archived files are pruned (1m–36500d).
         archive_retention: Dur,
+        /// Files in flight for this server (1–1024).
         max_concurrent_uploads: Count<usize>,
+        /// Merged key by key with `defaults`.
         multipart: RawMultipart,
+        /// Merged key by key with `defaults`.
         retry: RawRetry,
+        /// Merged key by key with `defaults`.
         timeouts: RawTimeouts,
     }
 );
@@ -159,6 +185,7 @@ section!(whole "credentials", "`credentials` must be a mapping with `mode: ...`"
     /// `credentials`: all keys of all modes; which belong to which mode is checked when
     /// resolving, where each key can be located.
     struct RawCredentials {
+        /// Required: `internal`, `static` or `assume_role`.
         mode: RawCredentialsMode,
         /// `static` only.
         access_key_id: Written<String>,
@@ -174,6 +201,7 @@ section!(whole "credentials", "`credentials` must be a mapping with `mode: ...`"
 section!(whole "sse", "`sse` must be a mapping with `mode: ...`",
     /// `sse`.
     struct RawSse {
+        /// Required: `AES256` or `aws:kms`.
         mode: RawSseMode,
         /// `aws:kms` only.
         kms_key_id: String,
@@ -183,8 +211,11 @@ section!(whole "sse", "`sse` must be a mapping with `mode: ...`",
 section!(by_key "multipart", "`multipart` must be a mapping",
     /// `multipart`.
     struct RawMultipart {
+        /// Files this size or larger go by multipart (1B–5GiB).
         threshold: Size,
+        /// Part size (5MiB–5GiB, S3's limits).
         part_size: Size,
+        /// Parts in flight per file (1–64).
         concurrency: Count<usize>,
     }
 );
@@ -192,8 +223,11 @@ section!(by_key "multipart", "`multipart` must be a mapping",
 section!(by_key "retry", "`retry` must be a mapping",
     /// `retry`.
     struct RawRetry {
+        /// First retry delay before jitter (1ms–1h).
         initial_backoff: Dur,
+        /// Cap of the delay (1ms–1d, at least `initial_backoff`).
         max_backoff: Dur,
+        /// Attempts before a file goes to `.failed/` (1–10000).
         max_attempts: Count<u32>,
     }
 );
@@ -201,7 +235,9 @@ section!(by_key "retry", "`retry` must be a mapping",
 section!(by_key "timeouts", "`timeouts` must be a mapping",
     /// `timeouts`.
     struct RawTimeouts {
+        /// TCP/TLS connect (100ms–1h).
         connect: Dur,
+        /// Time without progress (100ms–1h).
         read: Dur,
     }
 );
