@@ -9,6 +9,7 @@
 //! `raw.rs` (with the `section!` machinery of `keys.rs`), resolved with its default and
 //! range in `resolve.rs` (top level) or `server.rs` (one function per server section),
 //! located through the parser by `locate.rs`, and written back as YAML by `display.rs`.
+
 mod display;
 mod keys;
 mod locate;
