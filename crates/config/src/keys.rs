@@ -53,7 +53,7 @@ pub(crate) struct KeySeed<'a> {
     pub keys: &'static [&'static str],
     /// Keys read so far in this mapping.
     pub seen: &'a mut Vec<&'static str>,
-    /// What the mapping is, for messages ("a server", "retry", "the top level").
+    /// Whose keys these are, for messages ("server", "retry", "top-level").
     pub what: &'static str,
 }
 
@@ -67,7 +67,7 @@ impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
 impl<'de> Visitor<'de> for KeySeed<'_> {
     type Value = &'static str;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "a key of {}", self.what)
+        write!(f, "a {} key", self.what)
     }
     fn visit_str<E: de::Error>(self, k: &str) -> Result<&'static str, E> {
         if k == "<<" {
@@ -77,7 +77,7 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
         }
         let Some(&key) = self.keys.iter().find(|key| **key == k) else {
             return Err(E::custom(format!(
-                "unknown key `{k}` in {}; valid keys: {}",
+                "unknown key `{k}`; {} keys are: {}",
                 self.what,
                 self.keys.join(", ")
             )));

@@ -107,7 +107,7 @@ impl<'de, T: TryFrom<u64>> Deserialize<'de> for Count<T> {
     }
 }
 
-section!(whole "the top level", "the file must be a mapping of top-level keys",
+section!(whole "top-level", "the file must be a mapping of top-level keys",
     /// The whole file.
     struct RawConfig {
         /// The spool (absolute; default `/var/spool/outpost`).
@@ -135,7 +135,7 @@ section!(whole "the top level", "the file must be a mapping of top-level keys",
     }
 );
 
-section!(by_key "a server", "a server must be a mapping of server keys",
+section!(by_key "server", "a server must be a mapping of server keys",
     /// One server as written, or `defaults`.
     struct RawServer {
         /// Destination bucket (required, after the merge); S3's naming rules.
