@@ -4,8 +4,18 @@
 //! Architecture Invariant: this crate does no networking and knows nothing about AWS or
 //! tokio; it turns text into [`Config`] or into a [`ConfigError`] naming file, line and
 //! column.
+//!
+//! This file holds the typed settings other crates use. A key is declared once in
+//! `raw.rs` (with the `section!` machinery of `keys.rs`), resolved with its default and
+//! range in `resolve.rs` (top level) or `server.rs` (one function per server section),
+//! located through the parser by `locate.rs`, and written back as YAML by `display.rs`.
 
+mod display;
+mod keys;
+mod locate;
 mod raw;
+mod resolve;
+mod server;
 mod units;
 
 use std::collections::BTreeMap;
@@ -14,7 +24,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use units::{parse_duration, parse_size};
+pub use units::{format_duration, format_size, parse_duration, parse_size};
 
 /// The default configuration file, used when neither `-c` nor `$OUTPOST_CONFIG` is given.
 pub const DEFAULT_PATH: &str = "/etc/outpost/outpost.yaml";
@@ -70,6 +80,26 @@ pub struct Config {
     pub max_buffer_memory: u64,
     /// Servers by name (= spool folder name).
     pub servers: BTreeMap<String, Server>,
+    /// Where keys were written, for errors found later on this host.
+    origin: Origin,
+}
+
+/// Where a [`Config`] was written: the file, and the position of each server's
+/// `secret_access_key_file`. Layout is not configuration: two configurations that differ
+/// only in where keys were written are equal (a reload compares them).
+#[derive(Debug, Clone, Default)]
+struct Origin {
+    /// The configuration file.
+    file: PathBuf,
+    /// Line and column of `secret_access_key_file` by server (under the server or in
+    /// `defaults`, wherever it was written).
+    secret_files: BTreeMap<String, (usize, usize)>,
+}
+
+impl PartialEq for Origin {
+    fn eq(&self, _: &Origin) -> bool {
+        true
+    }
 }
 
 /// One destination after `defaults` were merged in.
@@ -247,7 +277,20 @@ impl Config {
 
     /// Validates `text` as read from `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        raw::parse(path, text)
+        resolve::parse(path, text)
+    }
+
+    /// A problem with the secret file of `server` found on this host (unreadable, loose
+    /// mode, empty), located at the `secret_access_key_file` key that names the file and
+    /// prefixed `server NAME: ` like the other errors of a server.
+    pub fn secret_file_error(&self, server: &str, reason: &str) -> ConfigError {
+        let pos = self.origin.secret_files.get(server);
+        ConfigError {
+            file: self.origin.file.clone(),
+            line: pos.map(|p| p.0),
+            column: pos.map(|p| p.1),
+            reason: format!("server {server}: {reason}"),
+        }
     }
 }
 
@@ -281,6 +324,8 @@ pub fn glob_match(glob: &str, name: &str) -> bool {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod yaml_tests;
 
 /// S3's storage classes (the `x-amz-storage-class` values); `storage_class` must be one.
 pub const STORAGE_CLASSES: &[&str] = &[

@@ -74,7 +74,7 @@ fn errors_name_line_column_and_reason() {
             "servers:\n  a:\n    bucket: bkt\n    bukket: c\n",
             4,
             5,
-            "unknown field `bukket`",
+            "unknown key `bukket`",
         ),
         (
             "servers:\n  a:\n    bucket: bkt\n    max_concurrent_uploads: many\n",
@@ -85,13 +85,13 @@ fn errors_name_line_column_and_reason() {
         (
             "servers:\n  a:\n    bucket: bkt\n    retry: { initial_backoff: 10 parsecs }\n",
             4,
-            12,
+            31,
             "unknown unit",
         ),
         (
             "servers:\n  a:\n    bucket: bkt\n    multipart: { part_size: 1MiB }\n",
             4,
-            5,
+            18,
             "between 5MiB and 5GiB",
         ),
         (
@@ -110,18 +110,18 @@ fn errors_name_line_column_and_reason() {
             "servers:\n  a:\n    bucket: bkt\n    checksum: sha1\n",
             4,
             15,
-            "unknown variant `sha1`",
+            "unknown checksum `sha1`",
         ),
         (
             "servers:\n  a:\n    bucket: bkt\n    credentials: { mode: static, access_key_id: AK }\n",
-            3,
+            4,
             5,
             "secret_access_key_file",
         ),
         (
             "servers:\n  a:\n    bucket: bkt\n    sse: { mode: \"aws:kms\", kms_key_id: alias/mine }\n",
             4,
-            5,
+            29,
             "full key ARN",
         ),
         (
@@ -144,7 +144,7 @@ fn errors_name_line_column_and_reason() {
         ),
         (
             "servers:\n  a:\n    bucket: bkt\n  a:\n    bucket: ccc\n",
-            2,
+            4,
             3,
             "duplicate",
         ),
@@ -229,9 +229,9 @@ fn errors_name_line_column_and_reason() {
         ),
         (
             "servers:\n  a:\n    bucket: bkt\n    credentials: { mode: internal, role_arn: x }\n",
-            3,
-            5,
-            "unknown field `role_arn`",
+            4,
+            36,
+            "`role_arn` is not a key of credentials mode `internal`",
         ),
     ];
     let mut bad = Vec::new();

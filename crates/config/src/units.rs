@@ -1,4 +1,5 @@
-//! Human units in the configuration: sizes (`8MiB`) and durations (`30s`, `5m`).
+//! Human units in the configuration: sizes (`8MiB`) and durations (`30s`, `5m`), read
+//! and written back the way the docs write them.
 
 use std::time::Duration;
 
@@ -56,4 +57,39 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         }
     };
     Ok(d)
+}
+
+/// `d` in the largest unit of `parse_duration` that writes it exactly (`300s` is `5m`).
+pub fn format_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if d.subsec_millis() != 0 || s == 0 && !d.is_zero() {
+        return format!("{}ms", d.as_millis());
+    }
+    [(86_400, "d"), (3600, "h"), (60, "m")]
+        .iter()
+        .find(|(unit, _)| s >= *unit && s.is_multiple_of(*unit))
+        .map_or_else(
+            || format!("{s}s"),
+            |(unit, name)| format!("{}{name}", s / unit),
+        )
+}
+
+/// `n` bytes in the largest unit of `parse_size` that writes it exactly (`16MiB`, `64MB`).
+pub fn format_size(n: u64) -> String {
+    [
+        (1 << 40, "TiB"),
+        (1_000_000_000_000, "TB"),
+        (1 << 30, "GiB"),
+        (1_000_000_000, "GB"),
+        (1 << 20, "MiB"),
+        (1_000_000, "MB"),
+        (1 << 10, "KiB"),
+        (1_000, "KB"),
+    ]
+    .iter()
+    .find(|(unit, _)| n >= *unit && n.is_multiple_of(*unit))
+    .map_or_else(
+        || n.to_string(),
+        |(unit, name)| format!("{}{name}", n / unit),
+    )
 }

@@ -1,0 +1,155 @@
+//! The settings written back as the YAML a user would write (`completion: quiet,
+//! quiet_period: 30s`), for `outpost check` and log lines; never Rust's `Debug`. Each
+//! `Display` prints the key and its value, durations and sizes in the units of
+//! docs/configuration.md. A reader changes this file when a key's spelling changes.
+
+use std::fmt::{self, Display, Formatter};
+
+use crate::units::{format_duration, format_size};
+use crate::{AfterUpload, Checksum, Completion, Credentials, Multipart, Retry, Sse, Timeouts};
+
+/// `s` as a YAML scalar: plain when it reads back as the same string, else double-quoted.
+struct Scalar<'a>(&'a str);
+
+impl Display for Scalar<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let s = self.0;
+        let special = |c: char| ":#{}[],&*!|>'\"%@`\\".contains(c) || c.is_control();
+        let plain = !s.is_empty()
+            && !s.starts_with([' ', '-', '?', '~'])
+            && !s.ends_with(' ')
+            && !s.contains(special)
+            && !matches!(s, "true" | "false" | "null" | "yes" | "no" | "on" | "off")
+            && s.parse::<f64>().is_err();
+        if plain {
+            f.write_str(s)
+        } else {
+            write!(f, "{s:?}")
+        }
+    }
+}
+
+/// `credentials: { mode: ..., ... }`; the secret file's path is shown, never a secret.
+impl Display for Credentials {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self {
+            Credentials::Internal => f.write_str("credentials: { mode: internal }"),
+            Credentials::Static {
+                access_key_id,
+                secret_access_key_file,
+            } => write!(
+                f,
+                "credentials: {{ mode: static, access_key_id: {}, secret_access_key_file: {} }}",
+                Scalar(access_key_id),
+                Scalar(&secret_access_key_file.to_string_lossy())
+            ),
+            Credentials::AssumeRole {
+                role_arn,
+                external_id,
+            } => {
+                write!(
+                    f,
+                    "credentials: {{ mode: assume_role, role_arn: {}",
+                    Scalar(role_arn)
+                )?;
+                if let Some(e) = external_id {
+                    write!(f, ", external_id: {}", Scalar(e))?;
+                }
+                f.write_str(" }")
+            }
+        }
+    }
+}
+
+/// `completion: rename`, `completion: marker, marker_suffix: .ready` or
+/// `completion: quiet, quiet_period: 30s`.
+impl Display for Completion {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self {
+            Completion::Rename => f.write_str("completion: rename"),
+            Completion::Marker { suffix } => {
+                write!(f, "completion: marker, marker_suffix: {}", Scalar(suffix))
+            }
+            Completion::Quiet { period } => {
+                write!(
+                    f,
+                    "completion: quiet, quiet_period: {}",
+                    format_duration(*period)
+                )
+            }
+        }
+    }
+}
+
+/// `after_upload: delete` or `after_upload: archive`.
+impl Display for AfterUpload {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AfterUpload::Delete => "after_upload: delete",
+            AfterUpload::Archive => "after_upload: archive",
+        })
+    }
+}
+
+/// `checksum: crc32c`, `checksum: crc64nvme` or `checksum: md5`.
+impl Display for Checksum {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Checksum::Crc32c => "checksum: crc32c",
+            Checksum::Crc64Nvme => "checksum: crc64nvme",
+            Checksum::Md5 => "checksum: md5",
+        })
+    }
+}
+
+/// `sse: { mode: AES256 }` or `sse: { mode: "aws:kms", kms_key_id: ... }`.
+impl Display for Sse {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self {
+            Sse::Aes256 => f.write_str("sse: { mode: AES256 }"),
+            Sse::Kms { kms_key_id } => write!(
+                f,
+                "sse: {{ mode: \"aws:kms\", kms_key_id: {} }}",
+                Scalar(kms_key_id)
+            ),
+        }
+    }
+}
+
+/// `multipart: { threshold: 64MiB, part_size: 16MiB, concurrency: 4 }`.
+impl Display for Multipart {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "multipart: {{ threshold: {}, part_size: {}, concurrency: {} }}",
+            format_size(self.threshold),
+            format_size(self.part_size),
+            self.concurrency
+        )
+    }
+}
+
+/// `retry: { initial_backoff: 1s, max_backoff: 5m, max_attempts: 20 }`.
+impl Display for Retry {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "retry: {{ initial_backoff: {}, max_backoff: {}, max_attempts: {} }}",
+            format_duration(self.initial_backoff),
+            format_duration(self.max_backoff),
+            self.max_attempts
+        )
+    }
+}
+
+/// `timeouts: { connect: 5s, read: 1m }`.
+impl Display for Timeouts {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "timeouts: {{ connect: {}, read: {} }}",
+            format_duration(self.connect),
+            format_duration(self.read)
+        )
+    }
+}

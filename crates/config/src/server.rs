@@ -1,0 +1,360 @@
+//! One server after `defaults` were merged in: each section's defaults, ranges and
+//! checks, one function per section. A check names the key path it refused (relative to
+//! the server); `resolve.rs` finds where that key was written. To change a default or a
+//! range, change it here and in docs/configuration.md.
+
+use std::time::Duration;
+
+use crate::raw::{
+    RawAfterUpload, RawChecksum, RawCompletion, RawCredentials, RawCredentialsMode, RawMultipart,
+    RawRetry, RawServer, RawSse, RawSseMode, RawTimeouts,
+};
+use crate::resolve::{DAY, HOUR, MAX_UPLOADS, in_range, is_account_id};
+use crate::{AfterUpload, Checksum, Completion, Credentials, Multipart, Retry, Server, Sse};
+use crate::{Timeouts, units::format_size};
+
+/// A refused value: the key path below the server, and why.
+pub(crate) type Invalid = (Vec<&'static str>, String);
+
+const MS1: Duration = Duration::from_millis(1);
+const MS100: Duration = Duration::from_millis(100);
+/// S3's limits on part sizes.
+const MIN_PART: u64 = 5 << 20;
+const MAX_PART: u64 = 5 << 30;
+
+/// Refuses the value at `key` (below the server) for `reason`.
+fn bad<T>(key: &[&'static str], reason: impl Into<String>) -> Result<T, Invalid> {
+    Err((key.to_vec(), reason.into()))
+}
+
+/// A duration of `key` (its path below the server), checked against its documented range.
+fn ranged(key: &[&'static str], d: Duration, min: Duration, max: Duration) -> Result<(), Invalid> {
+    in_range(&key.join("."), d, min, max).map_err(|r| (key.to_vec(), r))
+}
+
+/// `s`, the server `name` merged over `defaults`, validated.
+pub(crate) fn resolve(name: &str, s: RawServer) -> Result<Server, Invalid> {
+    let Some(bucket) = s.bucket else {
+        return bad(&[], "missing required key `bucket`");
+    };
+    if let Err(why) = crate::bucket_name_problem(&bucket) {
+        return bad(
+            &["bucket"],
+            format!("invalid bucket name {bucket:?}: {why}"),
+        );
+    }
+    let prefix = s.prefix.unwrap_or_default();
+    if prefix.starts_with('/') {
+        return bad(
+            &["prefix"],
+            format!("prefix {prefix:?} must not start with '/' (S3 keys have no leading slash)"),
+        );
+    }
+    if prefix.len() >= 1024 {
+        return bad(
+            &["prefix"],
+            "prefix is longer than S3's 1,024-byte key limit",
+        );
+    }
+    let region = s.region.unwrap_or_else(|| "us-east-1".into());
+    if region.is_empty() {
+        return bad(&["region"], "region must not be empty");
+    }
+    if let Some(ep) = &s.endpoint
+        && !(ep.starts_with("http://") || ep.starts_with("https://"))
+    {
+        return bad(
+            &["endpoint"],
+            format!("endpoint {ep:?} must start with http:// or https://"),
+        );
+    }
+    let credentials = credentials(s.credentials)?;
+    if let Some(owner) = &s.expected_bucket_owner
+        && !is_account_id(owner)
+    {
+        return bad(
+            &["expected_bucket_owner"],
+            format!("expected_bucket_owner {owner:?} is not a 12-digit AWS account id"),
+        );
+    }
+    let sse = s.sse.map(sse).transpose()?;
+    if let Some(sc) = &s.storage_class
+        && !crate::STORAGE_CLASSES.contains(&sc.as_str())
+    {
+        let valid = crate::STORAGE_CLASSES.join(", ");
+        return bad(
+            &["storage_class"],
+            format!("storage_class {sc:?} is not an S3 storage class; valid: {valid}"),
+        );
+    }
+    let completion = completion(s.completion, s.marker_suffix, s.quiet_period.map(|d| d.0))?;
+    if let Some(r) = &s.archive_retention {
+        ranged(
+            &["archive_retention"],
+            r.0,
+            Duration::from_secs(60),
+            100 * 365 * DAY,
+        )?;
+    }
+    let max_concurrent_uploads = s.max_concurrent_uploads.map_or(4, |n| n.0);
+    if !(1..=MAX_UPLOADS).contains(&max_concurrent_uploads) {
+        return bad(
+            &["max_concurrent_uploads"],
+            format!("max_concurrent_uploads must be between 1 and {MAX_UPLOADS}"),
+        );
+    }
+    let multipart = multipart(s.multipart.unwrap_or_default())?;
+    let retry = retry(s.retry.unwrap_or_default())?;
+    let timeouts = timeouts(s.timeouts.unwrap_or_default())?;
+    let publish_last = s.publish_last.unwrap_or_default();
+    if let Some(g) = publish_last
+        .iter()
+        .find(|g| g.is_empty() || g.contains('/'))
+    {
+        return bad(
+            &["publish_last"],
+            format!("publish_last glob {g:?} must be a non-empty file-name pattern without '/'"),
+        );
+    }
+    Ok(Server {
+        name: name.to_owned(),
+        bucket,
+        prefix,
+        region,
+        endpoint: s.endpoint,
+        path_style: s.path_style.unwrap_or(false),
+        checksum: match s.checksum.unwrap_or(RawChecksum::Crc32c) {
+            RawChecksum::Crc32c => Checksum::Crc32c,
+            RawChecksum::Crc64nvme => Checksum::Crc64Nvme,
+            RawChecksum::Md5 => Checksum::Md5,
+        },
+        credentials,
+        expected_bucket_owner: s.expected_bucket_owner,
+        sse,
+        storage_class: s.storage_class,
+        publish_last,
+        completion,
+        after_upload: match s.after_upload.unwrap_or(RawAfterUpload::Delete) {
+            RawAfterUpload::Delete => AfterUpload::Delete,
+            RawAfterUpload::Archive => AfterUpload::Archive,
+        },
+        archive_retention: s.archive_retention.map(|d| d.0),
+        max_concurrent_uploads,
+        multipart,
+        retry,
+        timeouts,
+    })
+}
+
+/// `credentials` (default `mode: internal`): the keys of its mode, and only those.
+fn credentials(c: Option<RawCredentials>) -> Result<Credentials, Invalid> {
+    let Some(c) = c else {
+        return Ok(Credentials::Internal);
+    };
+    let (mode, word): (_, &str) = match c.mode {
+        None => {
+            return bad(
+                &["credentials"],
+                "`credentials` needs `mode: internal`, `static` or `assume_role`",
+            );
+        }
+        Some(m @ RawCredentialsMode::Internal) => (m, "internal"),
+        Some(m @ RawCredentialsMode::Static) => (m, "static"),
+        Some(m @ RawCredentialsMode::AssumeRole) => (m, "assume_role"),
+    };
+    let keys: &[(&'static str, bool)] = &[
+        ("access_key_id", c.access_key_id.is_some()),
+        ("secret_access_key_file", c.secret_access_key_file.is_some()),
+        ("role_arn", c.role_arn.is_some()),
+        ("external_id", c.external_id.is_some()),
+    ];
+    let allowed: &[&str] = match mode {
+        RawCredentialsMode::Internal => &[],
+        RawCredentialsMode::Static => &["access_key_id", "secret_access_key_file"],
+        RawCredentialsMode::AssumeRole => &["role_arn", "external_id"],
+    };
+    if let Some((key, _)) = keys.iter().find(|(k, set)| *set && !allowed.contains(k)) {
+        return bad(
+            &["credentials", key],
+            format!("`{key}` is not a key of credentials mode `{word}`"),
+        );
+    }
+    let needs = |key: &str| format!("credentials mode `{word}` needs `{key}`");
+    match mode {
+        RawCredentialsMode::Internal => Ok(Credentials::Internal),
+        RawCredentialsMode::Static => {
+            let Some(access_key_id) = c.access_key_id.and_then(|w| w.0) else {
+                return bad(&["credentials"], needs("access_key_id"));
+            };
+            let Some(secret_access_key_file) = c.secret_access_key_file.and_then(|w| w.0) else {
+                return bad(&["credentials"], needs("secret_access_key_file"));
+            };
+            if access_key_id.is_empty() {
+                return bad(
+                    &["credentials", "access_key_id"],
+                    "access_key_id must not be empty",
+                );
+            }
+            if !secret_access_key_file.is_absolute() {
+                return bad(
+                    &["credentials", "secret_access_key_file"],
+                    "secret_access_key_file must be an absolute path",
+                );
+            }
+            Ok(Credentials::Static {
+                access_key_id,
+                secret_access_key_file,
+            })
+        }
+        RawCredentialsMode::AssumeRole => {
+            let Some(role_arn) = c.role_arn.and_then(|w| w.0) else {
+                return bad(&["credentials"], needs("role_arn"));
+            };
+            if !role_arn.starts_with("arn:") || !role_arn.contains(":role/") {
+                return bad(
+                    &["credentials", "role_arn"],
+                    format!(
+                        "role_arn {role_arn:?} is not a role ARN (arn:aws:iam::ACCOUNT:role/NAME)"
+                    ),
+                );
+            }
+            let external_id = c.external_id.and_then(|w| w.0);
+            match external_id.as_deref() {
+                None => bad(
+                    &["credentials"],
+                    "assume_role needs `external_id`: the customer's trust policy must require it (sts:ExternalId) so that no other party can make the publisher write into their bucket (the confused-deputy problem); agree one per customer and run `outpost policy` for the trust policy",
+                ),
+                Some(e) if e.len() < 2 || e.len() > 1224 => bad(
+                    &["credentials", "external_id"],
+                    "external_id must be 2 to 1,224 characters (STS's limits)",
+                ),
+                Some(_) => Ok(Credentials::AssumeRole {
+                    role_arn,
+                    external_id,
+                }),
+            }
+        }
+    }
+}
+
+/// `sse`: `AES256`, or `aws:kms` with a full key ARN.
+fn sse(s: RawSse) -> Result<Sse, Invalid> {
+    match (s.mode, s.kms_key_id) {
+        (None, _) => bad(
+            &["sse"],
+            "`sse` needs `mode: AES256` or `mode: \"aws:kms\"`",
+        ),
+        (Some(RawSseMode::Aes256), None) => Ok(Sse::Aes256),
+        (Some(RawSseMode::Aes256), Some(_)) => bad(
+            &["sse", "kms_key_id"],
+            "kms_key_id is only valid with mode aws:kms",
+        ),
+        (Some(RawSseMode::Kms), Some(k))
+            if k.starts_with("arn:") && k.contains(":kms:") && k.contains(":key/") =>
+        {
+            Ok(Sse::Kms { kms_key_id: k })
+        }
+        (Some(RawSseMode::Kms), Some(k)) => bad(
+            &["sse", "kms_key_id"],
+            format!(
+                "kms_key_id {k:?} must be a full key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID); an alias or bare id would resolve in the publisher's own account"
+            ),
+        ),
+        (Some(RawSseMode::Kms), None) => bad(&["sse"], "mode aws:kms needs kms_key_id"),
+    }
+}
+
+/// `completion` with its `marker_suffix` or `quiet_period` (each read only in its mode).
+fn completion(
+    mode: Option<RawCompletion>,
+    marker_suffix: Option<String>,
+    quiet_period: Option<Duration>,
+) -> Result<Completion, Invalid> {
+    match mode.unwrap_or(RawCompletion::Rename) {
+        RawCompletion::Rename => Ok(Completion::Rename),
+        RawCompletion::Marker => {
+            let suffix = marker_suffix.unwrap_or_else(|| ".ready".into());
+            if suffix.is_empty() || suffix.contains('/') {
+                return bad(
+                    &["marker_suffix"],
+                    format!("marker_suffix {suffix:?} must be non-empty and contain no '/'"),
+                );
+            }
+            Ok(Completion::Marker { suffix })
+        }
+        RawCompletion::Quiet => {
+            let period = quiet_period.unwrap_or(Duration::from_secs(30));
+            ranged(&["quiet_period"], period, MS100, DAY)?;
+            Ok(Completion::Quiet { period })
+        }
+    }
+}
+
+/// `multipart`: S3's part limits.
+fn multipart(m: RawMultipart) -> Result<Multipart, Invalid> {
+    let multipart = Multipart {
+        threshold: m.threshold.map_or(64 << 20, |v| v.0),
+        part_size: m.part_size.map_or(16 << 20, |v| v.0),
+        concurrency: m.concurrency.map_or(4, |n| n.0),
+    };
+    let (min, max) = (format_size(MIN_PART), format_size(MAX_PART));
+    if !(MIN_PART..=MAX_PART).contains(&multipart.part_size) {
+        return bad(
+            &["multipart", "part_size"],
+            format!("multipart.part_size must be between {min} and {max} (S3's part limits)"),
+        );
+    }
+    if multipart.threshold == 0 || multipart.threshold > MAX_PART {
+        return bad(
+            &["multipart", "threshold"],
+            format!("multipart.threshold must be between 1B and {max} (the largest single PUT)"),
+        );
+    }
+    if multipart.concurrency == 0 || multipart.concurrency > 64 {
+        return bad(
+            &["multipart", "concurrency"],
+            "multipart.concurrency must be between 1 and 64",
+        );
+    }
+    Ok(multipart)
+}
+
+/// `retry`: the backoff range, and a cap no smaller than the first backoff.
+fn retry(r: RawRetry) -> Result<Retry, Invalid> {
+    let retry = Retry {
+        initial_backoff: r.initial_backoff.map_or(Duration::from_secs(1), |d| d.0),
+        max_backoff: r.max_backoff.map_or(Duration::from_secs(300), |d| d.0),
+        max_attempts: r.max_attempts.map_or(20, |n| n.0),
+    };
+    ranged(
+        &["retry", "initial_backoff"],
+        retry.initial_backoff,
+        MS1,
+        HOUR,
+    )?;
+    ranged(&["retry", "max_backoff"], retry.max_backoff, MS1, DAY)?;
+    if retry.max_backoff < retry.initial_backoff {
+        return bad(
+            &["retry", "max_backoff"],
+            "retry.max_backoff must not be less than retry.initial_backoff",
+        );
+    }
+    if !(1..=10_000).contains(&retry.max_attempts) {
+        return bad(
+            &["retry", "max_attempts"],
+            "retry.max_attempts must be between 1 and 10000",
+        );
+    }
+    Ok(retry)
+}
+
+/// `timeouts`.
+fn timeouts(t: RawTimeouts) -> Result<Timeouts, Invalid> {
+    let timeouts = Timeouts {
+        connect: t.connect.map_or(Duration::from_secs(5), |d| d.0),
+        read: t.read.map_or(Duration::from_secs(60), |d| d.0),
+    };
+    ranged(&["timeouts", "connect"], timeouts.connect, MS100, HOUR)?;
+    ranged(&["timeouts", "read"], timeouts.read, MS100, HOUR)?;
+    Ok(timeouts)
+}
