@@ -1202,6 +1202,26 @@ mod tests {
         );
     }
 
+    /// Journals exactly as this version writes them: a later version must read them and
+    /// write them back byte for byte (the spool keeps them across upgrades).
+    const JOURNALS: [&str; 4] = [
+        r#"{"upload_id":"","bucket":"b","key":"k","size":1,"mtime_ns":2,"part_size":3,"suspect_since_unix":998,"suspect_last_unix":1000,"token":"00ff"}"#,
+        r#"{"upload_id":"up-1","bucket":"b","key":"k","size":1,"mtime_ns":-2,"part_size":3,"token":"00ff"}"#,
+        r#"{"upload_id":"up-1","bucket":"b","key":"k","size":1,"mtime_ns":2,"part_size":3,"suspect_since_unix":998,"suspect_last_unix":1000,"token":"00ff"}"#,
+        // An earlier version's: no last time, no token.
+        r#"{"upload_id":"up-1","bucket":"b","key":"k","size":1,"mtime_ns":2,"part_size":3,"suspect_since_unix":998}"#,
+    ];
+
+    #[test]
+    fn journals_of_this_version_read_and_write_back_unchanged() {
+        for text in JOURNALS {
+            let r: MpuRecord = serde_json::from_str(text).expect(text);
+            assert_eq!(serde_json::to_string(&r).expect("json"), text);
+        }
+        let r: MpuRecord = serde_json::from_str(JOURNALS[2]).expect("journal");
+        assert_eq!(r, record("k", "up-1", Some((998, 1000)), "00ff"));
+    }
+
     #[test]
     fn only_a_client_error_proves_a_create_began_nothing() {
         let coded = |code: &str, status: u16| UploadError {
