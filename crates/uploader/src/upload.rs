@@ -991,29 +991,17 @@ fn checksum_of_file(
     kind: Checksum,
     size: u64,
 ) -> Result<PartChecksum, UploadError> {
-    use md5::Digest;
     let mut buf = vec![0u8; 8 << 20];
     let mut off = 0u64;
-    let mut crc32 = 0u32;
-    let mut crc64 = crc64fast_nvme::Digest::new();
-    let mut md5 = md5::Md5::new();
+    let mut digest = crate::checksum::FileDigest::new(kind);
     while off < size {
         let n = (size - off).min(buf.len() as u64) as usize;
         file.read_exact_at(&mut buf[..n], off)
             .map_err(|e| UploadError::io("read", &e))?;
-        match kind {
-            Checksum::Crc32c => crc32 = crc32c::crc32c_append(crc32, &buf[..n]),
-            Checksum::Crc64Nvme => crc64.write(&buf[..n]),
-            Checksum::Md5 => md5.update(&buf[..n]),
-        }
+        digest.update(&buf[..n]);
         off += n as u64;
     }
-    Ok(PartChecksum::from_digest(
-        kind,
-        crc32,
-        crc64.sum64(),
-        md5.finalize().as_slice(),
-    ))
+    Ok(digest.finish())
 }
 
 /// Runs `op` up to 6 times while it fails transiently (NoSuchUpload is an answer, not a
