@@ -3,10 +3,8 @@
 //! create/part/abort — so a missing grant shows before real data does.
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ObjectCannedAcl, ServerSideEncryption, StorageClass};
-use outpost_config::Sse;
 
-use crate::upload::{CreateExt, object_settings, with_checksum};
+use crate::upload::{ObjectSettings, Owned, WithChecksum, create_multipart};
 use crate::{Destination, PartChecksum, UploadError};
 
 /// The probe key below the server's prefix (overwritten by every verify).
@@ -41,9 +39,9 @@ impl Destination {
             .bucket(&s.bucket)
             .key(&key)
             .content_length(body.len() as i64)
-            .body(ByteStream::from(body.clone()));
-        let req = object_settings!(req, s);
-        let req = with_checksum!(req, sum.clone());
+            .body(ByteStream::from(body.clone()))
+            .object_settings(s)
+            .with_checksum(sum.clone());
         let r = req
             .send()
             .await
@@ -58,8 +56,7 @@ impl Destination {
             return steps;
         }
 
-        let create = s.client_create(&self.client, &key);
-        let create = object_settings!(create, s);
+        let create = create_multipart(&self.client, s, &key);
         let id = match create.send().await {
             Ok(out) => {
                 steps.push(Step {
@@ -83,10 +80,10 @@ impl Destination {
             .key(&key)
             .upload_id(&id)
             .part_number(1)
-            .set_expected_bucket_owner(s.expected_bucket_owner.clone())
+            .owner(s)
             .content_length(body.len() as i64)
-            .body(ByteStream::from(body));
-        let part = with_checksum!(part, sum);
+            .body(ByteStream::from(body))
+            .with_checksum(sum);
         let r = part
             .send()
             .await
@@ -103,7 +100,7 @@ impl Destination {
             .bucket(&s.bucket)
             .key(&key)
             .upload_id(&id)
-            .set_expected_bucket_owner(s.expected_bucket_owner.clone())
+            .owner(s)
             .send()
             .await
             .map(|_| ())
