@@ -53,6 +53,18 @@ fn identity(file: &std::fs::File) -> Result<Identity, UploadError> {
     ))
 }
 
+/// One file on its way: what every way of sending it needs.
+pub(super) struct Sending<'a> {
+    /// The claimed file, opened read-only.
+    file: Arc<std::fs::File>,
+    /// Its object key.
+    key: &'a str,
+    /// Its size and mtime when its upload began.
+    id: Identity,
+    /// Its multipart journal; also asked whether the claim is still ours (the fence).
+    journal: &'a dyn Journal,
+}
+
 /// Fails when this daemon no longer holds the file (taken over while it was paused):
 /// the object is not published from a stale copy.
 fn fence(journal: &dyn Journal) -> Result<(), UploadError> {
@@ -91,8 +103,12 @@ impl Destination {
             ));
         }
         let key = self.server.key_for(rel);
-        let file = Arc::new(file);
-        let id = (size, mtime_ns);
+        let f = Sending {
+            file: Arc::new(file),
+            key: &key,
+            id: (size, mtime_ns),
+            journal,
+        };
         let work = async {
             if size < self.server.multipart.threshold {
                 if journal.load().is_some() {
@@ -101,15 +117,15 @@ impl Destination {
                 if size > crate::buffers::budget().bytes() / 4 {
                     // Too large a share of the buffer budget to hold whole: streamed
                     // from disk (bounded memory).
-                    self.put_streamed(file, &key, id, journal).await
+                    self.put_streamed(&f).await
                 } else {
-                    self.put_single(file, &key, id, journal).await
+                    self.put_single(&f).await
                 }
             } else if size <= MAX_PUT && self.multipart_refused.load(Ordering::Relaxed) {
                 self.abort_recorded(journal).await;
-                self.put_streamed(file, &key, id, journal).await
+                self.put_streamed(&f).await
             } else {
-                match self.put_multipart(file.clone(), &key, id, journal).await {
+                match self.put_multipart(&f).await {
                     Err(e)
                         if e.class == ErrorClass::Refused
                             && matches!(e.op, "CreateMultipartUpload" | "UploadPart")
@@ -117,7 +133,7 @@ impl Destination {
                     {
                         // A policy written for single PUTs: try one PutObject.
                         self.abort_recorded(journal).await;
-                        let r = self.put_streamed(file, &key, id, journal).await;
+                        let r = self.put_streamed(&f).await;
                         if r.is_ok() && !self.multipart_refused.swap(true, Ordering::Relaxed) {
                             tracing::warn!(
                                 server = %self.server.name,

@@ -4,13 +4,12 @@
 //! they share; a reader changing the resume rule reads `journal.rs` then `start.rs`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use aws_sdk_s3::types::CompletedPart;
 
-use crate::upload::Identity;
 use crate::upload::part_size_for;
-use crate::{Destination, ErrorClass, Journal, UploadError, Uploaded};
+use crate::upload::{Identity, Sending};
+use crate::{Destination, ErrorClass, UploadError, Uploaded};
 
 /// How one file is cut into parts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,20 +57,12 @@ impl<'a> Plan<'a> {
 
 impl Destination {
     /// Uploads `file` as a multipart upload, resuming the one its journal records.
-    pub(super) async fn put_multipart(
-        &self,
-        file: Arc<std::fs::File>,
-        key: &str,
-        id: Identity,
-        journal: &dyn Journal,
-    ) -> Result<Uploaded, UploadError> {
-        let plan = Plan::new(key, id, self.server.multipart.part_size);
+    pub(super) async fn put_multipart(&self, f: &Sending<'_>) -> Result<Uploaded, UploadError> {
+        let (file, journal) = (&f.file, f.journal);
+        let plan = Plan::new(f.key, f.id, self.server.multipart.part_size);
         let mut started = self.start_or_resume(&plan, journal).await?;
         let done = std::mem::take(&mut started.done);
-        let parts = match self
-            .send_parts(&file, &plan, &started.upload_id, done)
-            .await
-        {
+        let parts = match self.send_parts(file, &plan, &started.upload_id, done).await {
             Ok(parts) => parts,
             Err(e) if started.resumed && e.class == ErrorClass::Refused => {
                 // A resumed upload that no longer takes parts (completed or gone on a
@@ -90,10 +81,10 @@ impl Destination {
             Err(e) => return Err(e), // the journal stays: the retry resumes
         };
         let upload_id = started.upload_id;
-        self.complete(&file, &plan, &upload_id, started.entry, parts, journal)
+        self.complete(file, &plan, &upload_id, started.entry, parts, journal)
             .await?;
         Ok(Uploaded {
-            bytes: id.0,
+            bytes: f.id.0,
             parts: plan.nparts as u32,
             resumed: started.resumed,
         })

@@ -3,17 +3,15 @@
 //! after a first pass computes its checksum ([`Destination::put_streamed`]). Both end in
 //! the same request; a reader may change how the body is produced here.
 
-use std::os::unix::fs::FileExt;
-use std::sync::Arc;
-
 use aws_sdk_s3::primitives::ByteStream;
 use outpost_config::Checksum;
+use std::os::unix::fs::FileExt;
 
 use crate::buffers::{Release, read_at};
 use crate::checksum::FileDigest;
 use crate::upload::requests::{ObjectSettings, WithChecksum, send_object};
-use crate::upload::{Identity, fence, identity};
-use crate::{Destination, ErrorClass, Journal, PartChecksum, UploadError, Uploaded};
+use crate::upload::{Identity, Sending, fence, identity};
+use crate::{Destination, ErrorClass, PartChecksum, UploadError, Uploaded};
 
 /// Fails (transiently) when the file is no longer what it was when its upload began.
 fn unchanged_since_read(file: &std::fs::File, id: Identity) -> Result<(), UploadError> {
@@ -30,37 +28,27 @@ fn unchanged_since_read(file: &std::fs::File, id: Identity) -> Result<(), Upload
 
 impl Destination {
     /// One PutObject from memory.
-    pub(super) async fn put_single(
-        &self,
-        file: Arc<std::fs::File>,
-        key: &str,
-        id: Identity,
-        journal: &dyn Journal,
-    ) -> Result<Uploaded, UploadError> {
-        let (data, release) = read_at(file.clone(), 0, id.0, None).await?;
-        unchanged_since_read(&file, id)?;
+    pub(super) async fn put_single(&self, f: &Sending<'_>) -> Result<Uploaded, UploadError> {
+        let (data, release) = read_at(f.file.clone(), 0, f.id.0, None).await?;
+        unchanged_since_read(&f.file, f.id)?;
         let sum = PartChecksum::compute(self.server.checksum, &data);
         let body = ByteStream::from(data);
-        self.put_object(key, id.0, body, sum, journal, Some(&release))
-            .await
+        self.put_object(f, body, sum, Some(&release)).await
     }
 
     /// One PutObject streamed from disk (bounded memory): the checksum is computed in a
     /// first pass, then the file is sent with it, so the store verifies every byte.
-    pub(super) async fn put_streamed(
-        &self,
-        file: Arc<std::fs::File>,
-        key: &str,
-        id: Identity,
-        journal: &dyn Journal,
-    ) -> Result<Uploaded, UploadError> {
-        let (kind, size) = (self.server.checksum, id.0);
-        let f = file.clone();
-        let sum = tokio::task::spawn_blocking(move || checksum_of_file(&f, kind, size))
+    pub(super) async fn put_streamed(&self, f: &Sending<'_>) -> Result<Uploaded, UploadError> {
+        let (kind, size) = (self.server.checksum, f.id.0);
+        let file = f.file.clone();
+        let sum = tokio::task::spawn_blocking(move || checksum_of_file(&file, kind, size))
             .await
             .map_err(|e| UploadError::new(ErrorClass::Transient, "read", e.to_string()))??;
-        unchanged_since_read(&file, id)?;
-        let mut dup = file.try_clone().map_err(|e| UploadError::io("open", &e))?;
+        unchanged_since_read(&f.file, f.id)?;
+        let mut dup = f
+            .file
+            .try_clone()
+            .map_err(|e| UploadError::io("open", &e))?;
         std::io::Seek::seek(&mut dup, std::io::SeekFrom::Start(0))
             .map_err(|e| UploadError::io("read", &e))?;
         let body = ByteStream::read_from()
@@ -69,30 +57,28 @@ impl Destination {
             .build()
             .await
             .map_err(|e| UploadError::new(ErrorClass::Transient, "read", e.to_string()))?;
-        self.put_object(key, size, body, sum, journal, None).await
+        self.put_object(f, body, sum, None).await
     }
 
     /// The PutObject both send, right after the fence.
     async fn put_object(
         &self,
-        key: &str,
-        size: u64,
+        f: &Sending<'_>,
         body: ByteStream,
         sum: PartChecksum,
-        journal: &dyn Journal,
         release: Option<&Release>,
     ) -> Result<Uploaded, UploadError> {
-        let s = &self.server;
+        let (s, size) = (&self.server, f.id.0);
         let req = self
             .client
             .put_object()
             .bucket(&s.bucket)
-            .key(key)
+            .key(f.key)
             .content_length(size as i64)
             .body(body)
             .object_settings(s)
             .with_checksum(sum);
-        fence(journal)?;
+        fence(f.journal)?;
         send_object!(
             req,
             self.unsigned_payload,
