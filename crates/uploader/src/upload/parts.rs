@@ -20,12 +20,17 @@ use crate::{Destination, ErrorClass, PartChecksum, UploadError};
 /// What each part task needs (cloned into it).
 #[derive(Clone)]
 struct PartJob {
+    /// The server's client.
     client: aws_sdk_s3::Client,
+    /// Bucket, checksum kind, expected owner, timeouts.
     server: Arc<Server>,
+    /// The object's key.
     key: String,
+    /// The upload the parts go to.
     upload_id: String,
     /// Payload unsigned (TLS endpoints).
     unsigned: bool,
+    /// The claimed file, read at each part's offset.
     file: Arc<std::fs::File>,
     /// The upload's own buffers, recycled from part to part.
     pool: Arc<BufferPool>,
