@@ -279,6 +279,10 @@ pub(crate) fn new_token() -> String {
 pub(crate) mod tests {
     use super::*;
 
+    fn sus(since: i64, last: Option<i64>) -> Suspect {
+        Suspect { since, last }
+    }
+
     /// A journal entry for `key` in bucket `b`.
     pub(crate) fn entry(
         key: &str,
@@ -286,10 +290,7 @@ pub(crate) mod tests {
         suspect: Option<(i64, i64)>,
         token: &str,
     ) -> Entry {
-        let suspect = suspect.map(|(since, last)| Suspect {
-            since,
-            last: Some(last),
-        });
+        let suspect = suspect.map(|(since, last)| sus(since, Some(last)));
         Entry {
             bucket: "b".into(),
             key: key.into(),
@@ -324,18 +325,12 @@ pub(crate) mod tests {
             .filter_map(|t| Entry::parse(t.as_bytes()))
             .map(|e| e.state)
             .collect();
-        let s = Suspect {
-            since: 998,
-            last: Some(1000),
-        };
+        let s = sus(998, Some(1000));
         let up = |suspect| State::Recorded {
             upload_id: "up-1".into(),
             suspect,
         };
-        let old = Suspect {
-            since: 998,
-            last: None,
-        };
+        let old = sus(998, None);
         assert_eq!(
             states,
             [State::Suspect(s), up(None), up(Some(s)), up(Some(old))]
@@ -381,10 +376,7 @@ pub(crate) mod tests {
     #[test]
     fn a_create_is_suspect_until_its_answer_is_recorded() {
         // (state before, after `creating(1000)`, after `created("new")` of the before)
-        let s = |since, last| Suspect {
-            since,
-            last: Some(last),
-        };
+        let s = |since, last| sus(since, Some(last));
         let rec = |suspect| State::Recorded {
             upload_id: "new".into(),
             suspect,
