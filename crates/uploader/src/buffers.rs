@@ -7,122 +7,21 @@
 //! bytes of one process-wide [`budget`] (`max_buffer_memory`) for as long as it exists;
 //! a read waits for its bytes before it allocates, or for a mapping of its own upload to
 //! come back, whichever comes first (so uploads holding idle mappings cannot starve
-//! each other).
+//! each other). The accounting itself is in `buffers/budget.rs`; a reader may change
+//! how reads allocate and recycle here.
 
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use memmap2::MmapMut;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 
-/// Default `max_buffer_memory`.
-pub const DEFAULT_BUDGET: u64 = 256 << 20;
+mod budget;
 
-/// Budget accounting unit.
-const UNIT: u64 = 1024;
-
-/// The bytes all part and body buffers of the process may hold at once.
-#[derive(Debug)]
-pub struct Budget {
-    total_units: u32,
-    sem: Arc<Semaphore>,
-}
-
-impl Budget {
-    fn new(bytes: u64) -> Budget {
-        let units = (bytes / UNIT).clamp(1, u64::from(u32::MAX)) as u32;
-        Budget {
-            total_units: units,
-            sem: Arc::new(Semaphore::new(units as usize)),
-        }
-    }
-
-    /// The budget in bytes.
-    pub fn bytes(&self) -> u64 {
-        u64::from(self.total_units) * UNIT
-    }
-
-    /// Bytes not held by any buffer now.
-    pub fn available(&self) -> u64 {
-        self.sem.available_permits() as u64 * UNIT
-    }
-
-    /// Waits until `bytes` (at most the whole budget: a buffer larger than the budget
-    /// waits for all of it and goes alone) are free, and holds them.
-    async fn acquire(&self, bytes: u64) -> Held {
-        let units = bytes.div_ceil(UNIT).clamp(1, u64::from(self.total_units)) as u32;
-        match self.sem.clone().acquire_many_owned(units).await {
-            Ok(p) => p.forget(),
-            // The semaphore is never closed.
-            Err(_) => unreachable!("buffer budget closed"),
-        }
-        Held(Release {
-            sem: self.sem.clone(),
-            units,
-            given_back: Arc::default(),
-        })
-    }
-}
-
-/// Budget bytes held by one buffer: given back when the buffer goes, or earlier through
-/// its [`Release`].
-#[derive(Debug)]
-struct Held(Release);
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.0.now();
-    }
-}
-
-/// Gives a buffer's budget bytes back before the buffer goes: for a request cut because
-/// it stalled, whose body the HTTP connection may hold until the socket dies. The bytes
-/// are then no longer counted (a stalled connection costs memory, never the budget).
-#[derive(Debug, Clone)]
-pub(crate) struct Release {
-    sem: Arc<Semaphore>,
-    units: u32,
-    given_back: Arc<AtomicBool>,
-}
-
-impl Default for Release {
-    /// Holds nothing.
-    fn default() -> Self {
-        Release {
-            sem: Arc::new(Semaphore::new(0)),
-            units: 0,
-            given_back: Arc::default(),
-        }
-    }
-}
-
-impl Release {
-    /// Gives the bytes back (once).
-    pub(crate) fn now(&self) {
-        if !self.given_back.swap(true, Ordering::SeqCst) && self.units > 0 {
-            self.sem.add_permits(self.units as usize);
-        }
-    }
-
-    fn given_back(&self) -> bool {
-        self.given_back.load(Ordering::SeqCst)
-    }
-}
-
-static BUDGET: OnceLock<Budget> = OnceLock::new();
-
-/// Sets `max_buffer_memory` (once, at start-up, before any upload; later calls are
-/// ignored and return false).
-pub fn set_budget(bytes: u64) -> bool {
-    BUDGET.set(Budget::new(bytes)).is_ok()
-}
-
-/// The process-wide buffer budget ([`DEFAULT_BUDGET`] unless set at start-up).
-pub fn budget() -> &'static Budget {
-    BUDGET.get_or_init(|| Budget::new(DEFAULT_BUDGET))
-}
+use budget::Held;
+pub(crate) use budget::Release;
+pub use budget::{Budget, DEFAULT_BUDGET, budget, set_budget};
 
 use crate::{ErrorClass, UploadError};
 
@@ -133,8 +32,11 @@ const SMALL_READ: u64 = 256 * 1024;
 /// Dropped (and unmapped) with the last buffer of the upload.
 #[derive(Debug)]
 pub(crate) struct BufferPool {
+    /// Bytes of every mapping (the upload's part size): a mapping fits any part.
     size: usize,
+    /// Idle mappings kept at most (the upload's concurrency); more are unmapped.
     keep: usize,
+    /// Idle mappings, each still holding its budget bytes.
     free: Mutex<Vec<Mapping>>,
     /// Signalled when a mapping comes back.
     returned: Notify,
@@ -143,7 +45,9 @@ pub(crate) struct BufferPool {
 /// A mapping and the budget it holds.
 #[derive(Debug)]
 struct Mapping {
+    /// The anonymous mapping.
     map: MmapMut,
+    /// Its bytes of the budget, held while it exists (idle in a pool too).
     held: Held,
 }
 
@@ -181,8 +85,11 @@ impl BufferPool {
 /// A region of a mapping, owned by a request body; on drop the mapping goes back to its
 /// pool (or is unmapped).
 struct PartBuf {
+    /// `None` only once dropped (taken back to the pool).
     map: Option<Mapping>,
+    /// Bytes of the mapping this part uses (the last part is shorter).
     len: usize,
+    /// Where the mapping goes back to; `None`: unmapped on drop.
     pool: Option<Arc<BufferPool>>,
 }
 
@@ -194,7 +101,9 @@ impl AsRef<[u8]> for PartBuf {
 
 /// A small heap buffer and the budget it holds.
 struct HeapBuf {
+    /// The bytes.
     buf: Vec<u8>,
+    /// Their bytes of the budget, given back when the body is dropped.
     _held: Held,
 }
 

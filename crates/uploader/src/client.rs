@@ -87,13 +87,10 @@ impl Destination {
     }
 }
 
-/// The SDK configuration of a server's own identity (before any AssumeRole), and the
-/// stamp of the static secret it read.
-async fn base_config(
-    server: &Server,
-) -> Result<(aws_config::SdkConfig, Option<SecretStamp>), UploadError> {
-    let mut stamp = None;
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+/// What every SDK configuration of a server starts from: its region, no SDK retries
+/// (ours is the only retry policy), its connect and read timeouts.
+fn loader(server: &Server) -> aws_config::ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(server.region.clone()))
         .retry_config(RetryConfig::disabled())
         .timeout_config(
@@ -101,7 +98,16 @@ async fn base_config(
                 .connect_timeout(server.timeouts.connect)
                 .read_timeout(server.timeouts.read)
                 .build(),
-        );
+        )
+}
+
+/// The SDK configuration of a server's own identity (before any AssumeRole), and the
+/// stamp of the static secret it read.
+async fn base_config(
+    server: &Server,
+) -> Result<(aws_config::SdkConfig, Option<SecretStamp>), UploadError> {
+    let mut stamp = None;
+    let mut loader = loader(server);
     if let Credentials::Static {
         access_key_id,
         secret_access_key_file,
@@ -138,18 +144,7 @@ async fn sdk_config(
             b = b.external_id(id.clone());
         }
         let provider = b.build().await;
-        let with_role = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(server.region.clone()))
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(server.timeouts.connect)
-                    .read_timeout(server.timeouts.read)
-                    .build(),
-            )
-            .credentials_provider(provider)
-            .load()
-            .await;
+        let with_role = loader(server).credentials_provider(provider).load().await;
         return Ok((with_role, stamp));
     }
     Ok((base, stamp))

@@ -1,4 +1,15 @@
-//! Upload errors and their classes: what the scheduler and the binary act on.
+//! Upload errors and their classes: what the scheduler and the binary act on. Here a
+//! reader may change which S3 code or local failure falls in which [`ErrorClass`], and
+//! how a cause is recognised along an SDK error's source chain (by type, never by
+//! text); the causes found along that chain are in `error/cause.rs`, the operator's
+//! explanation of a refusal in `error/explain.rs`.
+
+mod cause;
+mod explain;
+
+pub use cause::ASSUME_ROLE_REFUSED;
+pub(crate) use cause::UNTRUSTED;
+use cause::{chain, sts_refusal, untrusted_certificate};
 
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
@@ -82,8 +93,11 @@ impl UploadError {
         let class = match e.kind() {
             std::io::ErrorKind::NotFound => ErrorClass::Vanished,
             std::io::ErrorKind::PermissionDenied => ErrorClass::Unreadable,
-            _ if e.raw_os_error() == Some(40) => ErrorClass::Unreadable, // ELOOP: a link
-            std::io::ErrorKind::UnexpectedEof => ErrorClass::Transient,  // truncated meanwhile
+            // A link where the spool opens with O_NOFOLLOW.
+            _ if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+                ErrorClass::Unreadable
+            }
+            std::io::ErrorKind::UnexpectedEof => ErrorClass::Transient, // truncated meanwhile
             _ => ErrorClass::Transient,
         };
         UploadError::new(class, op, e.to_string())
@@ -122,7 +136,7 @@ impl UploadError {
             SdkError::TimeoutError(_) => UploadError::new(ErrorClass::Transient, op, "timed out"),
             SdkError::DispatchFailure(d) => {
                 let detail = chain(std::error::Error::source(&e));
-                if untrusted_certificate(&detail) {
+                if untrusted_certificate(std::error::Error::source(&e)) {
                     // Retrying the same handshake cannot succeed: the server is blocked
                     // (files stay pending) until its certificate is trusted.
                     UploadError::new(ErrorClass::Refused, op, format!("{UNTRUSTED}: {detail}"))
@@ -153,89 +167,6 @@ impl UploadError {
             _ => UploadError::new(ErrorClass::Transient, op, chain(Some(&e))),
         }
     }
-}
-
-/// The code an [`UploadError`] carries when STS refused to let us assume the role.
-pub const ASSUME_ROLE_REFUSED: &str = "AssumeRoleRefused";
-
-/// STS's answer to AssumeRole, when the SDK's credentials provider failed with one: the
-/// error surfaces inside the S3 call's identity resolution (as a dispatch failure), so
-/// the cause is looked for along the whole source chain. A refusal (4xx other than
-/// throttling: AccessDenied, a trust policy that does not name us, a wrong external id,
-/// a missing role; or an invalid configuration) blocks the server; throttling, 5xx and
-/// network errors stay transient.
-fn sts_refusal(op: &'static str, e: &(dyn std::error::Error + 'static)) -> Option<UploadError> {
-    use aws_credential_types::provider::error::CredentialsError;
-    use aws_sdk_sts::operation::assume_role::AssumeRoleError;
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(CredentialsError::InvalidConfiguration(_)) =
-            err.downcast_ref::<CredentialsError>()
-        {
-            return Some(UploadError {
-                class: ErrorClass::Refused,
-                op,
-                code: Some(ASSUME_ROLE_REFUSED.into()),
-                message: format!("AssumeRole: invalid configuration: {}", chain(err.source())),
-            });
-        }
-        if let Some(SdkError::ServiceError(se)) =
-            err.downcast_ref::<SdkError<AssumeRoleError, HttpResponse>>()
-        {
-            let status = se.raw().status().as_u16();
-            let code = se.err().code().map(str::to_owned);
-            let class = match classify(code.as_deref(), Some(status)) {
-                ErrorClass::Transient
-                    if status >= 500
-                        || status == 429
-                        || matches!(
-                            code.as_deref(),
-                            Some("Throttling" | "ThrottlingException" | "RequestTimeout")
-                        ) =>
-                {
-                    ErrorClass::Transient
-                }
-                _ => ErrorClass::Refused,
-            };
-            return Some(UploadError {
-                class,
-                op,
-                code: (class == ErrorClass::Refused).then(|| ASSUME_ROLE_REFUSED.to_owned()),
-                message: format!(
-                    "STS refused AssumeRole: {} (HTTP {status}){}",
-                    code.as_deref().unwrap_or("no error code"),
-                    se.err()
-                        .message()
-                        .map(|m| format!(": {m}"))
-                        .unwrap_or_default()
-                ),
-            });
-        }
-        cur = err.source();
-    }
-    None
-}
-
-/// How an error about an untrusted TLS certificate begins.
-const UNTRUSTED: &str = "the endpoint's TLS certificate is not trusted";
-
-/// Whether a connection error is a certificate the client does not trust (rustls says
-/// "invalid peer certificate: UnknownIssuer / NotValidForName / Expired …").
-fn untrusted_certificate(detail: &str) -> bool {
-    detail.contains("invalid peer certificate")
-}
-
-fn chain(e: Option<&dyn std::error::Error>) -> String {
-    let mut out = String::new();
-    let mut cur = e;
-    while let Some(err) = cur {
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&err.to_string());
-        cur = err.source();
-    }
-    out
 }
 
 /// The class of an S3 error code / HTTP status.
@@ -296,140 +227,33 @@ pub fn classify(code: Option<&str>, status: Option<u16>) -> ErrorClass {
     }
 }
 
-impl UploadError {
-    /// One line for an operator: what the destination refused, the possible causes, and
-    /// what the customer or the operator must fix.
-    pub fn explain(&self, s: &outpost_config::Server) -> String {
-        let code = self.code.as_deref().unwrap_or("");
-        let verify = format!("check with `outpost verify {}`", s.name);
-        let kms = match &s.sse {
-            Some(outpost_config::Sse::Kms { kms_key_id }) => format!(
-                ", or the key policy of {kms_key_id} does not let the publisher use the key"
-            ),
-            _ => String::new(),
-        };
-        let owner = match &s.expected_bucket_owner {
-            Some(o) => format!(
-                ", or bucket {} is not owned by account {o} (expected_bucket_owner)",
-                s.bucket
-            ),
-            None => String::new(),
-        };
-        let why = match code {
-            "" if self.message.starts_with(UNTRUSTED) => format!(
-                "fix: check `endpoint` of server {} (the certificate must name its host); for a private CA, add it to the system's trust store or point SSL_CERT_FILE at a PEM bundle that holds it",
-                s.name
-            ),
-            "" if self.class != ErrorClass::Refused => format!(
-                "the endpoint could not be reached or did not answer; fix: check `endpoint`/`region` of server {} and the network path to it (DNS, firewall, proxy), then {verify}",
-                s.name
-            ),
-            "AccessDenied" | "AllAccessDisabled" | "" => format!(
-                "the bucket policy of {} does not allow the publisher to write under {:?}{owner}{kms}; fix: run `outpost policy {}` and have the customer apply it, then {verify}",
-                s.bucket, s.prefix, s.name
-            ),
-            "NoSuchBucket" => format!(
-                "bucket {} does not exist; fix: check `bucket` of server {} or ask the customer to create it",
-                s.bucket, s.name
-            ),
-            "InvalidAccessKeyId" => format!(
-                "S3 does not know the access key; fix: check the credentials of server {} (the access key id, or the daemon's identity)",
-                s.name
-            ),
-            "SignatureDoesNotMatch" => format!(
-                "the secret key does not match the access key; fix: check the secret of server {}",
-                s.name
-            ),
-            "PermanentRedirect"
-            | "AuthorizationHeaderMalformed"
-            | "IllegalLocationConstraintException" => format!(
-                "bucket {} is not in region {}; fix: set `region` of server {} to the bucket's region",
-                s.bucket, s.region, s.name
-            ),
-            "InvalidToken" => format!(
-                "the session token is not valid; fix: check the assume_role settings of server {}",
-                s.name
-            ),
-            ASSUME_ROLE_REFUSED => match &s.credentials {
-                outpost_config::Credentials::AssumeRole { role_arn, .. } => format!(
-                    "STS does not let the publisher assume role {role_arn}: the role's trust policy must name the publisher's account or identity and require the external id set in `credentials.external_id` of server {name} (sts:ExternalId), the role must exist, and the publisher's own identity must be allowed sts:AssumeRole on it; fix: run `outpost policy {name}` and have the customer apply its trust policy, then {verify}",
-                    name = s.name
-                ),
-                _ => format!("STS refused AssumeRole; {verify}"),
-            },
-            "InvalidStorageClass" => format!(
-                "S3 refuses storage_class {:?} for every object; fix: set `storage_class` of server {} to a class the bucket accepts, then reload (SIGHUP)",
-                s.storage_class.as_deref().unwrap_or(""),
-                s.name
-            ),
-            "InvalidEncryptionAlgorithmError" => format!(
-                "S3 refuses the encryption settings for every object; fix: check `sse` of server {}",
-                s.name
-            ),
-            c if c.starts_with("KMS.") => format!(
-                "KMS refuses the key{kms}; fix: the customer adds the key-policy statement printed by `outpost policy {}`",
-                s.name
-            ),
-            _ => format!("the destination refuses us; {verify}"),
-        };
-        format!(
-            "{} refused ({}): {why}",
-            self.op,
-            if code.is_empty() {
-                self.message.as_str()
-            } else {
-                code
-            }
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn classes() {
+        use ErrorClass::{Object, Refused, Transient};
         let cases = [
-            (Some("SlowDown"), Some(503), ErrorClass::Transient),
-            (Some("InternalError"), Some(500), ErrorClass::Transient),
-            (None, Some(502), ErrorClass::Transient),
-            (Some("AccessDenied"), Some(403), ErrorClass::Refused),
-            (Some("NoSuchBucket"), Some(404), ErrorClass::Refused),
-            (Some("InvalidAccessKeyId"), Some(403), ErrorClass::Refused),
-            (
-                Some("SignatureDoesNotMatch"),
-                Some(403),
-                ErrorClass::Refused,
-            ),
-            (None, Some(301), ErrorClass::Refused),
-            (Some("EntityTooLarge"), Some(400), ErrorClass::Object),
-            (Some("ExpiredToken"), Some(400), ErrorClass::Transient),
-            (Some("NoSuchUpload"), Some(404), ErrorClass::Transient),
+            (Some("SlowDown"), Some(503), Transient),
+            (Some("InternalError"), Some(500), Transient),
+            (None, Some(502), Transient),
+            (Some("AccessDenied"), Some(403), Refused),
+            (Some("NoSuchBucket"), Some(404), Refused),
+            (Some("InvalidAccessKeyId"), Some(403), Refused),
+            (Some("SignatureDoesNotMatch"), Some(403), Refused),
+            (None, Some(301), Refused),
+            (Some("EntityTooLarge"), Some(400), Object),
+            (Some("ExpiredToken"), Some(400), Transient),
+            (Some("NoSuchUpload"), Some(404), Transient),
             // Our configuration, for every object: block the server, fail no file.
-            (Some("InvalidStorageClass"), Some(400), ErrorClass::Refused),
-            (
-                Some("InvalidEncryptionAlgorithmError"),
-                Some(400),
-                ErrorClass::Refused,
-            ),
-            (
-                Some("KMS.NotFoundException"),
-                Some(400),
-                ErrorClass::Refused,
-            ),
-            (
-                Some("KMS.DisabledException"),
-                Some(400),
-                ErrorClass::Refused,
-            ),
-            (
-                Some("KMS.KMSInvalidStateException"),
-                Some(400),
-                ErrorClass::Refused,
-            ),
-            (Some("KeyTooLongError"), Some(400), ErrorClass::Object),
-            (Some("InvalidObjectName"), Some(400), ErrorClass::Object),
+            (Some("InvalidStorageClass"), Some(400), Refused),
+            (Some("InvalidEncryptionAlgorithmError"), Some(400), Refused),
+            (Some("KMS.NotFoundException"), Some(400), Refused),
+            (Some("KMS.DisabledException"), Some(400), Refused),
+            (Some("KMS.KMSInvalidStateException"), Some(400), Refused),
+            (Some("KeyTooLongError"), Some(400), Object),
+            (Some("InvalidObjectName"), Some(400), Object),
         ];
         for (code, status, want) in cases {
             assert_eq!(classify(code, status), want, "{code:?} {status:?}");
@@ -451,32 +275,25 @@ mod tests {
     }
 
     #[test]
-    fn untrusted_certificates_are_told_apart_from_other_connection_errors() {
-        assert!(untrusted_certificate(
-            "io error: client error (Connect): TLS handshake failed: invalid peer certificate: UnknownIssuer"
-        ));
-        assert!(!untrusted_certificate(
-            "io error: client error (Connect): tcp connect error: Connection refused (os error 111)"
-        ));
-        let config = outpost_config::Config::parse(
-            std::path::Path::new("t.yaml"),
-            "servers:\n  acme:\n    bucket: bkt\n",
-        )
-        .expect("config");
-        let server = &config.servers["acme"];
-        let tls = UploadError::new(
-            ErrorClass::Refused,
-            "PutObject",
-            format!("{UNTRUSTED}: invalid peer certificate: UnknownIssuer"),
+    fn local_errors_are_classed() {
+        use std::io::{Error, ErrorKind};
+        let class = |e: Error| UploadError::io("open", &e).class;
+        let eloop = rustix::io::Errno::LOOP.raw_os_error();
+        assert_eq!(
+            class(Error::from_raw_os_error(eloop)),
+            ErrorClass::Unreadable
         );
-        assert!(tls.explain(server).contains("SSL_CERT_FILE"));
-        let down = UploadError::new(
-            ErrorClass::Transient,
-            "PutObject",
-            "connection error: refused",
+        assert_eq!(
+            class(Error::from(ErrorKind::NotFound)),
+            ErrorClass::Vanished
         );
-        let text = down.explain(server);
-        assert!(text.contains("could not be reached"), "{text}");
-        assert!(!text.contains("bucket policy"), "{text}");
+        assert_eq!(
+            class(Error::from(ErrorKind::PermissionDenied)),
+            ErrorClass::Unreadable
+        );
+        assert_eq!(
+            class(Error::from(ErrorKind::UnexpectedEof)),
+            ErrorClass::Transient
+        );
     }
 }

@@ -30,6 +30,7 @@ const FRAME: usize = 64 * 1024;
 /// When a request last made progress.
 #[derive(Debug)]
 pub(crate) struct Progress {
+    /// When the request began: `last_ms` counts from here (an atomic holds no Instant).
     start: Instant,
     /// Milliseconds after `start` of the last progress.
     last_ms: AtomicU64,
@@ -115,8 +116,11 @@ impl Intercept for MarkProgress {
 
 /// A body handed out in frames of at most [`FRAME`] bytes, each marking progress.
 struct Framed {
+    /// The request body.
     inner: SdkBody,
+    /// What is left of the body's last data frame, handed out in [`FRAME`]s.
     pending: Bytes,
+    /// Marked as each frame goes.
     progress: Arc<Progress>,
 }
 

@@ -1,12 +1,14 @@
 //! `outpost verify`: a live probe of one destination with exactly the requests uploads
 //! make — a PutObject with the ACL of a fixed probe key, and a multipart
-//! create/part/abort — so a missing grant shows before real data does.
+//! create/part/abort — so a missing grant shows before real data does. The requests'
+//! settings come from `upload/requests.rs`, the same as uploads'; a reader may change
+//! the order of the probe here.
 
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ObjectCannedAcl, ServerSideEncryption, StorageClass};
-use outpost_config::Sse;
 
-use crate::upload::{CreateExt, object_settings, with_checksum};
+use crate::upload::{ObjectSettings, Owned, WithChecksum, create_multipart};
 use crate::{Destination, PartChecksum, UploadError};
 
 /// The probe key below the server's prefix (overwritten by every verify).
@@ -19,6 +21,19 @@ pub struct Step {
     pub op: &'static str,
     /// Its result.
     pub result: Result<(), UploadError>,
+}
+
+impl Step {
+    /// The step `op` that answered `r`.
+    fn of<T, E>(op: &'static str, r: Result<T, SdkError<E, HttpResponse>>) -> Step
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        Step {
+            op,
+            result: r.map(|_| ()).map_err(|e| UploadError::sdk(op, e)),
+        }
+    }
 }
 
 impl Destination {
@@ -41,41 +56,23 @@ impl Destination {
             .bucket(&s.bucket)
             .key(&key)
             .content_length(body.len() as i64)
-            .body(ByteStream::from(body.clone()));
-        let req = object_settings!(req, s);
-        let req = with_checksum!(req, sum.clone());
-        let r = req
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| UploadError::sdk("PutObject", e));
-        let ok = r.is_ok();
-        steps.push(Step {
-            op: "PutObject",
-            result: r,
-        });
-        if !ok {
+            .body(ByteStream::from(body.clone()))
+            .object_settings(s)
+            .with_checksum(sum.clone());
+        steps.push(Step::of("PutObject", req.send().await));
+        if steps.iter().any(|s| s.result.is_err()) {
             return steps;
         }
 
-        let create = s.client_create(&self.client, &key);
-        let create = object_settings!(create, s);
-        let id = match create.send().await {
-            Ok(out) => {
-                steps.push(Step {
-                    op: "CreateMultipartUpload",
-                    result: Ok(()),
-                });
-                out.upload_id().unwrap_or_default().to_owned()
-            }
-            Err(e) => {
-                steps.push(Step {
-                    op: "CreateMultipartUpload",
-                    result: Err(UploadError::sdk("CreateMultipartUpload", e)),
-                });
-                return steps;
-            }
+        let created = create_multipart(&self.client, s, &key).send().await;
+        let id = match &created {
+            Ok(out) => out.upload_id().unwrap_or_default().to_owned(),
+            Err(_) => String::new(),
         };
+        steps.push(Step::of("CreateMultipartUpload", created));
+        if steps.iter().any(|s| s.result.is_err()) {
+            return steps;
+        }
         let part = self
             .client
             .upload_part()
@@ -83,36 +80,25 @@ impl Destination {
             .key(&key)
             .upload_id(&id)
             .part_number(1)
-            .set_expected_bucket_owner(s.expected_bucket_owner.clone())
+            .owner(s)
             .content_length(body.len() as i64)
-            .body(ByteStream::from(body));
-        let part = with_checksum!(part, sum);
-        let r = part
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| UploadError::sdk("UploadPart", e));
-        let part_ok = r.is_ok();
-        steps.push(Step {
-            op: "UploadPart",
-            result: r,
-        });
-        let r = self
+            .body(ByteStream::from(body))
+            .with_checksum(sum);
+        let part = Step::of("UploadPart", part.send().await);
+        let part_ok = part.result.is_ok();
+        steps.push(part);
+        let abort = self
             .client
             .abort_multipart_upload()
             .bucket(&s.bucket)
             .key(&key)
             .upload_id(&id)
-            .set_expected_bucket_owner(s.expected_bucket_owner.clone())
+            .owner(s)
             .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| UploadError::sdk("AbortMultipartUpload", e));
-        if part_ok || r.is_err() {
-            steps.push(Step {
-                op: "AbortMultipartUpload",
-                result: r,
-            });
+            .await;
+        let abort = Step::of("AbortMultipartUpload", abort);
+        if part_ok || abort.result.is_err() {
+            steps.push(abort);
         }
         steps
     }

@@ -1,0 +1,111 @@
+//! Step two of a multipart upload: send the parts the store does not hold yet, at most
+//! `multipart.concurrency` at once, each read into a buffer of the upload's pool and
+//! sent with its checksum. A reader may change the concurrency or the part request
+//! here; which parts are missing is [`Plan::missing`], where they start and end is
+//! [`Plan::offset`] / [`Plan::part_len`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::CompletedPart;
+use outpost_config::Server;
+use tokio::task::JoinSet;
+
+use crate::buffers::{BufferPool, read_at};
+use crate::upload::multipart::Plan;
+use crate::upload::requests::{Owned, WithChecksum, send_object, sent_part};
+use crate::{Destination, ErrorClass, PartChecksum, UploadError};
+
+/// What each part task needs (cloned into it).
+#[derive(Clone)]
+struct PartJob {
+    /// The server's client.
+    client: aws_sdk_s3::Client,
+    /// Bucket, checksum kind, expected owner, timeouts.
+    server: Arc<Server>,
+    /// The object's key.
+    key: String,
+    /// The upload the parts go to.
+    upload_id: String,
+    /// Payload unsigned (TLS endpoints).
+    unsigned: bool,
+    /// The claimed file, read at each part's offset.
+    file: Arc<std::fs::File>,
+    /// The upload's own buffers, recycled from part to part.
+    pool: Arc<BufferPool>,
+}
+
+impl PartJob {
+    /// Reads part `n` (`len` bytes at `offset`) and sends it.
+    async fn send(
+        self,
+        n: i32,
+        offset: u64,
+        len: u64,
+    ) -> Result<(i32, CompletedPart), UploadError> {
+        let (data, release) = read_at(self.file, offset, len, Some(self.pool)).await?;
+        let sum = PartChecksum::compute(self.server.checksum, &data);
+        let req = self
+            .client
+            .upload_part()
+            .bucket(&self.server.bucket)
+            .key(self.key)
+            .upload_id(self.upload_id)
+            .part_number(n)
+            .owner(&self.server)
+            .content_length(len as i64)
+            .body(ByteStream::from(data))
+            .with_checksum(sum.clone());
+        let timeouts = &self.server.timeouts;
+        let out = send_object!(req, self.unsigned, "UploadPart", timeouts, Some(&release))?;
+        Ok((n, sent_part(n, out.e_tag(), sum)))
+    }
+}
+
+impl Destination {
+    /// Sends the parts of `plan` not in `done` to `upload_id`; returns every part, by
+    /// number. The first failure ends it (the journal stays: a retry resumes).
+    pub(super) async fn send_parts(
+        &self,
+        file: &Arc<std::fs::File>,
+        plan: &Plan<'_>,
+        upload_id: &str,
+        mut done: BTreeMap<i32, CompletedPart>,
+    ) -> Result<BTreeMap<i32, CompletedPart>, UploadError> {
+        let limit = self.server.multipart.concurrency.max(1);
+        let job = PartJob {
+            client: self.client.clone(),
+            server: self.server.clone(),
+            key: plan.key.to_owned(),
+            upload_id: upload_id.to_owned(),
+            unsigned: self.unsigned_payload,
+            file: file.clone(),
+            pool: BufferPool::new(plan.part_size, limit),
+        };
+        let mut todo = plan.missing(&done).collect::<Vec<_>>().into_iter();
+        let mut tasks: JoinSet<Result<(i32, CompletedPart), UploadError>> = JoinSet::new();
+        loop {
+            while tasks.len() < limit
+                && let Some(n) = todo.next()
+            {
+                tasks.spawn(job.clone().send(n, plan.offset(n), plan.part_len(n)));
+            }
+            match tasks.join_next().await {
+                None => break,
+                Some(Ok(Ok((n, p)))) => {
+                    done.insert(n, p);
+                }
+                Some(Ok(Err(e))) => return Err(e),
+                Some(Err(e)) => {
+                    return Err(UploadError::new(
+                        ErrorClass::Transient,
+                        "UploadPart",
+                        e.to_string(),
+                    ));
+                }
+            }
+        }
+        Ok(done)
+    }
+}
