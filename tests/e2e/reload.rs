@@ -74,7 +74,7 @@ fn sighup_adds_changes_and_removes_servers_and_refuses_bad_files() {
     assert!(wait_until(Duration::from_secs(30), || d
         .log_text()
         .contains("new configuration refused")));
-    assert!(d.log_text().contains("unknown field `bukket`"));
+    assert!(d.log_text().contains("unknown key `bukket`"));
     dir.drop_file("b", "four.csv", b"4");
     assert!(wait_until(Duration::from_secs(30), || d
         .metric("outpost_files_uploaded_total{server=\"b\"}")

@@ -40,10 +40,10 @@ pub fn run(path: &Path) -> u8 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let problems = host_problems(&cfg);
+    let problems = host_problems(&cfg, path);
     if !problems.is_empty() {
         for p in problems {
-            tracing::error!(config = %path.display(), "configuration error: {p}");
+            tracing::error!("configuration error: {p}");
         }
         return EXIT_CONFIG;
     }

@@ -20,8 +20,10 @@ pub fn load(path: &Path) -> Result<Config, u8> {
 }
 
 /// Checks that can fail only on this host: secret files and the spool's layout — what
-/// `run` would refuse (`check` and `run` report the same problems, exit 78).
-pub fn host_problems(cfg: &Config) -> Vec<String> {
+/// `run` would refuse (`check` and `run` report the same problems, exit 78). Each
+/// problem names the configuration file `path` it came from, and a secret file's the
+/// line and column of the key that names it.
+pub fn host_problems(cfg: &Config, path: &Path) -> Vec<String> {
     let mut out = Vec::new();
     for s in cfg.servers.values() {
         if let Credentials::Static {
@@ -30,10 +32,14 @@ pub fn host_problems(cfg: &Config) -> Vec<String> {
         } = &s.credentials
             && let Err(e) = outpost_uploader::check_secret_file(secret_access_key_file)
         {
-            out.push(format!("server {}: {}", s.name, e.message));
+            out.push(cfg.secret_file_error(&s.name, &e.message).to_string());
         }
     }
-    out.extend(spool_problems(cfg));
+    out.extend(
+        spool_problems(cfg)
+            .into_iter()
+            .map(|p| format!("{}: {p}", path.display())),
+    );
     out
 }
 

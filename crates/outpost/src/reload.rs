@@ -87,7 +87,7 @@ impl Daemon {
             lease_ttl,
             max_buffer_memory
         );
-        let problems = host_problems(&new);
+        let problems = host_problems(&new, &self.path);
         if !problems.is_empty() {
             tracing::error!(problems = ?problems, "SIGHUP: new configuration refused; the running one is kept");
             return;

@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use outpost_config::format_duration;
+
 use super::say;
 use crate::EXIT_CONFIG;
 use crate::preflight::{host_problems, load};
@@ -13,9 +15,9 @@ pub fn check(path: &Path) -> u8 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let problems = host_problems(&cfg);
+    let problems = host_problems(&cfg, path);
     for p in &problems {
-        eprintln!("outpost: configuration error: {}: {p}", path.display());
+        eprintln!("outpost: configuration error: {p}");
     }
     if !problems.is_empty() {
         return EXIT_CONFIG;
@@ -24,25 +26,32 @@ pub fn check(path: &Path) -> u8 {
     say!("spool_dir: {}", cfg.spool_dir.display());
     say!("listen: {}", cfg.listen);
     say!(
-        "max_concurrent_uploads: {}, shutdown_grace: {}s",
+        "max_concurrent_uploads: {}, shutdown_grace: {}",
         cfg.max_concurrent_uploads,
-        cfg.shutdown_grace.as_secs()
+        format_duration(cfg.shutdown_grace)
     );
     for s in cfg.servers.values() {
         let folder = cfg.spool_dir.join(&s.name);
+        let endpoint = s
+            .endpoint
+            .as_deref()
+            .map(|e| format!(", endpoint: {e}"))
+            .unwrap_or_default();
+        let last = if s.publish_last.is_empty() {
+            String::new()
+        } else {
+            format!(", publish_last: [{}]", s.publish_last.join(", "))
+        };
         say!(
-            "server {}: s3://{}/{} region {}{} credentials {:?}, completion {:?}, after_upload {:?}, folder {}{}",
+            "server {}: s3://{}/{} (region: {}{endpoint}), {}, {}, {}, {}{last}; folder {}{}",
             s.name,
             s.bucket,
             s.prefix,
             s.region,
-            s.endpoint
-                .as_deref()
-                .map(|e| format!(" endpoint {e}"))
-                .unwrap_or_default(),
             s.credentials,
             s.completion,
             s.after_upload,
+            s.checksum,
             folder.display(),
             if folder.is_dir() {
                 ""
