@@ -11,6 +11,7 @@
 //! located through the parser by `locate.rs`, and written back as YAML by `display.rs`.
 
 mod display;
+mod glob;
 mod keys;
 mod locate;
 mod raw;
@@ -24,6 +25,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use glob::{Glob, Globs, glob_match};
 pub use units::{format_duration, format_size, parse_duration, parse_size};
 
 /// The default configuration file, used when neither `-c` nor `$OUTPOST_CONFIG` is given.
@@ -306,20 +308,6 @@ pub fn valid_server_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-}
-
-/// Whether `name` matches a `publish_last` glob (`*` and `?`).
-pub fn glob_match(glob: &str, name: &str) -> bool {
-    fn go(g: &[u8], n: &[u8]) -> bool {
-        match (g.first(), n.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&g[1..], n) || (!n.is_empty() && go(g, &n[1..])),
-            (Some(b'?'), Some(_)) => go(&g[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => go(&g[1..], &n[1..]),
-            _ => false,
-        }
-    }
-    go(glob.as_bytes(), name.as_bytes())
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@
 //! worker's verdict ([`Outcome`]), *when* to retry is decided here.
 
 mod backoff;
-mod glob;
 mod queue;
 
 pub use backoff::{RetryPolicy, full_jitter};

@@ -13,8 +13,8 @@ use super::blocked::Blocked;
 use super::held::FailedFiles;
 use super::pending::{Pending, PendingIndex};
 use super::stats::ServerStats;
-use crate::glob::Globs;
 use crate::{History, Item, Outcome, RetryPolicy};
+use outpost_config::Globs;
 
 /// What the end of an attempt leaves to the dispatcher.
 pub(super) enum Ended<I> {

@@ -1,6 +1,6 @@
-//! `publish_last` globs, compiled once when a server's rules are set and matched in
-//! linear time. The semantics are [`crate::glob_match`]'s (pinned by the tests below):
-//! byte-wise, `*` any run of bytes (`/` included), `?` exactly one byte, the rest
+//! `publish_last` globs, compiled once when a server's rules are set (scheduler,
+//! discovery) and matched without backtracking. The semantics (pinned by the tests
+//! below): byte-wise, `*` any run of bytes (`/` included), `?` exactly one byte, the rest
 //! literal. A reader may change how a pattern is stored or searched here; what matches
 //! must stay what the tests pin.
 
@@ -8,7 +8,7 @@
 /// the two ends, then finds each middle part leftmost in what remains: no backtracking,
 /// at most O(name × pattern) work however many `*` there are.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Glob {
+pub struct Glob {
     /// Before the first `*` (the whole pattern if it has none).
     prefix: Box<[u8]>,
     /// The non-empty parts between two `*`s, in order.
@@ -20,7 +20,8 @@ struct Glob {
 }
 
 impl Glob {
-    fn new(pattern: &str) -> Self {
+    /// Compiles `pattern`.
+    pub fn new(pattern: &str) -> Self {
         // `split` yields at least one part; k `*`s give k + 1 parts.
         let mut parts: Vec<&[u8]> = pattern.as_bytes().split(|&b| b == b'*').collect();
         let star = parts.len() > 1;
@@ -43,7 +44,8 @@ impl Glob {
         }
     }
 
-    fn matches(&self, name: &str) -> bool {
+    /// Whether `name` matches.
+    pub fn matches(&self, name: &str) -> bool {
         let n = name.as_bytes();
         if !self.star {
             return fits(&self.prefix, n);
@@ -75,17 +77,23 @@ fn find(hay: &[u8], part: &[u8]) -> Option<usize> {
     (0..=last).find(|&i| fits(part, &hay[i..i + part.len()]))
 }
 
+/// Whether `name` matches the glob `glob` (compiled for this one call).
+pub fn glob_match(glob: &str, name: &str) -> bool {
+    Glob::new(glob).matches(name)
+}
+
 /// A server's `publish_last` globs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Globs(Vec<Glob>);
+pub struct Globs(Vec<Glob>);
 
 impl Globs {
-    pub(crate) fn new(patterns: &[String]) -> Self {
+    /// Compiles every pattern.
+    pub fn new(patterns: &[String]) -> Self {
         Globs(patterns.iter().map(|p| Glob::new(p)).collect())
     }
 
     /// Some glob matches `name`.
-    pub(crate) fn any(&self, name: &str) -> bool {
+    pub fn any(&self, name: &str) -> bool {
         self.0.iter().any(|g| g.matches(name))
     }
 }
@@ -144,6 +152,17 @@ mod tests {
         }
     }
 
+    /// The first, recursive matcher: clearly right, exponential in the number of `*`.
+    fn recursive(g: &[u8], n: &[u8]) -> bool {
+        match (g.first(), n.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => recursive(&g[1..], n) || (!n.is_empty() && recursive(g, &n[1..])),
+            (Some(b'?'), Some(_)) => recursive(&g[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => recursive(&g[1..], &n[1..]),
+            _ => false,
+        }
+    }
+
     /// The compiled glob agrees with the recursive matcher on every pattern of up to 5
     /// symbols from `a b / ? *` and every name of up to 5 bytes from `a b /`.
     #[test]
@@ -164,7 +183,11 @@ mod tests {
         for g in all(&['a', 'b', '/', '?', '*'], 5) {
             let glob = Glob::new(&g);
             for n in &names {
-                assert_eq!(glob.matches(n), crate::glob_match(&g, n), "{g:?} on {n:?}");
+                assert_eq!(
+                    glob.matches(n),
+                    recursive(g.as_bytes(), n.as_bytes()),
+                    "{g:?} on {n:?}"
+                );
             }
         }
     }
