@@ -12,26 +12,21 @@ fn kill9_loop_loses_nothing() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(24);
-    let publisher = Store::rgw_publisher();
     // With listing allowed, outpost also aborts an upload a kill interrupted between its
     // creation and its journal entry.
-    let (bucket, oc) = rgw_bucket("crash", true);
-    let dir = TestDir::new();
-    let port = free_port();
-    let cfg = dir.config(&config_yaml(
-        &dir,
-        port,
-        &server_yaml(
-            "acme",
-            &publisher,
-            &bucket,
-            "    checksum: md5\n    multipart: { threshold: 6MiB, part_size: 5MiB, concurrency: 2 }\n",
-        ),
-    ));
+    let Running {
+        dir,
+        daemon: mut d,
+        bucket,
+        client: oc,
+        launch,
+    } = acme(&Store::rgw_publisher())
+        .tag("crash")
+        .rgw_bucket(true)
+        .extra("    checksum: md5\n    multipart: { threshold: 6MiB, part_size: 5MiB, concurrency: 2 }\n")
+        .start();
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     let mut rng = fastrand::Rng::with_seed(7);
-    let mut d = Daemon::start(&dir, &cfg, port, &publisher);
-    d.wait_ready();
     let mut killed = 0;
     for k in 0..kills {
         // Drop a batch: small files, and now and then a multipart file.
@@ -50,7 +45,7 @@ fn kill9_loop_loses_nothing() {
         std::thread::sleep(Duration::from_millis(rng.u64(50..1500)));
         d.kill9();
         killed += 1;
-        d = Daemon::start(&dir, &cfg, port, &publisher);
+        d = launch.spawn(&dir);
         // Often kill again during start-up and recovery, before the daemon is ready:
         // right away, or while it resumes, sweeps and creates uploads for its claims.
         let again = match rng.u8(..) {
@@ -62,7 +57,7 @@ fn kill9_loop_loses_nothing() {
             std::thread::sleep(Duration::from_millis(ms));
             d.kill9();
             killed += 1;
-            d = Daemon::start(&dir, &cfg, port, &publisher);
+            d = launch.spawn(&dir);
         }
         d.wait_ready();
     }
@@ -77,15 +72,7 @@ fn kill9_loop_loses_nothing() {
         "files in .failed: {:?}",
         dir.failed()
     );
-    rt().block_on(async {
-        for (rel, want) in &files {
-            let got = get(&oc, &bucket, &format!("pre/{rel}")).await;
-            assert!(
-                got.as_deref() == Some(want.as_slice()),
-                "pre/{rel} missing or different after the crash loop"
-            );
-        }
-    });
+    assert_all_delivered(&oc, &bucket, &files);
     let open = uploads_left(&oc, &bucket);
     eprintln!(
         "crash loop: {killed} kills, {} files checked byte-identical, 0 lost, 0 failed, {open} multipart uploads left open",
@@ -107,25 +94,19 @@ fn kill9_loop_loses_nothing() {
 /// recorded, and the next run resumes it with ListParts and completes it.
 #[test]
 fn sigterm_mid_multipart_resumes_after_restart() {
-    let publisher = Store::rgw_publisher();
-    let (bucket, oc) = rgw_bucket("term", false);
-    let dir = TestDir::new();
-    let port = free_port();
-    let yaml = config_yaml(
-        &dir,
-        port,
-        &server_yaml(
-            "acme",
-            &publisher,
-            &bucket,
-            "    checksum: md5\n    multipart: { threshold: 5MiB, part_size: 5MiB, concurrency: 1 }\n",
-        ),
-    )
-    .replace("shutdown_grace: 5s", "shutdown_grace: 0s");
-    let cfg = dir.config(&yaml);
+    let Running {
+        dir,
+        daemon: mut d,
+        bucket,
+        client: oc,
+        launch,
+    } = acme(&Store::rgw_publisher())
+        .tag("term")
+        .rgw_bucket(false)
+        .shutdown_grace("0s")
+        .extra("    checksum: md5\n    multipart: { threshold: 5MiB, part_size: 5MiB, concurrency: 1 }\n")
+        .start();
     let big = data(60 * 1024 * 1024, 77);
-    let mut d = Daemon::start(&dir, &cfg, port, &publisher);
-    d.wait_ready();
     dir.drop_file("acme", "big.bin", &big);
     // A journal holding a real upload id (the intent is journaled before the create).
     let journal = || {
@@ -155,8 +136,7 @@ fn sigterm_mid_multipart_resumes_after_restart() {
         assert_eq!(dir.claimed().len(), 1);
         rt().block_on(async { assert_eq!(open_uploads(&oc, &bucket).await, 1) });
     }
-    let mut d = Daemon::start(&dir, &cfg, port, &publisher);
-    d.wait_ready();
+    let mut d = launch.start(&dir);
     assert!(
         wait_until(Duration::from_secs(120), || dir.claimed().is_empty()),
         "not delivered after restart; log:\n{}",
@@ -168,24 +148,24 @@ fn sigterm_mid_multipart_resumes_after_restart() {
         d.log_text()
     );
     assert_eq!(d.stop(), Some(0));
-    rt().block_on(async {
-        assert!(get(&oc, &bucket, "pre/big.bin").await.as_deref() == Some(big.as_slice()));
-        assert_eq!(open_uploads(&oc, &bucket).await, 0);
-    });
+    assert_delivered(&oc, &bucket, "pre/big.bin", &big);
+    assert_eq!(rt().block_on(open_uploads(&oc, &bucket)), 0);
 }
 
 /// A file rewritten while its multipart upload runs is never completed as is: the
 /// upload is aborted and the file sent again, whole, as it now is.
 #[test]
 fn file_changed_during_multipart_is_not_published_as_is() {
-    let store = Store::s3s();
-    let client = store.client();
-    let (bucket, dir, mut d) = acme_on(
-        &store,
-        None,
-        "changed",
-        "    multipart: { threshold: 5MiB, part_size: 5MiB, concurrency: 1 }\n",
-    );
+    let Running {
+        dir,
+        daemon: mut d,
+        bucket,
+        client,
+        ..
+    } = acme(&Store::s3s())
+        .tag("changed")
+        .extra("    multipart: { threshold: 5MiB, part_size: 5MiB, concurrency: 1 }\n")
+        .start();
     let original = data(80 * 1024 * 1024, 1);
     dir.drop_file("acme", "grow.bin", &original);
     // Append to the claimed file while its parts are being sent.
@@ -385,30 +365,23 @@ pub(crate) fn uploads_left(oc: &aws_sdk_s3::Client, bucket: &str) -> usize {
 #[test]
 fn kill9_while_a_create_is_in_flight_leaves_no_upload_open() {
     let publisher = Store::rgw_publisher();
-    let (bucket, oc) = rgw_bucket("slowcreate", true);
     let proxy = SlowProxy::start(
         &publisher.endpoint,
         Duration::from_millis(1500),
         Duration::ZERO,
     );
-    let via = Store {
-        endpoint: proxy.endpoint.clone(),
-        ..publisher.clone()
-    };
-    let dir = TestDir::new();
-    let port = free_port();
-    let cfg = dir.config(&config_yaml(
-        &dir,
-        port,
-        &server_yaml(
-            "acme",
-            &via,
-            &bucket,
-            "    checksum: md5\n    multipart: { threshold: 8MiB, part_size: 5MiB, concurrency: 4 }\n    timeouts: { read: 5s }\n",
-        ),
-    ));
-    let mut d = Daemon::start(&dir, &cfg, port, &via);
-    d.wait_ready();
+    let Running {
+        dir,
+        daemon: mut d,
+        bucket,
+        client: oc,
+        launch,
+    } = acme(&publisher)
+        .tag("slowcreate")
+        .rgw_bucket(true)
+        .via(&proxy.endpoint)
+        .extra("    checksum: md5\n    multipart: { threshold: 8MiB, part_size: 5MiB, concurrency: 4 }\n    timeouts: { read: 5s }\n")
+        .start();
     let failures = "outpost_multipart_abort_failures_total{server=\"acme\"}";
     assert_eq!(d.metric(failures), Some(0.0), "series missing at start-up");
     let big = data(12 << 20, 4242);
@@ -419,8 +392,7 @@ fn kill9_while_a_create_is_in_flight_leaves_no_upload_open() {
         .load(std::sync::atomic::Ordering::SeqCst)
         >= 1));
     d.kill9();
-    let mut d = Daemon::start(&dir, &cfg, port, &via);
-    d.wait_ready();
+    let mut d = launch.start(&dir);
     assert!(
         wait_until(Duration::from_secs(120), || dir.claimed().is_empty()),
         "not delivered; log:\n{}",
@@ -433,9 +405,7 @@ fn kill9_while_a_create_is_in_flight_leaves_no_upload_open() {
         "the late upload was not found and aborted; log:\n{log}"
     );
     assert_eq!(d.stop(), Some(0));
-    rt().block_on(async {
-        assert!(get(&oc, &bucket, "pre/m/big.bin").await.as_deref() == Some(big.as_slice()));
-    });
+    assert_delivered(&oc, &bucket, "pre/m/big.bin", &big);
     assert_eq!(
         uploads_left(&oc, &bucket),
         0,

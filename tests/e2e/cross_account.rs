@@ -10,18 +10,13 @@ use outpost_e2e::*;
 /// publisher `arn:aws:iam:::user/publisher` instead.
 const ACCOUNT: &str = "000000000000";
 
-fn rgw_config(dir: &TestDir, port: u16, bucket: &str, extra: &str) -> std::path::PathBuf {
-    let yaml = config_yaml(
-        dir,
-        port,
-        &server_yaml(
-            "acme",
-            &Store::rgw_publisher(),
-            bucket,
-            &format!("    checksum: md5\n{extra}"),
-        ),
-    );
-    dir.config(&format!("publisher_account_id: \"{ACCOUNT}\"\n{yaml}"))
+/// acme as the publisher on radosgw, to the owner's `bucket`, checked as the owner.
+fn rgw_acme(bucket: &str, extra: &str) -> Setup {
+    acme(&Store::rgw_publisher())
+        .bucket(bucket)
+        .checked_by(Store::rgw_owner().client())
+        .top(&format!("publisher_account_id: \"{ACCOUNT}\"\n"))
+        .extra(&format!("    checksum: md5\n{extra}"))
 }
 
 /// `outpost policy acme`, bucket-policy part, principal translated to radosgw's form.
@@ -42,16 +37,17 @@ fn radosgw_blocked_server_heals_when_the_customer_applies_the_generated_policy()
     let oc = owner.client();
     let bucket = bucket_name("heal");
     rt().block_on(create_bucket(&oc, &bucket)); // no bucket policy: the publisher is refused
-    let dir = TestDir::new();
-    let port = free_port();
-    let cfg = rgw_config(
-        &dir,
-        port,
+    let Running {
+        dir,
+        daemon: mut d,
+        launch,
+        ..
+    } = rgw_acme(
         &bucket,
         "    multipart: { threshold: 8MiB, part_size: 5MiB }\n",
-    );
-    let mut d = Daemon::start(&dir, &cfg, port, &Store::rgw_publisher());
-    d.wait_ready();
+    )
+    .start();
+    let cfg = &launch.cfg;
     let mut files: Vec<(String, Vec<u8>)> = (0..5)
         .map(|i| (format!("f{i}.csv"), data(1000 + i, i as u64)))
         .collect();
@@ -92,7 +88,7 @@ fn radosgw_blocked_server_heals_when_the_customer_applies_the_generated_policy()
         "one ERROR line per state change:\n{log}"
     );
     // The customer applies the generated policy; delivery resumes without a restart.
-    let policy = generated_bucket_policy(&cfg);
+    let policy = generated_bucket_policy(cfg);
     rt().block_on(put_policy(&oc, &bucket, &policy));
     let fixed = Instant::now();
     assert!(wait_until(Duration::from_secs(60), || d
@@ -113,13 +109,10 @@ fn radosgw_blocked_server_heals_when_the_customer_applies_the_generated_policy()
     );
     assert!(d.log_text().contains("server unblocked"));
     assert_eq!(d.stop(), Some(0));
+    assert_all_delivered(&oc, &bucket, &files);
     rt().block_on(async {
-        for (rel, want) in &files {
+        for (rel, _) in &files {
             let key = format!("pre/{rel}");
-            assert!(
-                get(&oc, &bucket, &key).await.as_deref() == Some(want.as_slice()),
-                "{key}"
-            );
             let acl = oc
                 .get_object_acl()
                 .bucket(&bucket)
@@ -160,16 +153,13 @@ fn radosgw_single_put_policy_gets_large_files_by_fallback() {
         )
         .await;
     });
-    let dir = TestDir::new();
-    let port = free_port();
-    let cfg = rgw_config(
-        &dir,
-        port,
+    let Running {
+        dir, daemon: mut d, ..
+    } = rgw_acme(
         &bucket,
         "    multipart: { threshold: 8MiB, part_size: 5MiB }\n",
-    );
-    let mut d = Daemon::start(&dir, &cfg, port, &Store::rgw_publisher());
-    d.wait_ready();
+    )
+    .start();
     let a = data(30 * 1024 * 1024, 1);
     let b = data(12 * 1024 * 1024, 2);
     dir.drop_file("acme", "a.bin", &a);
@@ -196,11 +186,9 @@ fn radosgw_single_put_policy_gets_large_files_by_fallback() {
         "{log}"
     );
     assert_eq!(d.stop(), Some(0));
-    rt().block_on(async {
-        assert!(get(&oc, &bucket, "pre/a.bin").await.as_deref() == Some(a.as_slice()));
-        assert!(get(&oc, &bucket, "pre/b.bin").await.as_deref() == Some(b.as_slice()));
-        assert_eq!(open_uploads(&oc, &bucket).await, 0);
-    });
+    assert_delivered(&oc, &bucket, "pre/a.bin", &a);
+    assert_delivered(&oc, &bucket, "pre/b.bin", &b);
+    assert_eq!(rt().block_on(open_uploads(&oc, &bucket)), 0);
 }
 
 #[test]
@@ -355,26 +343,17 @@ fn moto_assume_role_with_external_id_uploads() {
          iam.put_role_policy(RoleName='{role}', PolicyName='w', PolicyDocument=json.dumps({{'Version':'2012-10-17','Statement':[{{'Effect':'Allow','Action':['s3:PutObject','s3:AbortMultipartUpload','s3:ListMultipartUploadParts'],'Resource':'*'}}]}}))\n\
          print(r['Role']['Arn'])"
     ));
-    let dir = TestDir::new();
-    let port = free_port();
-    let cfg = dir.config(&config_yaml(
-        &dir,
-        port,
-        &server_yaml(
-            "acme",
-            &publisher,
-            &bucket,
-            &format!("    credentials: {{ mode: assume_role, role_arn: \"{arn}\", external_id: \"ext-{tag}\" }}\n    multipart: {{ threshold: 8MiB, part_size: 5MiB }}\n"),
-        ),
-    ));
-    let mut d = Daemon::start_with(
-        &dir,
-        &cfg,
-        port,
-        &publisher,
-        &[("AWS_ENDPOINT_URL_STS", iam.endpoint.as_str())],
-    );
-    d.wait_ready();
+    let Running {
+        dir,
+        daemon: mut d,
+        client: c,
+        ..
+    } = acme(&publisher)
+        .bucket(&bucket)
+        .checked_by(iam.admin.client())
+        .extra(&format!("    credentials: {{ mode: assume_role, role_arn: \"{arn}\", external_id: \"ext-{tag}\" }}\n    multipart: {{ threshold: 8MiB, part_size: 5MiB }}\n"))
+        .env("AWS_ENDPOINT_URL_STS", &iam.endpoint)
+        .start();
     dir.drop_file("acme", "r.csv", b"via the customer's role");
     dir.drop_file("acme", "r.bin", &data(9 * 1024 * 1024, 3));
     assert!(
@@ -385,13 +364,7 @@ fn moto_assume_role_with_external_id_uploads() {
         d.log_text()
     );
     assert_eq!(d.stop(), Some(0));
-    rt().block_on(async {
-        let c = iam.admin.client();
-        assert_eq!(
-            get(&c, &bucket, "pre/r.csv").await.as_deref(),
-            Some(&b"via the customer's role"[..])
-        );
-    });
+    assert_delivered(&c, &bucket, "pre/r.csv", b"via the customer's role");
 }
 
 #[test]
@@ -402,15 +375,9 @@ fn moto_user_without_permission_blocks_then_resumes_when_granted() {
     iam.py(&format!("s3.create_bucket(Bucket='{bucket}')"));
     let user = format!("nope{tag}");
     let publisher = iam.user(&user, &[]);
-    let dir = TestDir::new();
-    let port = free_port();
-    let cfg = dir.config(&config_yaml(
-        &dir,
-        port,
-        &server_yaml("acme", &publisher, &bucket, ""),
-    ));
-    let mut d = Daemon::start(&dir, &cfg, port, &publisher);
-    d.wait_ready();
+    let Running {
+        dir, daemon: mut d, ..
+    } = acme(&publisher).bucket(&bucket).start();
     dir.drop_file("acme", "x.csv", b"held back");
     assert!(
         wait_until(Duration::from_secs(60), || d
@@ -439,8 +406,6 @@ fn moto_user_without_permission_blocks_then_resumes_when_granted() {
 
 #[test]
 fn moto_sse_and_storage_class_on_single_and_multipart() {
-    let store = Store::moto();
-    let client = store.client();
     for (tag, sse, want) in [
         (
             "kms",
@@ -449,14 +414,18 @@ fn moto_sse_and_storage_class_on_single_and_multipart() {
         ),
         ("aes", "{ mode: AES256 }", "AES256"),
     ] {
-        let (bucket, dir, mut d) = acme_on(
-            &store,
-            None,
-            &format!("sse{tag}"),
-            &format!(
+        let Running {
+            dir,
+            daemon: mut d,
+            bucket,
+            client,
+            ..
+        } = acme(&Store::moto())
+            .tag(&format!("sse{tag}"))
+            .extra(&format!(
                 "    sse: {sse}\n    storage_class: STANDARD_IA\n    multipart: {{ threshold: 8MiB, part_size: 5MiB }}\n"
-            ),
-        );
+            ))
+            .start();
         dir.drop_file("acme", "one.csv", b"small");
         dir.drop_file("acme", "two.bin", &data(11 * 1024 * 1024, 4));
         assert!(
@@ -520,29 +489,20 @@ fn black_hole() -> (String, std::thread::JoinHandle<()>) {
 }
 
 fn drain_time(with_black_hole: bool) -> Duration {
-    let store = Store::s3s();
-    let bucket = bucket_name("iso");
-    rt().block_on(create_bucket(&store.client(), &bucket));
-    let dir = TestDir::new();
-    let port = free_port();
-    let mut servers = server_yaml(
-        "healthy",
-        &store,
-        &bucket,
-        "    max_concurrent_uploads: 2\n",
-    );
+    let mut setup = acme(&Store::s3s())
+        .tag("iso")
+        .name("healthy")
+        .extra("    max_concurrent_uploads: 2\n")
+        .top("max_concurrent_uploads: 4\n");
     if with_black_hole {
         let (hole, _h) = black_hole();
-        servers.push_str(&format!(
+        setup = setup.server_text(&format!(
             "  stuck:\n    bucket: nowhere\n    endpoint: {hole}\n    path_style: true\n    max_concurrent_uploads: 2\n    timeouts: {{ connect: 2s, read: 30s }}\n"
         ));
     }
-    let cfg = dir.config(&config_yaml(&dir, port, &servers).replace(
-        "shutdown_grace: 5s",
-        "shutdown_grace: 5s\nmax_concurrent_uploads: 4",
-    ));
-    let mut d = Daemon::start(&dir, &cfg, port, &store);
-    d.wait_ready();
+    let Running {
+        dir, daemon: mut d, ..
+    } = setup.start();
     if with_black_hole {
         for i in 0..50 {
             dir.drop_file("stuck", &format!("s{i}.csv"), b"never answered");

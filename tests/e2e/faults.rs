@@ -11,29 +11,21 @@ use outpost_e2e::*;
 fn twenty_percent_faults_on_every_operation_lose_nothing() {
     // Listing allowed: outpost cleans an upload whose CreateMultipartUpload answer was
     // lost (docs/cross-account-setup.md).
-    let (bucket, oc) = rgw_bucket("faults", true);
     let publisher = Store::rgw_publisher();
     let proxy = FaultProxy::start(&publisher.endpoint, 0.2, Duration::from_secs(4), 2026);
-    let through = Store {
-        endpoint: proxy.endpoint.clone(),
-        ..publisher.clone()
-    };
-    let dir = TestDir::new();
-    let port = free_port();
-    let cfg = dir.config(&config_yaml(
-        &dir,
-        port,
-        &server_yaml(
-            "acme",
-            &through,
-            &bucket,
-            "    checksum: md5\n    max_concurrent_uploads: 8\n    multipart: { threshold: 6MiB, part_size: 5MiB, concurrency: 2 }\n    timeouts: { connect: 2s, read: 2s }\n",
-        )
-        .replace("max_attempts: 50", "max_attempts: 100")
-        .replace("max_backoff: 2s", "max_backoff: 500ms"),
-    ));
-    let mut d = Daemon::start(&dir, &cfg, port, &through);
-    d.wait_ready();
+    let Running {
+        dir,
+        daemon: mut d,
+        bucket,
+        client: oc,
+        ..
+    } = acme(&publisher)
+        .tag("faults")
+        .rgw_bucket(true)
+        .via(&proxy.endpoint)
+        .retry("100ms", "500ms", 100)
+        .extra("    checksum: md5\n    max_concurrent_uploads: 8\n    multipart: { threshold: 6MiB, part_size: 5MiB, concurrency: 2 }\n    timeouts: { connect: 2s, read: 2s }\n")
+        .start();
     let mut files = Vec::new();
     for i in 0..300usize {
         let size = if i % 30 == 0 {
@@ -66,19 +58,12 @@ fn twenty_percent_faults_on_every_operation_lose_nothing() {
     assert!(dir.failed().is_empty(), "{:?}", dir.failed());
     assert!(dir.claimed().is_empty());
     eprintln!("faults injected: {:?}", proxy.counts.lock().expect("lock"));
-    rt().block_on(async {
-        for (rel, want) in &files {
-            assert!(
-                get(&oc, &bucket, &format!("pre/{rel}")).await.as_deref() == Some(want.as_slice()),
-                "{rel}"
-            );
-        }
-        assert_eq!(
-            open_uploads(&oc, &bucket).await,
-            0,
-            "multipart uploads left open"
-        );
-    });
+    assert_all_delivered(&oc, &bucket, &files);
+    assert_eq!(
+        rt().block_on(open_uploads(&oc, &bucket)),
+        0,
+        "multipart uploads left open"
+    );
     eprintln!(
         "faults: {} files byte-identical; {retries} attempts retried; faults injected per operation: {:?}; by kind: {:?}",
         files.len(),
@@ -92,9 +77,6 @@ fn twenty_percent_faults_on_every_operation_lose_nothing() {
 #[test]
 fn complete_multipart_faults_including_200_with_an_error_body() {
     let store = Store::s3s();
-    let client = store.client();
-    let bucket = bucket_name("complete");
-    rt().block_on(create_bucket(&client, &bucket));
     let proxy = FaultProxy::start_with(
         &store.endpoint,
         0.0,
@@ -105,26 +87,18 @@ fn complete_multipart_faults_including_200_with_an_error_body() {
         Duration::from_secs(4),
         7,
     );
-    let through = Store {
-        endpoint: proxy.endpoint.clone(),
-        ..store.clone()
-    };
-    let dir = TestDir::new();
-    let port = free_port();
-    let cfg = dir.config(&config_yaml(
-        &dir,
-        port,
-        &server_yaml(
-            "acme",
-            &through,
-            &bucket,
-            "    multipart: { threshold: 5MiB, part_size: 5MiB }\n    timeouts: { connect: 2s, read: 2s }\n",
-        )
-        .replace("max_attempts: 50", "max_attempts: 100")
-        .replace("max_backoff: 2s", "max_backoff: 300ms"),
-    ));
-    let mut d = Daemon::start(&dir, &cfg, port, &through);
-    d.wait_ready();
+    let Running {
+        dir,
+        daemon: mut d,
+        bucket,
+        client,
+        ..
+    } = acme(&store)
+        .tag("complete")
+        .via(&proxy.endpoint)
+        .retry("100ms", "300ms", 100)
+        .extra("    multipart: { threshold: 5MiB, part_size: 5MiB }\n    timeouts: { connect: 2s, read: 2s }\n")
+        .start();
     let files: Vec<(String, Vec<u8>)> = (0..12)
         .map(|i| {
             (
@@ -162,17 +136,7 @@ fn complete_multipart_faults_including_200_with_an_error_body() {
         !d.log_text().contains("refuses multipart"),
         "faults mistaken for a policy refusal"
     );
-    rt().block_on(async {
-        for (rel, want) in &files {
-            assert!(
-                get(&client, &bucket, &format!("pre/{rel}"))
-                    .await
-                    .as_deref()
-                    == Some(want.as_slice()),
-                "{rel}"
-            );
-        }
-    });
+    assert_all_delivered(&client, &bucket, &files);
 }
 
 /// Issue 11.11: one flipped bit in the body of a single PUT and of an UploadPart is
@@ -185,39 +149,25 @@ fn a_flipped_bit_is_refused_by_the_store_retried_and_counted() {
         (Store::rgw_publisher(), "md5", "content-md5"),
         (Store::s3s(), "crc32c", "x-amz-checksum-crc32c"),
     ] {
-        let bucket = if checksum == "md5" {
-            rgw_bucket("flip", false).0
-        } else {
-            let b = bucket_name("flip");
-            rt().block_on(create_bucket(&store.client(), &b));
-            b
-        };
         let proxy = FaultProxy::start(&store.endpoint, 0.0, Duration::from_secs(1), 7);
         {
             let mut f = proxy.flip.lock().expect("lock");
             f.insert("PutObject".into(), 1);
             f.insert("UploadPart".into(), 1);
         }
-        let through = Store {
-            endpoint: proxy.endpoint.clone(),
-            ..store.clone()
-        };
-        let dir = TestDir::new();
-        let port = free_port();
-        let cfg = dir.config(&config_yaml(
-            &dir,
-            port,
-            &server_yaml(
-                "acme",
-                &through,
-                &bucket,
-                &format!(
-                    "    checksum: {checksum}\n    multipart: {{ threshold: 8MiB, part_size: 5MiB, concurrency: 2 }}\n"
-                ),
-            ),
+        let mut setup = acme(&store).tag("flip").via(&proxy.endpoint).extra(&format!(
+            "    checksum: {checksum}\n    multipart: {{ threshold: 8MiB, part_size: 5MiB, concurrency: 2 }}\n"
         ));
-        let mut d = Daemon::start(&dir, &cfg, port, &through);
-        d.wait_ready();
+        if checksum == "md5" {
+            setup = setup.rgw_bucket(false);
+        }
+        let Running {
+            dir,
+            daemon: mut d,
+            bucket,
+            client: c,
+            ..
+        } = setup.start();
         let small = data(2 * 1024 * 1024 + 3, 11);
         let large = data(12 * 1024 * 1024 + 5, 12);
         dir.drop_file("acme", "small.bin", &small);
@@ -255,21 +205,8 @@ fn a_flipped_bit_is_refused_by_the_store_retried_and_counted() {
                 );
             }
         }
-        let c = if checksum == "md5" {
-            Store::rgw_owner().client()
-        } else {
-            store.client()
-        };
-        rt().block_on(async {
-            assert_eq!(
-                get(&c, &bucket, "pre/small.bin").await.as_deref(),
-                Some(&small[..])
-            );
-            assert_eq!(
-                get(&c, &bucket, "pre/large.bin").await.as_deref(),
-                Some(&large[..])
-            );
-        });
+        assert_delivered(&c, &bucket, "pre/small.bin", &small);
+        assert_delivered(&c, &bucket, "pre/large.bin", &large);
         assert!(dir.failed().is_empty());
         assert_eq!(d.stop(), Some(0));
     }

@@ -45,15 +45,19 @@ fn publish(
     files: &[(String, Vec<u8>)],
     envs: &[(&str, &str)],
 ) -> TestDir {
-    let dir = TestDir::new();
-    let port = free_port();
-    let cfg = dir.config(&config_yaml(
-        &dir,
-        port,
-        &server_yaml("acme", store, bucket, extra),
-    ));
-    let mut d = Daemon::start_with(&dir, &cfg, port, store, envs);
-    d.wait_ready();
+    let setup = envs.iter().fold(
+        acme(store)
+            .bucket(bucket)
+            .checked_by(check.client())
+            .extra(extra),
+        |s, (k, v)| s.env(k, v),
+    );
+    let Running {
+        dir,
+        daemon: mut d,
+        client,
+        ..
+    } = setup.start();
     for (rel, bytes) in files {
         dir.drop_file("acme", rel, bytes);
     }
@@ -78,16 +82,7 @@ fn publish(
     );
     assert!(dir.claimed().is_empty());
     assert!(dir.failed().is_empty());
-    let client = check.client();
-    rt().block_on(async {
-        for (rel, want) in files {
-            let got = get(&client, bucket, &format!("pre/{rel}")).await;
-            assert!(
-                got.as_deref() == Some(want.as_slice()),
-                "object pre/{rel} differs or is missing"
-            );
-        }
-    });
+    assert_all_delivered(&client, bucket, files);
     dir
 }
 
@@ -282,21 +277,23 @@ fn moto_publishes_files_and_multipart() {
 #[test]
 fn an_untrusted_certificate_blocks_the_server_and_trusting_the_ca_delivers() {
     let (bucket, owner, publisher) = tls_bucket("rgwca");
-    let oc = owner.client();
-    let dir = TestDir::new();
-    let port = free_port();
-    let cfg = dir.config(&config_yaml(
-        &dir,
-        port,
-        &server_yaml("acme", &publisher, &bucket, "    checksum: md5\n"),
-    ));
+    let Staged {
+        dir,
+        client: oc,
+        launch,
+        ..
+    } = acme(&publisher)
+        .bucket(&bucket)
+        .checked_by(owner.client())
+        .extra("    checksum: md5\n")
+        .stage();
     // The private CA is not trusted (no SSL_CERT_FILE): `verify` says so and how to fix.
     let keys = [
         ("AWS_ACCESS_KEY_ID", publisher.key.as_str()),
         ("AWS_SECRET_ACCESS_KEY", publisher.secret.as_str()),
     ];
-    let cfg_s = cfg.to_string_lossy().into_owned();
-    let (code, out, _) = outpost(&["verify", "-c", &cfg_s], &keys);
+    let cfg_s = launch.cfg_str();
+    let (code, out, _) = outpost(&["verify", "-c", cfg_s], &keys);
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("not trusted") && out.contains("SSL_CERT_FILE"),
@@ -304,8 +301,7 @@ fn an_untrusted_certificate_blocks_the_server_and_trusting_the_ca_delivers() {
     );
     assert!(!out.contains("bucket policy"), "{out}");
     // The daemon blocks the server: the file stays pending, nothing goes to .failed/.
-    let mut d = Daemon::start(&dir, &cfg, port, &publisher);
-    d.wait_ready();
+    let mut d = launch.start(&dir);
     dir.drop_file("acme", "held.csv", &data(5000, 7));
     let blocked = wait_until(Duration::from_secs(60), || {
         d.metric("outpost_server_blocked{server=\"acme\"}") == Some(1.0)
@@ -316,16 +312,10 @@ fn an_untrusted_certificate_blocks_the_server_and_trusting_the_ca_delivers() {
     assert!(dir.failed().is_empty());
     // Trusting the CA (as a systemd drop-in would) delivers it.
     let ca = env("OUTPOST_TEST_RGW_CA");
-    let mut d = Daemon::start_with(&dir, &cfg, port, &publisher, &[("SSL_CERT_FILE", &ca)]);
-    d.wait_ready();
+    let d = launch.with_env("SSL_CERT_FILE", &ca).start(&dir);
     let done = wait_until(Duration::from_secs(60), || {
         d.metric("outpost_files_uploaded_total{server=\"acme\"}") == Some(1.0)
     });
     assert!(done, "not delivered; log:\n{}", d.log_text());
-    rt().block_on(async {
-        assert_eq!(
-            get(&oc, &bucket, "pre/held.csv").await.as_deref(),
-            Some(data(5000, 7).as_slice())
-        );
-    });
+    assert_delivered(&oc, &bucket, "pre/held.csv", &data(5000, 7));
 }

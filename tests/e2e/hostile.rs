@@ -8,20 +8,20 @@ use outpost_e2e::*;
 #[test]
 fn odd_names_hard_links_swapped_folders_and_unknown_servers() {
     // radosgw: a real store (s3s-fs keeps objects as files and cannot hold 255-byte names).
-    let store = Store::rgw_publisher();
-    let (bucket, client) = rgw_bucket("hostile", false);
-    let dir = TestDir::new();
-    let port = free_port();
-    let cfg = dir.config(&config_yaml(
-        &dir,
-        port,
-        &server_yaml("acme", &store, &bucket, "    checksum: md5\n"),
-    ));
+    let Staged {
+        dir,
+        bucket,
+        client,
+        launch,
+    } = acme(&Store::rgw_publisher())
+        .tag("hostile")
+        .rgw_bucket(false)
+        .extra("    checksum: md5\n")
+        .stage();
     // A folder for a server nobody configured, present at start.
     std::fs::create_dir_all(dir.spool().join("stranger")).expect("mkdir");
     std::fs::write(dir.spool().join("stranger/keep.csv"), "not ours").expect("write");
-    let mut d = Daemon::start(&dir, &cfg, port, &store);
-    d.wait_ready();
+    let mut d = launch.start(&dir);
     let srv = dir.spool().join("acme");
 
     // A 255-byte name, and names whose keys must round-trip exactly.
@@ -107,9 +107,6 @@ fn a_file_the_daemon_may_not_read_goes_to_failed_whole() {
     // The daemon runs unprivileged (uid 65534) so that a mode-000 file owned by another
     // user is really unreadable to it; a readable neighbour is still published.
     use std::os::unix::fs::{PermissionsExt, chown};
-    let store = Store::s3s();
-    let bucket = bucket_name("mode000");
-    rt().block_on(create_bucket(&store.client(), &bucket));
     // In a folder the unprivileged daemon can reach whatever the checkout's place.
     let dir = TestDir::new_public();
     let nobody = 65534;
@@ -121,14 +118,13 @@ fn a_file_the_daemon_may_not_read_goes_to_failed_whole() {
     for p in [dir.spool(), dir.spool().join("acme")] {
         chown(&p, Some(nobody), Some(nobody)).expect("chown");
     }
-    let port = free_port();
-    let cfg = dir.config(&config_yaml(
-        &dir,
-        port,
-        &server_yaml("acme", &store, &bucket, ""),
-    ));
-    let mut d = Daemon::start_as(&dir, &cfg, port, &store, nobody);
-    d.wait_ready();
+    let Running {
+        dir, daemon: mut d, ..
+    } = acme(&Store::s3s())
+        .tag("mode000")
+        .dir(dir)
+        .as_user(nobody)
+        .start();
     let secret = data(4321, 77);
     // Written as root, made unreadable to anyone else, then renamed into place (a
     // readable copy dropped first could be published before it is replaced).

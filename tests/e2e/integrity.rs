@@ -27,8 +27,13 @@ fn inotify_watches(pid: u32) -> usize {
 /// is published.
 #[test]
 fn the_watcher_does_not_follow_links() {
-    let store = Store::s3s();
-    let (bucket, dir, mut d) = acme_on(&store, None, "nofollow", "");
+    let Running {
+        dir,
+        daemon: mut d,
+        bucket,
+        client: c,
+        ..
+    } = acme(&Store::s3s()).tag("nofollow").start();
     let pid = d.child.id();
     let before = inotify_watches(pid);
     let staging = dir.path().join("batch.tmp-out");
@@ -37,7 +42,6 @@ fn the_watcher_does_not_follow_links() {
     symlink("/", staging.join("root")).expect("link");
     symlink("/usr", staging.join("sub/usr")).expect("link");
     std::fs::rename(&staging, dir.spool().join("acme/batch")).expect("rename in");
-    let c = store.client();
     let ok = wait_until(Duration::from_secs(30), || {
         rt().block_on(get(&c, &bucket, "pre/batch/data.csv"))
             .is_some()
@@ -68,9 +72,13 @@ fn the_watcher_does_not_follow_links() {
 /// into the new folder is published.
 #[test]
 fn a_server_folder_removed_and_made_again_is_watched_again() {
-    let store = Store::s3s();
-    let (bucket, dir, mut d) = acme_on(&store, None, "remade", "");
-    let c = store.client();
+    let Running {
+        dir,
+        daemon: mut d,
+        bucket,
+        client: c,
+        ..
+    } = acme(&Store::s3s()).tag("remade").start();
     let has = |key: &str| rt().block_on(get(&c, &bucket, key)).is_some();
     dir.drop_file("acme", "before.csv", b"before");
     assert!(wait_until(Duration::from_secs(30), || has(
@@ -102,22 +110,17 @@ fn a_server_folder_removed_and_made_again_is_watched_again() {
 /// marker (shown apart) — and agrees with `outpost_queue_files` on the same spool.
 #[test]
 fn status_counts_what_the_daemon_publishes_and_agrees_with_the_metrics() {
-    let store = Store::moto();
-    let dir = TestDir::new();
-    let port = free_port();
     // A bucket that does not exist: the server is blocked and its files stay pending.
-    let cfg = dir.config(&config_yaml(
-        &dir,
-        port,
-        &server_yaml(
-            "acme",
-            &store,
-            &bucket_name("nosuchbucket"),
-            "    completion: marker\n",
-        ),
-    ));
-    let mut d = Daemon::start(&dir, &cfg, port, &store);
-    d.wait_ready();
+    let Running {
+        dir,
+        daemon: mut d,
+        launch,
+        ..
+    } = acme(&Store::moto())
+        .bucket(&bucket_name("nosuchbucket"))
+        .extra("    completion: marker\n")
+        .start();
+    let port = launch.port;
     let inprog = dir.spool().join("acme/inprog.tmp");
     std::fs::create_dir_all(&inprog).expect("mkdir");
     std::fs::write(inprog.join("x.csv"), b"still being written").expect("write");
@@ -137,7 +140,7 @@ fn status_counts_what_the_daemon_publishes_and_agrees_with_the_metrics() {
     );
     std::thread::sleep(Duration::from_secs(3));
     let queued = d.metric("outpost_queue_files{server=\"acme\"}");
-    let cfgs = cfg.to_str().expect("utf-8");
+    let cfgs = launch.cfg_str();
     let (code, out, err) = outpost(&["status", "--json", "-c", cfgs], &[]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");

@@ -9,28 +9,19 @@ use outpost_e2e::*;
 
 #[test]
 fn sd_notify_ready_watchdog_status_reload_stopping() {
-    let store = Store::s3s();
-    let bucket = bucket_name("notify");
-    rt().block_on(create_bucket(&store.client(), &bucket));
     let dir = TestDir::new();
     let sock_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).expect("bind notify socket");
     sock.set_read_timeout(Some(Duration::from_millis(200)))
         .expect("timeout");
-    let port = free_port();
-    let cfg = dir.config(&config_yaml(
-        &dir,
-        port,
-        &server_yaml("acme", &store, &bucket, ""),
-    ));
     let sock_s = sock_path.to_str().expect("utf8");
-    let mut d = Daemon::start_with(
-        &dir,
-        &cfg,
-        port,
-        &store,
-        &[("NOTIFY_SOCKET", sock_s), ("WATCHDOG_USEC", "1000000")],
-    );
+    let Staged { dir, launch, .. } = acme(&Store::s3s())
+        .tag("notify")
+        .dir(dir)
+        .env("NOTIFY_SOCKET", sock_s)
+        .env("WATCHDOG_USEC", "1000000")
+        .stage();
+    let mut d = launch.spawn(&dir);
     let mut msgs: Vec<String> = Vec::new();
     let recv_for = |dur: Duration, msgs: &mut Vec<String>| {
         let start = Instant::now();
@@ -95,16 +86,8 @@ fn raw_http(port: u16, request: &str) -> String {
 
 #[test]
 fn http_endpoint_answers_bad_requests_and_survives_slow_clients() {
-    let store = Store::s3s();
-    let dir = TestDir::new();
-    let port = free_port();
-    let cfg = dir.config(&config_yaml(
-        &dir,
-        port,
-        &server_yaml("acme", &store, "unused", ""),
-    ));
-    let mut d = Daemon::start(&dir, &cfg, port, &store);
-    d.wait_ready();
+    let Running { daemon: mut d, .. } = acme(&Store::s3s()).bucket("unused").start();
+    let port = d.port;
     assert!(raw_http(port, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n").starts_with("HTTP/1.1 404"));
     let r = raw_http(
         port,
@@ -180,16 +163,8 @@ const SPEC_SERIES: [&str; 13] = [
 
 #[test]
 fn every_spec_series_exists_at_zero_and_promtool_accepts_the_exposition() {
-    let store = Store::s3s();
-    let dir = TestDir::new();
-    let port = free_port();
-    let cfg = dir.config(&config_yaml(
-        &dir,
-        port,
-        &server_yaml("acme", &store, "unused", ""),
-    ));
-    let mut d = Daemon::start(&dir, &cfg, port, &store);
-    d.wait_ready();
+    let Running { daemon: mut d, .. } = acme(&Store::s3s()).bucket("unused").start();
+    let port = d.port;
     let (_, body) = http_get(port, "/metrics").expect("metrics");
     for s in SPEC_SERIES {
         let line = body
@@ -234,18 +209,10 @@ fn every_spec_series_exists_at_zero_and_promtool_accepts_the_exposition() {
 
 #[test]
 fn a_real_prometheus_scrapes_the_counters() {
-    let store = Store::s3s();
-    let bucket = bucket_name("prom");
-    rt().block_on(create_bucket(&store.client(), &bucket));
-    let dir = TestDir::new();
-    let port = free_port();
-    let cfg = dir.config(&config_yaml(
-        &dir,
-        port,
-        &server_yaml("acme", &store, &bucket, ""),
-    ));
-    let mut d = Daemon::start(&dir, &cfg, port, &store);
-    d.wait_ready();
+    let Running {
+        dir, daemon: mut d, ..
+    } = acme(&Store::s3s()).tag("prom").start();
+    let port = d.port;
     let prom_port = free_port();
     let prom_cfg = dir.path().join("prometheus.yml");
     std::fs::write(

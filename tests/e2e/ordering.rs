@@ -10,14 +10,18 @@ use outpost_e2e::*;
 #[test]
 fn publish_last_files_arrive_after_every_data_file_beside_them() {
     let store = Store::s3s();
-    let client = store.client();
     let proxy = FaultProxy::start(&store.endpoint, 0.0, Duration::from_secs(1), 1);
-    let (bucket, dir, mut d) = acme_on(
-        &store,
-        Some(&proxy.endpoint),
-        "last",
-        "    publish_last: [\"*.info\"]\n    max_concurrent_uploads: 8\n",
-    );
+    let Running {
+        dir,
+        daemon: mut d,
+        bucket,
+        client,
+        ..
+    } = acme(&store)
+        .tag("last")
+        .via(&proxy.endpoint)
+        .extra("    publish_last: [\"*.info\"]\n    max_concurrent_uploads: 8\n")
+        .start();
     // A sub-folder's file is not "beside" the .info and may go at any time.
     dir.drop_file("acme", "batch/sub/x.csv", &data(100, 0));
     for i in 0..50 {
@@ -51,14 +55,7 @@ fn publish_last_files_arrive_after_every_data_file_beside_them() {
         info + 1,
         arrivals.len()
     );
-    rt().block_on(async {
-        assert_eq!(
-            get(&client, &bucket, "pre/batch/batch.info")
-                .await
-                .as_deref(),
-            Some(&b"50 parts"[..])
-        );
-    });
+    assert_delivered(&client, &bucket, "pre/batch/batch.info", b"50 parts");
 }
 
 /// Files found by the start-up scan with equal timestamps (a scan cannot tell their
@@ -66,25 +63,13 @@ fn publish_last_files_arrive_after_every_data_file_beside_them() {
 #[test]
 fn publish_last_holds_for_files_found_at_start_up_with_equal_timestamps() {
     let store = Store::s3s();
-    let bucket = bucket_name("lastscan");
-    rt().block_on(create_bucket(&store.client(), &bucket));
     let proxy = FaultProxy::start(&store.endpoint, 0.0, Duration::from_secs(1), 1);
-    let through = Store {
-        endpoint: proxy.endpoint.clone(),
-        ..store.clone()
-    };
-    let dir = TestDir::new();
-    let port = free_port();
-    let cfg = dir.config(&config_yaml(
-        &dir,
-        port,
-        &server_yaml(
-            "acme",
-            &through,
-            &bucket,
-            "    publish_last: [\"*.info\"]\n    max_concurrent_uploads: 8\n",
-        ),
-    ));
+    let staged = acme(&store)
+        .tag("lastscan")
+        .via(&proxy.endpoint)
+        .extra("    publish_last: [\"*.info\"]\n    max_concurrent_uploads: 8\n")
+        .stage();
+    let dir = &staged.dir;
     dir.drop_file("acme", "b/a.info", b"control");
     for i in 0..20 {
         dir.drop_file("acme", &format!("b/z{i:02}.csv"), &data(10_000, i));
@@ -96,8 +81,7 @@ fn publish_last_holds_for_files_found_at_start_up_with_equal_timestamps() {
         .status()
         .expect("touch");
     assert!(same.success());
-    let mut d = Daemon::start(&dir, &cfg, port, &through);
-    d.wait_ready();
+    let mut d = staged.launch.start(dir);
     assert!(wait_until(Duration::from_secs(60), || d
         .metric("outpost_files_uploaded_total{server=\"acme\"}")
         == Some(21.0)));
@@ -113,14 +97,18 @@ fn publish_last_holds_for_files_found_at_start_up_with_equal_timestamps() {
 #[test]
 fn a_path_dropped_again_is_published_after_the_earlier_file() {
     let store = Store::s3s();
-    let client = store.client();
     let proxy = FaultProxy::start(&store.endpoint, 0.0, Duration::from_secs(1), 1);
-    let (bucket, dir, mut d) = acme_on(
-        &store,
-        Some(&proxy.endpoint),
-        "redrop",
-        "    max_concurrent_uploads: 8\n",
-    );
+    let Running {
+        dir,
+        daemon: mut d,
+        bucket,
+        client,
+        ..
+    } = acme(&store)
+        .tag("redrop")
+        .via(&proxy.endpoint)
+        .extra("    max_concurrent_uploads: 8\n")
+        .start();
     // Version 1 is large (slow to send); versions 2 and 3 are small and dropped while it
     // is in flight: they must not overtake it.
     dir.drop_file("acme", "same.csv", &data(30 * 1024 * 1024, 1));
@@ -140,12 +128,7 @@ fn a_path_dropped_again_is_published_after_the_earlier_file() {
         .map(|(op, _)| op.clone())
         .collect();
     assert_eq!(writes.len(), 3, "{writes:?}");
-    rt().block_on(async {
-        assert_eq!(
-            get(&client, &bucket, "pre/same.csv").await.as_deref(),
-            Some(&b"version 3"[..])
-        );
-    });
+    assert_delivered(&client, &bucket, "pre/same.csv", b"version 3");
 }
 
 /// Issue 11.4: a sibling that goes to `.failed/` at once (a name that is not UTF-8)
@@ -154,16 +137,15 @@ fn a_path_dropped_again_is_published_after_the_earlier_file() {
 #[test]
 fn publish_last_waits_for_a_sibling_failed_at_once_also_after_a_restart() {
     use std::os::unix::ffi::OsStringExt;
-    let store = Store::s3s();
-    let bucket = bucket_name("lastfail");
-    rt().block_on(create_bucket(&store.client(), &bucket));
-    let dir = TestDir::new();
-    let port = free_port();
-    let cfg = dir.config(&config_yaml(
-        &dir,
-        port,
-        &server_yaml("acme", &store, &bucket, "    publish_last: [\"*.info\"]\n"),
-    ));
+    let Staged {
+        dir,
+        bucket,
+        client: c,
+        launch,
+    } = acme(&Store::s3s())
+        .tag("lastfail")
+        .extra("    publish_last: [\"*.info\"]\n")
+        .stage();
     // The whole batch is in place before the daemon starts (one scan finds it).
     let batch = dir.spool().join("acme/batch");
     std::fs::create_dir_all(&batch).expect("mkdir");
@@ -172,10 +154,8 @@ fn publish_last_waits_for_a_sibling_failed_at_once_also_after_a_restart() {
     let bad = std::ffi::OsString::from_vec(b"bad\xffname.csv".to_vec());
     std::fs::write(batch.join(&bad), b"three").expect("write");
     std::fs::write(batch.join("batch.info"), b"control").expect("write");
-    let c = store.client();
     let has = |key: &str| rt().block_on(get(&c, &bucket, key)).is_some();
-    let mut d = Daemon::start(&dir, &cfg, port, &store);
-    d.wait_ready();
+    let mut d = launch.start(&dir);
     assert!(
         wait_until(Duration::from_secs(30), || has("pre/batch/1.csv")
             && has("pre/batch/2.csv")),
@@ -191,14 +171,13 @@ fn publish_last_waits_for_a_sibling_failed_at_once_also_after_a_restart() {
     );
     assert_eq!(d.stop(), Some(0));
     // After a restart the hold comes from `.failed/` itself.
-    let mut d = Daemon::start(&dir, &cfg, port, &store);
-    d.wait_ready();
+    let mut d = launch.start(&dir);
     std::thread::sleep(Duration::from_secs(3));
     assert!(
         !has("pre/batch/batch.info"),
         "batch.info went out after a restart"
     );
-    let (_, status, _) = outpost(&["status", "-c", cfg.to_str().expect("utf-8")], &[]);
+    let (_, status, _) = outpost(&["status", "-c", launch.cfg_str()], &[]);
     assert!(
         status.contains("bad"),
         "status does not say what holds it:\n{status}"

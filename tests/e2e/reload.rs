@@ -22,19 +22,17 @@ fn sighup_adds_changes_and_removes_servers_and_refuses_bad_files() {
         create_bucket(&client, &ba).await;
         create_bucket(&client, &bb).await;
     });
-    let dir = TestDir::new();
-    let port = free_port();
-    let a = server_yaml("a", &store, &ba, "");
-    let cfg = dir.config(&config_yaml(&dir, port, &a));
-    let mut d = Daemon::start(&dir, &cfg, port, &store);
-    d.wait_ready();
+    let Running {
+        dir, daemon: mut d, ..
+    } = acme(&store).name("a").bucket(&ba).start();
+    let port = d.port;
     dir.drop_file("a", "one.csv", b"1");
     assert!(wait_until(Duration::from_secs(30), || d
         .metric("outpost_files_uploaded_total{server=\"a\"}")
         == Some(1.0)));
 
     // Add server b, change a's prefix.
-    let a2 = server_yaml("a", &store, &ba, "").replace("prefix: \"pre/\"", "prefix: \"v2/\"");
+    let a2 = Server::new("a", &store.endpoint, &ba).prefix("v2/").yaml();
     let b = server_yaml("b", &store, &bb, "");
     dir.config(&config_yaml(&dir, port, &format!("{a2}{b}")));
     hup(&d);
@@ -111,7 +109,6 @@ fn sighup_removes_a_removed_servers_series_and_warns_of_restart_only_keys() {
     let ba = bucket_name("rlc");
     rt().block_on(create_bucket(&client, &ba));
     let dir = TestDir::new();
-    let port = free_port();
     let a = server_yaml("a", &store, &ba, "");
     // b signs with a wrong secret: the destination refuses us and b is blocked.
     let wrong = dir.path().join("wrong-secret");
@@ -127,9 +124,15 @@ fn sighup_removes_a_removed_servers_series_and_warns_of_restart_only_keys() {
             wrong.display()
         ),
     );
-    let cfg = dir.config(&config_yaml(&dir, port, &format!("{a}{b}")));
-    let mut d = Daemon::start(&dir, &cfg, port, &store);
-    d.wait_ready();
+    let Running {
+        dir, daemon: mut d, ..
+    } = acme(&store)
+        .name("a")
+        .bucket(&ba)
+        .dir(dir)
+        .server_text(&b)
+        .start();
+    let port = d.port;
     dir.drop_file("b", "held.csv", b"b");
     dir.drop_file("a", "one.csv", b"1");
     assert!(
@@ -207,28 +210,20 @@ fn a_file_given_up_after_its_server_was_removed_stays_claimed_until_it_returns()
     let bucket = bucket_name("rlgone");
     rt().block_on(create_bucket(&store.client(), &bucket));
     let (_hole, hole) = black_hole();
-    let dir = TestDir::new();
-    let port = free_port();
     let one_attempt = |endpoint: &str| {
-        server_yaml(
-            "b",
-            &Store {
-                endpoint: endpoint.to_owned(),
-                ..store.clone()
-            },
-            &bucket,
-            "    timeouts: { connect: 1s, read: 4s }\n",
-        )
-        .replace("max_attempts: 50", "max_attempts: 1")
+        Server::new("b", endpoint, &bucket)
+            .retry("100ms", "2s", 1)
+            .extra("    timeouts: { connect: 1s, read: 4s }\n")
     };
     let a = server_yaml("a", &store, &bucket, "");
-    let cfg = dir.config(&config_yaml(
-        &dir,
-        port,
-        &format!("{a}{}", one_attempt(&hole)),
-    ));
-    let mut d = Daemon::start(&dir, &cfg, port, &store);
-    d.wait_ready();
+    let Running {
+        dir, daemon: mut d, ..
+    } = acme(&store)
+        .name("a")
+        .bucket(&bucket)
+        .server(one_attempt(&hole))
+        .start();
+    let port = d.port;
     dir.drop_file("b", "late.csv", b"late");
     assert!(
         wait_until(Duration::from_secs(10), || d
@@ -253,7 +248,7 @@ fn a_file_given_up_after_its_server_was_removed_stays_claimed_until_it_returns()
     dir.config(&config_yaml(
         &dir,
         port,
-        &format!("{a}{}", one_attempt(&store.endpoint)),
+        &format!("{a}{}", one_attempt(&store.endpoint).yaml()),
     ));
     hup(&d);
     assert!(
@@ -286,20 +281,14 @@ fn shutdown_waits_for_a_give_up_under_way() {
         key: "AKIAEXAMPLE".into(),
         secret: "not-a-secret".into(),
     };
-    let dir = TestDir::new();
-    let port = free_port();
-    let acme = server_yaml(
-        "acme",
-        &nowhere,
-        "bkt",
-        "    timeouts: { connect: 1s, read: 2s }\n    multipart: { threshold: 5MiB, part_size: 5MiB }\n",
-    )
-    .replace("max_attempts: 50", "max_attempts: 1");
-    let cfg = dir.config(
-        &config_yaml(&dir, port, &acme).replace("shutdown_grace: 5s", "shutdown_grace: 40s"),
-    );
-    let mut d = Daemon::start(&dir, &cfg, port, &nowhere);
-    d.wait_ready();
+    let Running {
+        dir, daemon: mut d, ..
+    } = acme(&nowhere)
+        .bucket("bkt")
+        .retry("100ms", "2s", 1)
+        .extra("    timeouts: { connect: 1s, read: 2s }\n    multipart: { threshold: 5MiB, part_size: 5MiB }\n")
+        .shutdown_grace("40s")
+        .start();
     dir.drop_file("acme", "big.bin", &data(6 << 20, 7));
     // The only attempt times out on CreateMultipartUpload; the give-up then looks for
     // the upload it may have begun (unanswered too, retried) before failing the file.

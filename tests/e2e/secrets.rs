@@ -33,46 +33,37 @@ fn no_secret_in_logs_metrics_outputs_or_failure_records() {
     let secret_file = dir.path().join("secret");
     std::fs::write(&secret_file, format!("{}\n", publisher.secret)).expect("secret");
     std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    let port = free_port();
     let dead = format!("http://127.0.0.1:{}", free_port());
     let dead_yaml = format!(
         "  dead:\n    bucket: {bucket}\n    endpoint: {dead}\n    path_style: true\n    credentials: {{ mode: static, access_key_id: {}, secret_access_key_file: {} }}\n    retry: {{ initial_backoff: 10ms, max_backoff: 20ms, max_attempts: 2 }}\n",
         publisher.key,
         secret_file.display()
     );
-    let servers = format!(
-        "{}{}{dead_yaml}",
-        server_yaml(
-            "stat",
-            &publisher,
-            &bucket,
-            &format!(
-                "    credentials: {{ mode: static, access_key_id: {}, secret_access_key_file: {} }}\n    multipart: {{ threshold: 5MiB, part_size: 5MiB }}\n",
-                publisher.key,
-                secret_file.display()
-            )
-        ),
-        server_yaml(
-            "role",
-            &publisher,
-            &bucket,
-            &format!(
-                "    credentials: {{ mode: assume_role, role_arn: \"{role_arn}\", external_id: ext-{tag} }}\n"
-            )
-        ),
-    );
-    let cfg = dir.config(&format!(
-        "publisher_account_id: \"123456789012\"\n{}",
-        config_yaml(&dir, port, &servers)
-    ));
-    let cfg_s = cfg.to_str().expect("utf8").to_owned();
     // The daemon's own identity (for assume_role) is the same user, from the environment.
-    let envs = [
-        ("RUST_LOG", "trace,aws_sigv4=trace,hyper=trace"),
-        ("AWS_ENDPOINT_URL_STS", iam.endpoint.as_str()),
-    ];
-    let mut d = Daemon::start_with(&dir, &cfg, port, &publisher, &envs);
-    d.wait_ready();
+    let Running {
+        dir,
+        daemon: mut d,
+        launch,
+        ..
+    } = acme(&publisher)
+        .name("stat")
+        .bucket(&bucket)
+        .dir(dir)
+        .top("publisher_account_id: \"123456789012\"\n")
+        .extra(&format!(
+            "    credentials: {{ mode: static, access_key_id: {}, secret_access_key_file: {} }}\n    multipart: {{ threshold: 5MiB, part_size: 5MiB }}\n",
+            publisher.key,
+            secret_file.display()
+        ))
+        .server(Server::new("role", &publisher.endpoint, &bucket).extra(&format!(
+            "    credentials: {{ mode: assume_role, role_arn: \"{role_arn}\", external_id: ext-{tag} }}\n"
+        )))
+        .server_text(&dead_yaml)
+        .env("RUST_LOG", "trace,aws_sigv4=trace,hyper=trace")
+        .env("AWS_ENDPOINT_URL_STS", &iam.endpoint)
+        .start();
+    let port = d.port;
+    let cfg_s = launch.cfg_str().to_owned();
     dir.drop_file("stat", "a.csv", b"static");
     dir.drop_file("stat", "big.bin", &data(6 * 1024 * 1024, 1));
     dir.drop_file("role", "b.csv", b"role");
@@ -161,26 +152,20 @@ fn sighup_takes_up_a_rotated_secret_file() {
     let wrong = format!("wrongsecret{:016x}", fastrand::u64(..));
     std::fs::write(&secret_file, format!("{wrong}\n")).expect("secret");
     std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    let port = free_port();
     // Probes of the blocked server 30 s and more apart: healing within seconds of the
     // SIGHUP means the reload probed at once with the new client.
-    let acme = server_yaml(
-        "acme",
-        &store,
-        &bucket,
-        &format!(
+    let Running {
+        dir, daemon: mut d, ..
+    } = acme(&store)
+        .bucket(&bucket)
+        .dir(dir)
+        .retry("60s", "5m", 50)
+        .extra(&format!(
             "    credentials: {{ mode: static, access_key_id: {}, secret_access_key_file: {} }}\n",
             store.key,
             secret_file.display()
-        ),
-    )
-    .replace(
-        "initial_backoff: 100ms, max_backoff: 2s",
-        "initial_backoff: 60s, max_backoff: 5m",
-    );
-    let cfg = dir.config(&config_yaml(&dir, port, &acme));
-    let mut d = Daemon::start(&dir, &cfg, port, &store);
-    d.wait_ready();
+        ))
+        .start();
     dir.drop_file("acme", "a.csv", b"one");
     dir.drop_file("acme", "b.csv", b"two");
     assert!(

@@ -7,8 +7,13 @@ use outpost_e2e::*;
 
 fn setup(tag: &str, extra: &str) -> (Store, String, TestDir, Daemon) {
     let store = Store::s3s();
-    let (bucket, dir, d) = acme_on(&store, None, tag, extra);
-    (store, bucket, dir, d)
+    let Running {
+        bucket,
+        dir,
+        daemon,
+        ..
+    } = acme(&store).tag(tag).extra(extra).start();
+    (store, bucket, dir, daemon)
 }
 
 fn uploaded(d: &Daemon) -> f64 {
@@ -112,21 +117,17 @@ fn failed_files_are_recorded_shown_by_status_and_requeued() {
     let store = Store::moto();
     let bucket = bucket_name("requeue");
     let dead = format!("http://127.0.0.1:{}", free_port());
-    let dir = TestDir::new();
-    let port = free_port();
-    let yaml = |endpoint: &str| {
-        config_yaml(
-            &dir,
-            port,
-            &format!(
-                "  acme:\n    bucket: {bucket}\n    prefix: \"pre/\"\n    endpoint: {endpoint}\n    path_style: true\n    retry: {{ initial_backoff: 50ms, max_backoff: 100ms, max_attempts: 2 }}\n"
-            ),
-        )
-    };
-    let cfg = dir.config(&yaml(&dead));
-    let cfg_s = cfg.to_str().expect("utf8").to_owned();
-    let mut d = Daemon::start(&dir, &cfg, port, &store);
-    d.wait_ready();
+    let Running {
+        dir,
+        daemon: mut d,
+        launch,
+        ..
+    } = acme(&store)
+        .bucket(&bucket)
+        .via(&dead)
+        .retry("50ms", "100ms", 2)
+        .start();
+    let cfg_s = launch.cfg_str().to_owned();
     dir.drop_file("acme", "sub/lost.csv", b"precious");
     assert!(
         wait_until(Duration::from_secs(60), || dir.failed().len() == 2),
@@ -167,7 +168,13 @@ fn failed_files_are_recorded_shown_by_status_and_requeued() {
     assert_eq!(st[0]["daemon_running"], false);
     // The operator fixes the endpoint and requeues; the file goes out.
     rt().block_on(create_bucket(&store.client(), &bucket));
-    dir.config(&yaml(&store.endpoint));
+    dir.config(&config_yaml(
+        &dir,
+        launch.port,
+        &Server::new("acme", &store.endpoint, &bucket)
+            .retry("50ms", "100ms", 2)
+            .yaml(),
+    ));
     let (code, out, err) = outpost(&["requeue", "-c", &cfg_s, "acme", "--all"], &[]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("1 file(s) requeued"), "{out}");
@@ -175,8 +182,7 @@ fn failed_files_are_recorded_shown_by_status_and_requeued() {
     let (_, out, _) = outpost(&["status", "-c", &cfg_s, "--json"], &[]);
     let st: serde_json::Value = serde_json::from_str(&out).expect("status json");
     assert_eq!(st[0]["pending_files"], 1);
-    let mut d = Daemon::start(&dir, &cfg, port, &store);
-    d.wait_ready();
+    let d = launch.start(&dir);
     assert!(wait_until(Duration::from_secs(60), || uploaded(&d) == 1.0));
     rt().block_on(async {
         assert_eq!(

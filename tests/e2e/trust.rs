@@ -45,8 +45,6 @@ fn black_hole() -> (u16, std::thread::JoinHandle<()>) {
 fn the_daemon_is_quiet_while_nothing_can_start() {
     let (hole, _h) = black_hole();
     let refused = free_port(); // nothing listens there
-    let dir = TestDir::new();
-    let port = free_port();
     let store = Store::s3s();
     let stuck = Store {
         endpoint: format!("http://127.0.0.1:{hole}"),
@@ -56,28 +54,16 @@ fn the_daemon_is_quiet_while_nothing_can_start() {
         endpoint: format!("http://127.0.0.1:{refused}"),
         ..store.clone()
     };
-    let servers = format!(
-        "{}{}",
-        server_yaml(
-            "down",
-            &down,
-            "bk1",
-            "    timeouts: { connect: 1s, read: 600s }\n"
-        ),
-        server_yaml(
-            "stuck",
-            &stuck,
-            "bk2",
-            "    timeouts: { connect: 1s, read: 600s }\n"
-        ),
-    );
-    let yaml = config_yaml(&dir, port, &servers).replace(
-        "rescan_interval: 2s\n",
-        "rescan_interval: 2s\nmax_concurrent_uploads: 1\n",
-    );
-    let cfg = dir.config(&yaml);
-    let mut d = Daemon::start(&dir, &cfg, port, &store);
-    d.wait_ready();
+    let timeouts = "    timeouts: { connect: 1s, read: 600s }\n";
+    let Running {
+        dir, daemon: mut d, ..
+    } = acme(&down)
+        .name("down")
+        .bucket("bk1")
+        .extra(timeouts)
+        .server(Server::new("stuck", &stuck.endpoint, "bk2").extra(timeouts))
+        .top("max_concurrent_uploads: 1\n")
+        .start();
     dir.drop_file("down", "a.csv", b"retry me");
     assert!(
         wait_until(Duration::from_secs(30), || {
@@ -120,24 +106,17 @@ fn the_daemon_is_quiet_while_nothing_can_start() {
 /// descriptors.
 #[test]
 fn idle_connections_cannot_starve_uploads_of_descriptors() {
-    let store = Store::s3s();
-    let bucket = bucket_name("nofile");
-    rt().block_on(create_bucket(&store.client(), &bucket));
-    let dir = TestDir::new();
-    let port = free_port();
-    let cfg = dir.config(&config_yaml(
-        &dir,
-        port,
-        &server_yaml("acme", &store, &bucket, ""),
-    ));
-    let mut d = Daemon::start_wrapped(
-        &dir,
-        &cfg,
-        port,
-        &store,
-        &["prlimit", "--nofile=1024:4096", "--"],
-    );
-    d.wait_ready();
+    let Running {
+        dir,
+        daemon: mut d,
+        bucket,
+        client,
+        ..
+    } = acme(&Store::s3s())
+        .tag("nofile")
+        .wrapped(&["prlimit", "--nofile=1024:4096", "--"])
+        .start();
+    let port = d.port;
     // Connected from a thread: past the kernel's backlog a connect waits for the
     // daemon to free a slot. Files are dropped once 1,000 are held.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -170,10 +149,10 @@ fn idle_connections_cannot_starve_uploads_of_descriptors() {
     }
     // Counted in the bucket (the endpoint itself is busy with the idle clients).
     let t0 = std::time::Instant::now();
-    let c = store.client();
     let ok = wait_until(Duration::from_secs(120), || {
         rt().block_on(async {
-            c.list_objects_v2()
+            client
+                .list_objects_v2()
                 .bucket(&bucket)
                 .send()
                 .await
@@ -213,19 +192,19 @@ fn a_refused_assume_role_blocks_the_server_and_heals_without_restart() {
          iam.put_role_policy(RoleName='{role}', PolicyName='w', PolicyDocument=json.dumps({{'Version':'2012-10-17','Statement':[{{'Effect':'Allow','Action':['s3:PutObject','s3:AbortMultipartUpload','s3:ListMultipartUploadParts'],'Resource':'*'}}]}}))\n\
          print(r['Role']['Arn'])"
     ));
-    let dir = TestDir::new();
-    let port = free_port();
-    let cfg = dir.config(&config_yaml(
-        &dir,
-        port,
-        &format!(
-            "  acme:\n    bucket: {bucket}\n    prefix: \"pre/\"\n    endpoint: {}\n    path_style: true\n    retry: {{ initial_backoff: 100ms, max_backoff: 1s, max_attempts: 3 }}\n    credentials: {{ mode: assume_role, role_arn: \"{arn}\", external_id: \"ext-{tag}\" }}\n",
-            publisher.endpoint
-        ),
-    ));
-    let sts = [("AWS_ENDPOINT_URL_STS", iam.endpoint.as_str())];
-    let mut d = Daemon::start_with(&dir, &cfg, port, &publisher, &sts);
-    d.wait_ready();
+    let Running {
+        dir,
+        daemon: mut d,
+        launch,
+        ..
+    } = acme(&publisher)
+        .bucket(&bucket)
+        .retry("100ms", "1s", 3)
+        .extra(&format!(
+            "    credentials: {{ mode: assume_role, role_arn: \"{arn}\", external_id: \"ext-{tag}\" }}\n"
+        ))
+        .env("AWS_ENDPOINT_URL_STS", &iam.endpoint)
+        .start();
     for i in 0..3 {
         dir.drop_file("acme", &format!("f{i}.csv"), b"waits for the trust policy");
     }
@@ -253,9 +232,8 @@ fn a_refused_assume_role_blocks_the_server_and_heals_without_restart() {
         "the external id's value is logged"
     );
     // verify says the same.
-    let cfgs = cfg.to_str().expect("utf-8");
     let (_, out, err) = outpost(
-        &["verify", "acme", "-c", cfgs],
+        &["verify", "acme", "-c", launch.cfg_str()],
         &[
             ("AWS_ACCESS_KEY_ID", publisher.key.as_str()),
             ("AWS_SECRET_ACCESS_KEY", publisher.secret.as_str()),
@@ -300,12 +278,17 @@ fn a_slow_upload_is_never_cut_and_a_stalled_one_is_detected() {
     proxy
         .throttle
         .store(2_000_000, std::sync::atomic::Ordering::SeqCst);
-    let (bucket, dir, mut d) = acme_on(
-        &store,
-        Some(&proxy.endpoint),
-        "slowlink",
-        "    timeouts: { connect: 2s, read: 5s }\n    multipart: { threshold: 48MiB, part_size: 16MiB, concurrency: 4 }\n",
-    );
+    let Running {
+        dir,
+        daemon: mut d,
+        bucket,
+        client: c,
+        ..
+    } = acme(&store)
+        .tag("slowlink")
+        .via(&proxy.endpoint)
+        .extra("    timeouts: { connect: 2s, read: 5s }\n    multipart: { threshold: 48MiB, part_size: 16MiB, concurrency: 4 }\n")
+        .start();
     let single = data(40 << 20, 41);
     let multi = data(48 << 20, 42);
     dir.drop_file("acme", "single.bin", &single);
@@ -323,11 +306,8 @@ fn a_slow_upload_is_never_cut_and_a_stalled_one_is_detected() {
         "a slow but moving upload was cut; log:\n{}",
         d.log_text()
     );
-    let c = store.client();
-    rt().block_on(async {
-        assert!(get(&c, &bucket, "pre/single.bin").await.as_deref() == Some(&single[..]));
-        assert!(get(&c, &bucket, "pre/multi.bin").await.as_deref() == Some(&multi[..]));
-    });
+    assert_delivered(&c, &bucket, "pre/single.bin", &single);
+    assert_delivered(&c, &bucket, "pre/multi.bin", &multi);
     // Now the link stops half-way through the next body (for 60 s).
     proxy.throttle.store(0, std::sync::atomic::Ordering::SeqCst);
     proxy
@@ -404,34 +384,18 @@ int fdatasync(int fd) {
 /// `/metrics` keeps answering at once.
 #[test]
 fn a_slow_disk_does_not_stall_the_http_endpoint() {
-    let store = Store::s3s();
-    let bucket = bucket_name("slowdisk");
-    rt().block_on(create_bucket(&store.client(), &bucket));
     let dir = TestDir::new();
     let so = slow_fsync_shim(dir.path());
-    let port = free_port();
-    let cfg = dir.config(&config_yaml(
-        &dir,
-        port,
-        &server_yaml(
-            "acme",
-            &store,
-            &bucket,
-            "    max_concurrent_uploads: 8\n    multipart: { threshold: 5MiB, part_size: 5MiB, concurrency: 1 }\n",
-        ),
-    ));
-    let so_s = so.to_str().expect("utf-8").to_owned();
-    let mut d = Daemon::start_with(
-        &dir,
-        &cfg,
-        port,
-        &store,
-        &[
-            ("LD_PRELOAD", so_s.as_str()),
-            ("OUTPOST_TEST_FSYNC_MS", "2000"),
-        ],
-    );
-    d.wait_ready();
+    let Running {
+        dir, daemon: mut d, ..
+    } = acme(&Store::s3s())
+        .tag("slowdisk")
+        .dir(dir)
+        .extra("    max_concurrent_uploads: 8\n    multipart: { threshold: 5MiB, part_size: 5MiB, concurrency: 1 }\n")
+        .env("LD_PRELOAD", so.to_str().expect("utf-8"))
+        .env("OUTPOST_TEST_FSYNC_MS", "2000")
+        .start();
+    let port = d.port;
     for i in 0..8 {
         dir.drop_file("acme", &format!("m{i}.bin"), &data(6 << 20, 70 + i));
     }
