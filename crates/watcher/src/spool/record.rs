@@ -1,0 +1,119 @@
+//! Failure records (`.<name>.error.json` beside a file in `.failed/`): their fields,
+//! their names, the %-escaping that keeps a name that is not UTF-8 exactly, and the
+//! RFC 3339 times written in them. Pure: no file-system access. Touch this to change
+//! what a record says.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a file went to `.failed/`: written beside it as `.<name>.error.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FailRecord {
+    /// Server it was dropped for.
+    pub server: String,
+    /// Its relative path in the server folder (where `requeue` puts it back).
+    pub relative_path: String,
+    /// Name of the failed file in this folder (differs from the original when an earlier
+    /// failure of the same path is kept).
+    pub file: String,
+    /// Reason class.
+    pub reason: String,
+    /// Destination bucket.
+    pub bucket: String,
+    /// Destination key.
+    pub key: String,
+    /// Upload attempts made.
+    pub attempts: u32,
+    /// First attempt (RFC 3339), if any.
+    pub first_attempt: Option<String>,
+    /// Last attempt (RFC 3339), if any.
+    pub last_attempt: Option<String>,
+    /// The last error, in words.
+    pub last_error: String,
+    /// When it was moved here (RFC 3339).
+    pub failed_at: String,
+    /// `file`'s exact bytes, %-escaped, when the name is not UTF-8 (`file` then holds
+    /// a lossy rendering for people).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_bytes: Option<String>,
+    /// `relative_path`'s exact bytes, %-escaped, when it is not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relative_path_bytes: Option<String>,
+}
+
+/// Formats a time as RFC 3339 UTC (seconds).
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// `Some(%-escaped bytes)` for a name that is not UTF-8 (its record keeps it exactly).
+pub(super) fn pct_if_not_utf8(name: &OsStr) -> Option<String> {
+    if name.to_str().is_some() {
+        return None;
+    }
+    let mut out = String::new();
+    for b in name.as_bytes() {
+        if b.is_ascii_graphic() && *b != b'%' || *b == b' ' {
+            out.push(*b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Some(out)
+}
+
+/// The bytes of a %-escaped name.
+pub(super) fn pct_decode(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// Name of the record beside a failed file: starts with a dot, so it can never be an
+/// exporter's published file, and fits in 255 bytes.
+pub(super) fn record_name(file: &OsStr) -> OsString {
+    let mut n = OsString::from(".");
+    n.push(file);
+    n.push(".error.json");
+    if n.as_bytes().len() <= 255 {
+        return n;
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in file.as_bytes() {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+    }
+    OsString::from(format!(".{h:016x}.error.json"))
+}

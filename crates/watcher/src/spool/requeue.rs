@@ -1,0 +1,226 @@
+//! `outpost requeue`: failed files moved back into their server folder, for the daemon
+//! to publish again. A failure record is trusted for nothing but names, and every path
+//! is resolved through `fsx` (beneath the spool, no link followed, nothing replaced).
+//! Touch this to change what requeue accepts.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+use super::record::{pct_decode, record_name};
+use super::{DIR_MODE, FAILED, FailRecord, Spool};
+use crate::fsx::{self, FileType};
+
+impl Spool {
+    /// Moves failed files of `server` back into its folder: all of them, or those whose
+    /// path (relative to `.failed/<server>/`, or the original relative path) is listed.
+    /// With `marker_suffix` (a `completion: marker` server) each requeued file gets its
+    /// marker again, so it is published. Returns the relative paths requeued and the
+    /// errors of those that could not be.
+    ///
+    /// A record is trusted for nothing but names: its `file` must be a plain name in the
+    /// record's own folder (the one the record is named after) and its `relative_path`
+    /// a relative path without `.`, `..` or empty segments whose folder is the one the
+    /// failed file sits in; otherwise it is refused and nothing moves. The move never
+    /// replaces an existing file.
+    pub fn requeue(
+        root: &Path,
+        server: &str,
+        only: Option<&[String]>,
+        marker_suffix: Option<&str>,
+    ) -> (Vec<String>, Vec<String>) {
+        let mut done = Vec::new();
+        let mut errors = Vec::new();
+        let mut seen: Vec<String> = Vec::new();
+        if let Err(e) = Self::requeue_in(
+            root,
+            server,
+            only,
+            marker_suffix,
+            &mut done,
+            &mut errors,
+            &mut seen,
+        ) {
+            errors.push(e);
+        }
+        if let Some(only) = only {
+            for o in only {
+                if !seen.iter().any(|d| d == o) {
+                    errors.push(format!("{o}: no such failed file for server {server}"));
+                }
+            }
+        }
+        (done, errors)
+    }
+
+    fn requeue_in(
+        root: &Path,
+        server: &str,
+        only: Option<&[String]>,
+        marker_suffix: Option<&str>,
+        done: &mut Vec<String>,
+        errors: &mut Vec<String>,
+        seen: &mut Vec<String>,
+    ) -> Result<(), String> {
+        if !plain_name(server.as_bytes()) {
+            return Err(format!("{server:?}: not a server name"));
+        }
+        let root_fd = fsx::open_dir(root).map_err(|e| format!("{}: {e}", root.display()))?;
+        let frel = Path::new(FAILED).join(server);
+        let failed = match fsx::open_dir_beneath(&root_fd, &frel) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return Err(format!(
+                    "{}: {e} (a link or not a folder: refused)",
+                    root.join(&frel).display()
+                ));
+            }
+        };
+        let src = fsx::open_dir_beneath(&root_fd, Path::new(server)).map_err(|e| {
+            format!(
+                "{}: {e} (the server folder must be a real folder, not a link)",
+                root.join(server).display()
+            )
+        })?;
+        let mut records: Vec<(PathBuf, OsString)> = Vec::new();
+        fsx::walk_files(&failed, true, &mut |_, rel, name, stat| {
+            let b = name.as_bytes();
+            if b.starts_with(b".") && b.ends_with(b".error.json") && stat.st_size < 1 << 20 {
+                records.push((rel.to_owned(), name.to_owned()));
+            }
+        });
+        records.sort();
+        for (rel_dir, rec_name) in records {
+            let shown = rel_dir.join(&rec_name).display().to_string();
+            let Ok(dir) = fsx::open_dir_beneath(&failed, &rel_dir) else {
+                errors.push(format!("{shown}: its folder changed; not requeued"));
+                continue;
+            };
+            let rec: FailRecord = match fsx::read_at(&dir, &rec_name)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    errors.push(format!("{shown}: unreadable record: {e}"));
+                    continue;
+                }
+            };
+            let file = match rec.file_bytes.as_deref() {
+                Some(p) => pct_decode(p),
+                None => Some(rec.file.as_bytes().to_vec()),
+            };
+            let rel = match rec.relative_path_bytes.as_deref() {
+                Some(p) => pct_decode(p),
+                None => Some(rec.relative_path.as_bytes().to_vec()),
+            };
+            let (Some(file), Some(rel)) = (file, rel) else {
+                errors.push(format!(
+                    "{shown}: malformed %-escape in the record; refused, nothing moved"
+                ));
+                continue;
+            };
+            let file = OsString::from_vec(file);
+            let failed_rel = rel_dir.join(&file).display().to_string();
+            if let Some(only) = only
+                && !only
+                    .iter()
+                    .any(|o| *o == failed_rel || *o == rec.relative_path)
+            {
+                continue;
+            }
+            seen.push(failed_rel.clone());
+            seen.push(rec.relative_path.clone());
+            if !plain_name(file.as_bytes()) || record_name(&file) != rec_name {
+                errors.push(format!(
+                    "{shown}: the record's `file` is not the plain name of the file it sits beside; refused, nothing moved"
+                ));
+                continue;
+            }
+            if !plain_relative(&rel) {
+                errors.push(format!(
+                    "{shown}: the record's `relative_path` is absolute, climbs with `..` or has an empty segment; refused, nothing moved"
+                ));
+                continue;
+            }
+            if std::str::from_utf8(&rel).is_err() {
+                // Back in the spool it would fail again at once: S3 keys are UTF-8.
+                errors.push(format!(
+                    "{failed_rel}: its name is not UTF-8, so it can never be a key; move it back under a UTF-8 name yourself (mv <spool>/.failed/{server}/{failed_rel} <spool>/{server}/<new name>) and remove its record ({}); nothing moved",
+                    rel_dir.join(&rec_name).display()
+                ));
+                continue;
+            }
+            let rel = PathBuf::from(OsString::from_vec(rel));
+            let (parent, last) = fsx::split(&rel);
+            if parent != rel_dir {
+                errors.push(format!(
+                    "{shown}: the record's `relative_path` names another folder than the one the file failed in; refused, nothing moved"
+                ));
+                continue;
+            }
+            match fsx::lstat_at(&dir, &file) {
+                Ok(st) if fsx::kind(&st) == FileType::RegularFile => {}
+                Ok(_) => {
+                    errors.push(format!(
+                        "{failed_rel}: not a regular file; refused, nothing moved"
+                    ));
+                    continue;
+                }
+                Err(e) => {
+                    errors.push(format!("{failed_rel}: {e}"));
+                    continue;
+                }
+            }
+            let dest = match fsx::mkdirs_beneath(&src, parent, DIR_MODE) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    errors.push(format!(
+                        "{failed_rel}: {e} (the folder in the spool must not be a link)"
+                    ));
+                    continue;
+                }
+            };
+            match fsx::rename_noreplace(&dir, &file, &dest, last) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    errors.push(format!(
+                        "{failed_rel}: a newer file of the same path is pending in the spool; requeue it after that one is published"
+                    ));
+                    continue;
+                }
+                Err(e) => {
+                    errors.push(format!("{failed_rel}: {e}"));
+                    continue;
+                }
+            }
+            let _ = fsx::unlink_at(&dir, &rec_name);
+            let _ = fsx::sync(&dest);
+            let _ = fsx::sync(&dir);
+            if let Some(suffix) = marker_suffix {
+                let mut m = last.to_owned();
+                m.push(suffix);
+                if let Err(e) = fsx::write_new(&dest, &m, b"", 0o664)
+                    && e.kind() != std::io::ErrorKind::AlreadyExists
+                {
+                    errors.push(format!(
+                        "{failed_rel}: requeued, but its marker could not be made: {e}"
+                    ));
+                }
+            }
+            done.push(rel.display().to_string());
+        }
+        Ok(())
+    }
+}
+
+/// A single file-name component: not empty, no `/`, not `.` or `..`, no NUL.
+fn plain_name(b: &[u8]) -> bool {
+    !b.is_empty() && b != b"." && b != b".." && !b.contains(&b'/') && !b.contains(&0)
+}
+
+/// A relative path of plain names joined by single `/`s.
+fn plain_relative(b: &[u8]) -> bool {
+    !b.is_empty() && b.split(|c| *c == b'/').all(plain_name)
+}
