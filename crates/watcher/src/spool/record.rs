@@ -117,3 +117,51 @@ pub(super) fn record_name(file: &OsStr) -> OsString {
     }
     OsString::from(format!(".{h:016x}.error.json"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn rfc3339_format_is_pinned() {
+        let at = |secs: u64, nanos: u32| SystemTime::UNIX_EPOCH + Duration::new(secs, nanos);
+        let cases = [
+            (at(0, 0), "1970-01-01T00:00:00Z"),
+            // Leap day of a year divisible by 400, first and last second.
+            (at(951_782_400, 0), "2000-02-29T00:00:00Z"),
+            (at(951_868_799, 999_999_999), "2000-02-29T23:59:59Z"),
+            // Sub-second parts are cut, never rounded up.
+            (at(1_234_567_890, 500_000_000), "2009-02-13T23:31:30Z"),
+            (at(1_709_251_199, 999_999_999), "2024-02-29T23:59:59Z"),
+            // 2100 is not a leap year.
+            (at(4_107_456_000, 1), "2100-02-28T00:00:00Z"),
+            (at(4_107_542_400, 0), "2100-03-01T00:00:00Z"),
+            (at(253_402_300_799, 0), "9999-12-31T23:59:59Z"),
+            // Before the epoch: the epoch.
+            (SystemTime::UNIX_EPOCH - Duration::from_secs(1), "1970-01-01T00:00:00Z"),
+        ];
+        for (t, want) in cases {
+            assert_eq!(rfc3339(t), want);
+        }
+    }
+
+    #[test]
+    fn names_round_trip_through_pct() {
+        use std::os::unix::ffi::OsStrExt;
+        let name = OsStr::from_bytes(b"a b%\xff.csv");
+        let esc = pct_if_not_utf8(name).expect("not UTF-8");
+        assert_eq!(esc, "a b%25%FF.csv");
+        assert_eq!(pct_decode(&esc).as_deref(), Some(name.as_bytes()));
+        assert_eq!(pct_if_not_utf8(OsStr::new("ok.csv")), None);
+        assert_eq!(pct_decode("%F"), None);
+    }
+
+    #[test]
+    fn record_names_fit() {
+        assert_eq!(record_name(OsStr::new("a.csv")), ".a.csv.error.json");
+        let long = "x".repeat(255);
+        let n = record_name(OsStr::new(&long));
+        assert_eq!(n.len(), ".0123456789abcdef.error.json".len());
+    }
+}
