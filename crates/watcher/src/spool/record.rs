@@ -9,6 +9,8 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+pub(super) use crate::claimname::pct_decode;
+
 /// Why a file went to `.failed/`: written beside it as `.<name>.error.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct FailRecord {
@@ -44,27 +46,25 @@ pub struct FailRecord {
     pub relative_path_bytes: Option<String>,
 }
 
-/// Formats a time as RFC 3339 UTC (seconds).
+/// Formats a time as RFC 3339 UTC, whole seconds (`2024-02-29T23:59:59Z`): sub-second
+/// parts are cut, a time before the epoch is the epoch, one past year 9999 is the last
+/// second of 9999.
 pub fn rfc3339(t: SystemTime) -> String {
     let secs = t
         .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+        .map_or(0, |d| d.as_secs());
+    let t = i64::try_from(secs)
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .unwrap_or_else(|| time::PrimitiveDateTime::MAX.assume_utc());
     format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
     )
 }
 
@@ -79,24 +79,6 @@ pub(super) fn pct_if_not_utf8(name: &OsStr) -> Option<String> {
             out.push(*b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    Some(out)
-}
-
-/// The bytes of a %-escaped name.
-pub(super) fn pct_decode(s: &str) -> Option<Vec<u8>> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
         }
     }
     Some(out)
@@ -138,8 +120,13 @@ mod tests {
             (at(4_107_456_000, 1), "2100-02-28T00:00:00Z"),
             (at(4_107_542_400, 0), "2100-03-01T00:00:00Z"),
             (at(253_402_300_799, 0), "9999-12-31T23:59:59Z"),
+            (at(253_402_300_800, 0), "9999-12-31T23:59:59Z"),
+            (at(1 << 40, 0), "9999-12-31T23:59:59Z"),
             // Before the epoch: the epoch.
-            (SystemTime::UNIX_EPOCH - Duration::from_secs(1), "1970-01-01T00:00:00Z"),
+            (
+                SystemTime::UNIX_EPOCH - Duration::from_secs(1),
+                "1970-01-01T00:00:00Z",
+            ),
         ];
         for (t, want) in cases {
             assert_eq!(rfc3339(t), want);

@@ -38,7 +38,11 @@ pub(super) fn read_claim(
             Claim::new(server, *seq, rel.clone(), &st, None)
         }
         claimname::Data::Long { seq } => {
-            let bytes = fsx::read_at(dir, &seq_name(*seq, "json")).map_err(Unreadable::NoRecord)?;
+            // Never waits on what could block (a FIFO in a dead daemon's folder).
+            let record = Path::new(&seq_name(*seq, "json")).to_owned();
+            let bytes = fsx::read_regular_beneath(dir, &record, 1 << 20)
+                .and_then(|b| b.ok_or_else(|| std::io::Error::other("not a regular file")))
+                .map_err(Unreadable::NoRecord)?;
             let mut c: Claim = serde_json::from_slice(&bytes).map_err(Unreadable::BadRecord)?;
             c.server = server.to_owned();
             c.seq = *seq;

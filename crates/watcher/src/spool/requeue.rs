@@ -97,16 +97,19 @@ impl Spool {
                 errors.push(format!("{shown}: its folder changed; not requeued"));
                 continue;
             };
-            let rec: FailRecord = match fsx::read_at(&dir, &rec_name)
-                .map_err(|e| e.to_string())
-                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    errors.push(format!("{shown}: unreadable record: {e}"));
-                    continue;
-                }
-            };
+            // Never waits on what could block: a FIFO swapped in for the record.
+            let rec: FailRecord =
+                match fsx::read_regular_beneath(&dir, Path::new(&rec_name), 1 << 20)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| b.ok_or_else(|| "not a regular file".to_owned()))
+                    .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        errors.push(format!("{shown}: unreadable record: {e}"));
+                        continue;
+                    }
+                };
             let file = match rec.file_bytes.as_deref() {
                 Some(p) => pct_decode(p),
                 None => Some(rec.file.as_bytes().to_vec()),
