@@ -296,15 +296,6 @@ pub fn read_at(dir: impl AsFd, name: &OsStr) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Whether `name` exists in `dir` (without following links).
-pub fn exists_at(dir: impl AsFd, name: &OsStr) -> io::Result<bool> {
-    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(_) => Ok(true),
-        Err(rustix::io::Errno::NOENT) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// Splits a relative path into its folder and its last component.
 pub fn split(rel: &Path) -> (&Path, &OsStr) {
     (

@@ -6,6 +6,7 @@
 //! nothing about S3: upload journals are opaque bytes it keeps beside a claim.
 
 mod claimname;
+mod completion;
 mod discover;
 mod fsx;
 pub mod rules;

@@ -113,20 +113,31 @@ impl Spool {
             }
         }
         for m in markers {
-            let (mp, mn) = fsx::split(&m);
-            if let Ok(mfd) = fsx::open_dir_beneath(&d.src, mp) {
-                match fsx::unlink_at(&mfd, mn) {
-                    Ok(()) => {
-                        let _ = fsx::sync(&mfd);
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        tracing::warn!(server, marker = %m.display(), error = %e, "cannot remove marker")
-                    }
-                }
+            if let Err(e) = self.remove_marker(server, &m) {
+                tracing::warn!(server, marker = %m.display(), error = %e, "cannot remove marker");
             }
         }
         out
+    }
+
+    /// Removes the marker file `rel` of `server` (marker rule), never through a link.
+    /// Gone already, or its folder gone, is success.
+    pub(crate) fn remove_marker(&self, server: &str, rel: &Path) -> std::io::Result<()> {
+        let Ok(d) = self.dirs(server) else {
+            return Ok(());
+        };
+        let (parent, name) = fsx::split(rel);
+        let Ok(pfd) = fsx::open_dir_beneath(&d.src, parent) else {
+            return Ok(());
+        };
+        match fsx::unlink_at(&pfd, name) {
+            Ok(()) => {
+                let _ = fsx::sync(&pfd);
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Opens a claimed file read-only, never through a link.

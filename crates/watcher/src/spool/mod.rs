@@ -205,6 +205,14 @@ impl Spool {
             .ok_or_else(|| SpoolError::UnknownServer(server.into()))
     }
 
+    /// Names in `spool_dir` itself (for discovery: folders of servers not configured).
+    pub(crate) fn root_entries(&self) -> std::io::Result<Vec<OsString>> {
+        Ok(fsx::list(&self.root_fd)?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect())
+    }
+
     /// Opens the server folder again (for discovery).
     pub fn server_root(&self, server: &str) -> Result<OwnedFd, SpoolError> {
         let d = self.dirs(server)?;
