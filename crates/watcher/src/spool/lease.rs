@@ -8,6 +8,8 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
+use rustix::fs::{Mode, OFlags};
+
 use super::{ServerDirs, Spool, SpoolError, instance_dirs, io, recover};
 use crate::Claim;
 use crate::claimname::{self, seq_name};
@@ -26,19 +28,11 @@ pub(super) fn take_lock(
     let lock_path = inst_path.join("lock");
     // Daemon state is owner-only: an exporter in the spool's group must not be able
     // to keep a dead daemon's lease fresh (and so prevent take-over).
-    let lock = rustix::fs::openat(
-        inst,
-        "lock",
-        rustix::fs::OFlags::WRONLY
-            | rustix::fs::OFlags::CREATE
-            | rustix::fs::OFlags::CLOEXEC
-            | rustix::fs::OFlags::NOFOLLOW,
-        rustix::fs::Mode::from_raw_mode(0o600),
-    )
-    .and_then(|fd| rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(0o600)).map(|()| fd))
-    .map(std::fs::File::from)
-    .map_err(|e| io("open lock", &lock_path)(e.into()))?;
-    match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+    let lock = open_lock(inst, OFlags::CREATE, 0o600)
+        .and_then(|fd| rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o600)).map(|()| fd))
+        .map(std::fs::File::from)
+        .map_err(|e| io("open lock", &lock_path)(e.into()))?;
+    match lock_now(&lock) {
         Ok(()) => Ok(lock),
         Err(rustix::io::Errno::WOULDBLOCK) => Err(SpoolError::Locked {
             path: inst_path.to_owned(),
@@ -52,19 +46,22 @@ pub(super) fn take_lock(
 /// held while its claims move. Never blocks: a FIFO planted there cannot hang the
 /// lease loop.
 fn lock_if_free(dir: &OwnedFd) -> Option<OwnedFd> {
-    let lock = rustix::fs::openat(
-        dir,
-        "lock",
-        rustix::fs::OFlags::WRONLY
-            | rustix::fs::OFlags::NOFOLLOW
-            | rustix::fs::OFlags::NONBLOCK
-            | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .ok()?;
+    let lock = open_lock(dir, OFlags::NONBLOCK, 0).ok()?;
     let free = rustix::fs::fstat(&lock).is_ok_and(|st| fsx::kind(&st) == FileType::RegularFile)
-        && rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok();
+        && lock_now(&lock).is_ok();
     free.then_some(lock)
+}
+
+/// Opens `lock` in the instance folder `dir` for writing (never through a link), with
+/// `flags` and, when created, `mode`.
+fn open_lock(dir: &OwnedFd, flags: OFlags, mode: u32) -> rustix::io::Result<OwnedFd> {
+    let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | flags;
+    rustix::fs::openat(dir, "lock", flags, Mode::from_raw_mode(mode))
+}
+
+/// Takes an exclusive lock without waiting.
+fn lock_now(lock: impl std::os::fd::AsFd) -> rustix::io::Result<()> {
+    rustix::fs::flock(lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
 }
 
 /// How long ago the instance folder `dir` renewed its lease (the folder's own time

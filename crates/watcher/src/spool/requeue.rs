@@ -3,7 +3,8 @@
 //! is resolved through `fsx` (beneath the spool, no link followed, nothing replaced).
 //! Touch this to change what requeue accepts.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
@@ -92,129 +93,174 @@ impl Spool {
         });
         records.sort();
         for (rel_dir, rec_name) in records {
-            let shown = rel_dir.join(&rec_name).display().to_string();
-            let Ok(dir) = fsx::open_dir_beneath(&failed, &rel_dir) else {
-                errors.push(format!("{shown}: its folder changed; not requeued"));
-                continue;
+            let wanted = |failed_rel: &str, rel: &str| {
+                only.is_none_or(|only| only.iter().any(|o| o == failed_rel || o == rel))
             };
-            // Never waits on what could block: a FIFO swapped in for the record.
-            let rec: FailRecord =
-                match fsx::read_regular_beneath(&dir, Path::new(&rec_name), 1 << 20)
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| b.ok_or_else(|| "not a regular file".to_owned()))
-                    .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-                {
-                    Ok(r) => r,
-                    Err(e) => {
-                        errors.push(format!("{shown}: unreadable record: {e}"));
-                        continue;
-                    }
-                };
-            let file = match rec.file_bytes.as_deref() {
-                Some(p) => pct_decode(p),
-                None => Some(rec.file.as_bytes().to_vec()),
-            };
-            let rel = match rec.relative_path_bytes.as_deref() {
-                Some(p) => pct_decode(p),
-                None => Some(rec.relative_path.as_bytes().to_vec()),
-            };
-            let (Some(file), Some(rel)) = (file, rel) else {
-                errors.push(format!(
-                    "{shown}: malformed %-escape in the record; refused, nothing moved"
-                ));
-                continue;
-            };
-            let file = OsString::from_vec(file);
-            let failed_rel = rel_dir.join(&file).display().to_string();
-            if let Some(only) = only
-                && !only
-                    .iter()
-                    .any(|o| *o == failed_rel || *o == rec.relative_path)
-            {
-                continue;
-            }
-            seen.push(failed_rel.clone());
-            seen.push(rec.relative_path.clone());
-            if !plain_name(file.as_bytes()) || record_name(&file) != rec_name {
-                errors.push(format!(
-                    "{shown}: the record's `file` is not the plain name of the file it sits beside; refused, nothing moved"
-                ));
-                continue;
-            }
-            if !plain_relative(&rel) {
-                errors.push(format!(
-                    "{shown}: the record's `relative_path` is absolute, climbs with `..` or has an empty segment; refused, nothing moved"
-                ));
-                continue;
-            }
-            if std::str::from_utf8(&rel).is_err() {
-                // Back in the spool it would fail again at once: S3 keys are UTF-8.
-                errors.push(format!(
-                    "{failed_rel}: its name is not UTF-8, so it can never be a key; move it back under a UTF-8 name yourself (mv <spool>/.failed/{server}/{failed_rel} <spool>/{server}/<new name>) and remove its record ({}); nothing moved",
-                    rel_dir.join(&rec_name).display()
-                ));
-                continue;
-            }
-            let rel = PathBuf::from(OsString::from_vec(rel));
-            let (parent, last) = fsx::split(&rel);
-            if parent != rel_dir {
-                errors.push(format!(
-                    "{shown}: the record's `relative_path` names another folder than the one the file failed in; refused, nothing moved"
-                ));
-                continue;
-            }
-            match fsx::lstat_at(&dir, &file) {
-                Ok(st) if fsx::kind(&st) == FileType::RegularFile => {}
-                Ok(_) => {
-                    errors.push(format!(
-                        "{failed_rel}: not a regular file; refused, nothing moved"
-                    ));
-                    continue;
+            match requeue_one(
+                &failed,
+                &src,
+                server,
+                &rel_dir,
+                &rec_name,
+                marker_suffix,
+                wanted,
+            ) {
+                Outcome::NotAsked => {}
+                Outcome::Refused { seen: s, error } => {
+                    seen.extend(s.into_iter().flatten());
+                    errors.push(error);
                 }
-                Err(e) => {
-                    errors.push(format!("{failed_rel}: {e}"));
-                    continue;
+                Outcome::Requeued {
+                    seen: s,
+                    rel,
+                    marker_error,
+                } => {
+                    seen.extend(s);
+                    errors.extend(marker_error);
+                    done.push(rel);
                 }
             }
-            let dest = match fsx::mkdirs_beneath(&src, parent, DIR_MODE) {
-                Ok(fd) => fd,
-                Err(e) => {
-                    errors.push(format!(
-                        "{failed_rel}: {e} (the folder in the spool must not be a link)"
-                    ));
-                    continue;
-                }
-            };
-            match fsx::rename_noreplace(&dir, &file, &dest, last) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    errors.push(format!(
-                        "{failed_rel}: a newer file of the same path is pending in the spool; requeue it after that one is published"
-                    ));
-                    continue;
-                }
-                Err(e) => {
-                    errors.push(format!("{failed_rel}: {e}"));
-                    continue;
-                }
-            }
-            let _ = fsx::unlink_at(&dir, &rec_name);
-            let _ = fsx::sync(&dest);
-            let _ = fsx::sync(&dir);
-            if let Some(suffix) = marker_suffix {
-                let mut m = last.to_owned();
-                m.push(suffix);
-                if let Err(e) = fsx::write_new(&dest, &m, b"", 0o664)
-                    && e.kind() != std::io::ErrorKind::AlreadyExists
-                {
-                    errors.push(format!(
-                        "{failed_rel}: requeued, but its marker could not be made: {e}"
-                    ));
-                }
-            }
-            done.push(rel.display().to_string());
         }
         Ok(())
+    }
+}
+
+/// What became of one failed file.
+enum Outcome {
+    /// Not among the files asked for.
+    NotAsked,
+    /// Asked for (its names are `seen`) but not requeued: why.
+    Refused {
+        seen: Option<[String; 2]>,
+        error: String,
+    },
+    /// Back in the server folder as `rel`; its marker could not be made, if
+    /// `marker_error`.
+    Requeued {
+        seen: [String; 2],
+        rel: String,
+        marker_error: Option<String>,
+    },
+}
+
+/// Requeues the failed file whose record is `rec_name` in `rel_dir` below `failed`
+/// (`.failed/<server>`) into `src` (the server folder), if `wanted(path below failed,
+/// original relative path)`.
+fn requeue_one(
+    failed: &OwnedFd,
+    src: &OwnedFd,
+    server: &str,
+    rel_dir: &Path,
+    rec_name: &OsStr,
+    marker_suffix: Option<&str>,
+    wanted: impl Fn(&str, &str) -> bool,
+) -> Outcome {
+    let shown = rel_dir.join(rec_name).display().to_string();
+    let refused = |error: String| Outcome::Refused { seen: None, error };
+    let Ok(dir) = fsx::open_dir_beneath(failed, rel_dir) else {
+        return refused(format!("{shown}: its folder changed; not requeued"));
+    };
+    // Never waits on what could block: a FIFO swapped in for the record.
+    let rec: FailRecord = match fsx::read_regular_beneath(&dir, Path::new(rec_name), 1 << 20)
+        .map_err(|e| e.to_string())
+        .and_then(|b| b.ok_or_else(|| "not a regular file".to_owned()))
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(r) => r,
+        Err(e) => return refused(format!("{shown}: unreadable record: {e}")),
+    };
+    let file = match rec.file_bytes.as_deref() {
+        Some(p) => pct_decode(p),
+        None => Some(rec.file.as_bytes().to_vec()),
+    };
+    let rel = match rec.relative_path_bytes.as_deref() {
+        Some(p) => pct_decode(p),
+        None => Some(rec.relative_path.as_bytes().to_vec()),
+    };
+    let (Some(file), Some(rel)) = (file, rel) else {
+        return refused(format!(
+            "{shown}: malformed %-escape in the record; refused, nothing moved"
+        ));
+    };
+    let file = OsString::from_vec(file);
+    let failed_rel = rel_dir.join(&file).display().to_string();
+    if !wanted(&failed_rel, &rec.relative_path) {
+        return Outcome::NotAsked;
+    }
+    let seen = [failed_rel.clone(), rec.relative_path.clone()];
+    let refused = |error: String| Outcome::Refused {
+        seen: Some(seen.clone()),
+        error,
+    };
+    if !plain_name(file.as_bytes()) || record_name(&file) != rec_name {
+        return refused(format!(
+            "{shown}: the record's `file` is not the plain name of the file it sits beside; refused, nothing moved"
+        ));
+    }
+    if !plain_relative(&rel) {
+        return refused(format!(
+            "{shown}: the record's `relative_path` is absolute, climbs with `..` or has an empty segment; refused, nothing moved"
+        ));
+    }
+    if std::str::from_utf8(&rel).is_err() {
+        // Back in the spool it would fail again at once: S3 keys are UTF-8.
+        return refused(format!(
+            "{failed_rel}: its name is not UTF-8, so it can never be a key; move it back under a UTF-8 name yourself (mv <spool>/.failed/{server}/{failed_rel} <spool>/{server}/<new name>) and remove its record ({}); nothing moved",
+            rel_dir.join(rec_name).display()
+        ));
+    }
+    let rel = PathBuf::from(OsString::from_vec(rel));
+    let (parent, last) = fsx::split(&rel);
+    if parent != rel_dir {
+        return refused(format!(
+            "{shown}: the record's `relative_path` names another folder than the one the file failed in; refused, nothing moved"
+        ));
+    }
+    match fsx::lstat_at(&dir, &file) {
+        Ok(st) if fsx::kind(&st) == FileType::RegularFile => {}
+        Ok(_) => {
+            return refused(format!(
+                "{failed_rel}: not a regular file; refused, nothing moved"
+            ));
+        }
+        Err(e) => return refused(format!("{failed_rel}: {e}")),
+    }
+    let dest = match fsx::mkdirs_beneath(src, parent, DIR_MODE) {
+        Ok(fd) => fd,
+        Err(e) => {
+            return refused(format!(
+                "{failed_rel}: {e} (the folder in the spool must not be a link)"
+            ));
+        }
+    };
+    match fsx::rename_noreplace(&dir, &file, &dest, last) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return refused(format!(
+                "{failed_rel}: a newer file of the same path is pending in the spool; requeue it after that one is published"
+            ));
+        }
+        Err(e) => return refused(format!("{failed_rel}: {e}")),
+    }
+    let _ = fsx::unlink_at(&dir, rec_name);
+    let _ = fsx::sync(&dest);
+    let _ = fsx::sync(&dir);
+    let mut marker_error = None;
+    if let Some(suffix) = marker_suffix {
+        let mut m = last.to_owned();
+        m.push(suffix);
+        if let Err(e) = fsx::write_new(&dest, &m, b"", 0o664)
+            && e.kind() != std::io::ErrorKind::AlreadyExists
+        {
+            marker_error = Some(format!(
+                "{failed_rel}: requeued, but its marker could not be made: {e}"
+            ));
+        }
+    }
+    Outcome::Requeued {
+        seen,
+        rel: rel.display().to_string(),
+        marker_error,
     }
 }
 
