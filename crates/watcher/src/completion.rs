@@ -125,6 +125,7 @@ struct Seen {
 /// it, or the rule, while files are tracked.
 #[derive(Debug)]
 pub(crate) struct QuietTracker<K> {
+    /// Tracked files; a file leaves when taken, forgotten, or its server is removed.
     seen: HashMap<K, Seen>,
 }
 

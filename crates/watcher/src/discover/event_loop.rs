@@ -25,6 +25,7 @@ const MAX_BATCH: usize = 10_000;
 
 /// The discovery thread's state.
 pub(super) struct State {
+    /// Settings and outputs as the binary gave them (`servers` replaced on reload).
     pub(super) d: Discovery,
     /// The servers by name (the same rules as `d.servers`, which keeps their order).
     pub(super) rules: HashMap<String, Arc<ServerRule>>,

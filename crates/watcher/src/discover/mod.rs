@@ -99,6 +99,8 @@ enum Msg {
 /// Stops and watches the discovery thread.
 #[derive(Clone)]
 pub struct DiscoveryHandle {
+    /// Into the thread's one queue, shared with file-system events: a stop or ping is
+    /// handled in order with them.
     tx: mpsc::Sender<Msg>,
     /// Shared with the thread, which advances it as it works; a watchdog reads it.
     heartbeat: Arc<AtomicU64>,

@@ -4,7 +4,7 @@
 //! open folder, no link followed, nothing waited on). `requeue` is in its own file.
 
 use std::collections::HashSet;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::{ARCHIVE, FAILED, Spool, SpoolError, instance_dirs, io};
 use crate::claimname;
+use crate::completion::{self, Verdict};
 use crate::fsx::{self, FileType};
 
 /// Pending, failed and in-flight totals of one server, read from disk.
@@ -93,12 +94,14 @@ impl Spool {
                         if crate::rules::marker_target(name.as_bytes(), suffix).is_some() {
                             continue; // a marker, not data
                         }
-                        let mut marker = name.clone();
-                        marker.push(suffix);
-                        if names.contains(&(rel.clone(), marker)) {
-                            add(stat, &mut st);
-                        } else {
-                            st.waiting_for_marker += 1;
+                        // The daemon's own rule, asked of the files seen here.
+                        let sibling = |n: &OsStr| {
+                            let seen = names.contains(&(rel.clone(), n.to_owned()));
+                            seen.then_some(FileType::RegularFile)
+                        };
+                        match completion::marker(&rel.join(name), suffix, sibling) {
+                            Verdict::Take { .. } => add(stat, &mut st),
+                            _ => st.waiting_for_marker += 1,
                         }
                     }
                 }
@@ -167,5 +170,35 @@ impl Spool {
             }
         });
         n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_counts_by_the_completion_rule() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path();
+        std::fs::create_dir_all(root.join("s/d")).expect("mkdir");
+        for f in [
+            "s/a.csv",
+            "s/a.csv.ready",
+            "s/b.csv",
+            "s/d/c.csv",
+            "s/d/c.csv.ready",
+        ] {
+            std::fs::write(root.join(f), b"xy").expect("write");
+        }
+        std::fs::write(root.join("s/e.csv.tmp"), b"x").expect("write");
+        let marker = outpost_config::Completion::Marker {
+            suffix: ".ready".into(),
+        };
+        let st = Spool::status(root, "s", &marker).expect("status");
+        assert_eq!((st.pending_files, st.pending_bytes), (2, 4));
+        assert_eq!(st.waiting_for_marker, 1);
+        let st = Spool::status(root, "s", &outpost_config::Completion::Rename).expect("status");
+        assert_eq!((st.pending_files, st.waiting_for_marker), (5, 0));
     }
 }

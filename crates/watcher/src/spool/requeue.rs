@@ -131,14 +131,20 @@ enum Outcome {
     NotAsked,
     /// Asked for (its names are `seen`) but not requeued: why.
     Refused {
+        /// Its path below `.failed/<server>` and its original relative path, once the
+        /// record was read (so `only` does not also report it as missing).
         seen: Option<[String; 2]>,
+        /// Why, in words.
         error: String,
     },
     /// Back in the server folder as `rel`; its marker could not be made, if
     /// `marker_error`.
     Requeued {
+        /// As for `Refused`.
         seen: [String; 2],
+        /// Its relative path in the server folder.
         rel: String,
+        /// Requeued, but a marker-rule server will not see it until its marker exists.
         marker_error: Option<String>,
     },
 }
