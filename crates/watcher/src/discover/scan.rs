@@ -225,8 +225,7 @@ impl State {
 
     /// When the first quiet-rule file may be complete.
     pub(super) fn next_quiet_check(&self) -> Option<Instant> {
-        self.quiet
-            .next_due(|(s, _): &(String, PathBuf)| self.quiet_period(s))
+        self.quiet.next_due(self.quiet_period())
     }
 
     /// Looks again at the quiet-rule files that may be complete now. One that is
@@ -234,28 +233,22 @@ impl State {
     /// under the quiet rule — is forgotten (looked at again only on its next event).
     pub(super) fn check_quiet(&mut self) {
         let now = Instant::now();
-        for key in self
-            .quiet
-            .due(now, |(s, _): &(String, PathBuf)| self.quiet_period(s))
-        {
+        for key in self.quiet.due(now, self.quiet_period()) {
             let (server, rel) = &key;
             if let Ok(root) = self.d.spool.server_root(server)
                 && let Ok(fd) = fsx::open_dir_beneath(&root, fsx::split(rel).0)
             {
                 self.consider(server, &fd, rel, None);
             }
-            if self
-                .quiet
-                .is_due(&key, now, |(s, _): &(String, PathBuf)| self.quiet_period(s))
-            {
+            if self.quiet.is_due(&key, now, self.quiet_period()) {
                 self.quiet.forget(&key);
             }
         }
     }
 
-    /// The quiet period of `server`, if it has the quiet rule.
-    fn quiet_period(&self, server: &str) -> Option<Duration> {
-        match self.rules.get(server).map(|r| &r.completion) {
+    /// The quiet period of a tracked file's server, if it (still) has the quiet rule.
+    fn quiet_period(&self) -> impl Fn(&(String, PathBuf)) -> Option<Duration> + '_ {
+        |(server, _)| match self.rules.get(server).map(|r| &r.completion) {
             Some(outpost_config::Completion::Quiet { period }) => Some(*period),
             _ => None,
         }
