@@ -71,6 +71,12 @@ fn encode(rel: &str) -> String {
 }
 
 fn decode(enc: &str) -> Option<String> {
+    String::from_utf8(pct_decode(enc)?).ok()
+}
+
+/// The bytes of a %-escaped name (`%XX` for a byte, anything else as it is); `None`
+/// for a malformed escape. Also decodes the escapes in failure records.
+pub(crate) fn pct_decode(enc: &str) -> Option<Vec<u8>> {
     let b = enc.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -84,7 +90,7 @@ fn decode(enc: &str) -> Option<String> {
             i += 1;
         }
     }
-    String::from_utf8(out).ok()
+    Some(out)
 }
 
 #[cfg(test)]

@@ -164,12 +164,29 @@ pub fn write_atomic(dir: impl AsFd, name: &OsStr, bytes: &[u8]) -> io::Result<()
 /// [`write_atomic`] with the file's mode (0600 for the daemon's own state).
 pub fn write_atomic_mode(dir: impl AsFd, name: &OsStr, bytes: &[u8], mode: u32) -> io::Result<()> {
     let dir = dir.as_fd();
-    let tmp = write_tmp(dir, bytes, mode)?;
-    if let Err(e) = rename_at(dir, &tmp, dir, name) {
-        let _ = unlink_at(dir, &tmp);
-        return Err(e);
-    }
+    write_and_rename(dir, name, bytes, mode, true)?;
     sync(dir)
+}
+
+/// Writes `bytes` to a temporary file (fsynced) and renames it to `name`, replacing
+/// what is there or (`replace` false) never; the temporary file goes if that fails.
+fn write_and_rename(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    bytes: &[u8],
+    mode: u32,
+    replace: bool,
+) -> io::Result<()> {
+    let tmp = write_tmp(dir, bytes, mode)?;
+    let moved = if replace {
+        rename_at(dir, &tmp, dir, name)
+    } else {
+        rename_noreplace(dir, &tmp, dir, name)
+    };
+    if moved.is_err() {
+        let _ = unlink_at(dir, &tmp);
+    }
+    moved
 }
 
 /// Replaces `name` in `dir` with `bytes`, owner-only (0600), without fsync: for
@@ -190,13 +207,7 @@ pub fn write_state(dir: impl AsFd, name: &OsStr, bytes: &[u8]) -> io::Result<()>
 /// Writes `bytes` as the new file `name` in `dir` (temporary file, fsync, rename that
 /// never replaces): `AlreadyExists` when `name` is taken, and nothing is changed.
 pub fn write_new(dir: impl AsFd, name: &OsStr, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let dir = dir.as_fd();
-    let tmp = write_tmp(dir, bytes, mode)?;
-    if let Err(e) = rename_noreplace(dir, &tmp, dir, name) {
-        let _ = unlink_at(dir, &tmp);
-        return Err(e);
-    }
-    Ok(())
+    write_and_rename(dir.as_fd(), name, bytes, mode, false)
 }
 
 /// Atomic rename that never replaces an existing entry (`renameat2(RENAME_NOREPLACE)`):
@@ -294,15 +305,6 @@ pub fn read_at(dir: impl AsFd, name: &OsStr) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
     std::fs::File::from(fd).read_to_end(&mut out)?;
     Ok(out)
-}
-
-/// Whether `name` exists in `dir` (without following links).
-pub fn exists_at(dir: impl AsFd, name: &OsStr) -> io::Result<bool> {
-    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(_) => Ok(true),
-        Err(rustix::io::Errno::NOENT) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Splits a relative path into its folder and its last component.

@@ -6,6 +6,7 @@
 //! nothing about S3: upload journals are opaque bytes it keeps beside a claim.
 
 mod claimname;
+mod completion;
 mod discover;
 mod fsx;
 mod live;
@@ -46,6 +47,28 @@ pub struct Claim {
 }
 
 impl Claim {
+    /// The claim of `rel` in `server`'s folder, numbered `seq`, whose file has the
+    /// status `st` (size and drop time are taken from it). Its `data` name is set once
+    /// the file is in the claims folder.
+    pub(crate) fn new(
+        server: &str,
+        seq: u64,
+        rel: String,
+        st: &rustix::fs::Stat,
+        marker: Option<String>,
+    ) -> Claim {
+        Claim {
+            server: server.to_owned(),
+            seq,
+            rel,
+            size: st.st_size as u64,
+            mtime_ns: fsx::mtime_ns(st),
+            marker,
+            data: String::new(),
+            taken: false,
+        }
+    }
+
     /// When the exporter last wrote the file.
     pub fn dropped_at(&self) -> SystemTime {
         dropped_at_ns(self.mtime_ns)

@@ -1,0 +1,245 @@
+//! The spool on disk: its layout, the open folders of one daemon instance, and the map
+//! of who does what to which file. Read this first; touch it to change the layout or
+//! how a server folder is opened.
+//!
+//! Layout below `spool_dir`:
+//! - `<server>/…` — exporters drop files here.
+//! - `.outpost/<instance>/claims/<server>/<seq>~<path>.data` — a claimed file, named
+//!   after its claim order and relative path (see `claimname`); `<seq>.data` +
+//!   `<seq>.json` for paths too long for a name (the record is fsynced *before* the file
+//!   moves); `<seq>.upload` — the uploader's journal (multipart upload id).
+//! - `.outpost/<instance>/lock`, `lease`, `live.json` — instance lock, lease, live state.
+//! - `.failed/<server>/<rel>` with `.<name>.error.json` beside it.
+//! - `.archive/<server>/<rel>`.
+//!
+//! Who does what, one job per file:
+//! - `lease` — the instance lock, the lease and state files, take-over of the claims of
+//!   a daemon whose lease expired.
+//! - `recover` — the claims this instance held when it stopped, read back at start.
+//! - `claim` — claim (file → claims folder), the open claimed file, journals.
+//! - `finish` — the end of a claim: delete, archive, or move to `.failed/`.
+//! - `offline`, `requeue` — what works with the daemon down (`status`, `requeue`, …).
+//! - `record` — failure records: their fields, names, %-escapes and times.
+//! - `error` — [`SpoolError`].
+//!
+//! Every path below `spool_dir` is resolved through `fsx` (beneath an open folder, no
+//! link followed), in the daemon and in the offline commands alike.
+//!
+//! Why no file can be lost: a file is only ever renamed (same filesystem, atomic), its
+//! relative path travels in its claimed name (or in a record made durable before the
+//! rename), and a file is removed only by [`Spool::finish`], which the binary calls after
+//! S3 acknowledged the whole object.
+
+mod claim;
+mod error;
+mod finish;
+mod lease;
+mod offline;
+mod record;
+mod recover;
+mod requeue;
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, RwLock};
+
+use crate::fsx::{self, FileType};
+
+pub use error::SpoolError;
+use error::io;
+pub use offline::ServerStatus;
+pub use record::{FailRecord, rfc3339};
+
+/// Open folders of one server.
+struct ServerDirs {
+    /// `<spool>/<server>`: where exporters drop files.
+    src: OwnedFd,
+    /// `.outpost/<instance>/claims/<server>`.
+    claims: OwnedFd,
+}
+
+/// The spool of one daemon instance.
+pub struct Spool {
+    /// `spool_dir`.
+    root: PathBuf,
+    /// Open `spool_dir`, so every path below is resolved without following links.
+    root_fd: OwnedFd,
+    /// `.outpost/<instance>` path (for messages).
+    inst_path: PathBuf,
+    /// Open `.outpost/<instance>`: the lease and live state are written through it.
+    inst_fd: OwnedFd,
+    /// This daemon's instance name.
+    instance: String,
+    /// The lock file; holding it open holds the lock.
+    _lock: std::fs::File,
+    /// Per-server folders, created on demand. Behind a lock because a reload adds
+    /// servers and discovery re-opens a replaced folder while workers finish claims.
+    servers: RwLock<HashMap<String, Arc<ServerDirs>>>,
+    /// Next claim sequence number: raised past every number found by recovery, so a
+    /// number is never reused within this instance's claims folder.
+    next_seq: AtomicU64,
+}
+
+impl std::fmt::Debug for Spool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spool").field("root", &self.root).finish()
+    }
+}
+
+/// Mode of the folders exporters write into (server folders and theirs, requeued
+/// folders): group-writable, and new entries inherit the group.
+const DIR_MODE: u32 = 0o2775;
+/// Mode of the daemon's own folders (state, claims, `.failed`, `.archive`).
+const PRIVATE_DIR_MODE: u32 = 0o750;
+const STATE: &str = ".outpost";
+const FAILED: &str = ".failed";
+const ARCHIVE: &str = ".archive";
+
+/// This host's instance name: its hostname.
+pub fn default_instance() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty() && crate::fsx::split(Path::new(s)).0.as_os_str().is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+impl Spool {
+    /// Opens the spool for the daemon: creates the layout and the server folders, and
+    /// takes the instance lock.
+    pub fn open(root: &Path, instance: &str, servers: &[String]) -> Result<Spool, SpoolError> {
+        std::fs::create_dir_all(root).map_err(io("create spool", root))?;
+        let root_fd = fsx::open_dir(root).map_err(io("open spool", root))?;
+        let rel_inst = Path::new(STATE).join(instance);
+        let inst = fsx::mkdirs_beneath(&root_fd, &rel_inst, PRIVATE_DIR_MODE)
+            .map_err(io("create state folder", root.join(&rel_inst)))?;
+        let inst_path = root.join(&rel_inst);
+        let lock = lease::take_lock(&inst, &inst_path, instance)?;
+        let spool = Spool {
+            root: root.to_owned(),
+            root_fd,
+            inst_fd: inst,
+            inst_path,
+            instance: instance.to_owned(),
+            _lock: lock,
+            servers: RwLock::new(HashMap::new()),
+            next_seq: AtomicU64::new(1),
+        };
+        for s in servers {
+            spool.add_server(s)?;
+        }
+        spool
+            .renew_lease()
+            .map_err(io("write lease", spool.inst_path.join("lease")))?;
+        Ok(spool)
+    }
+
+    /// `spool_dir`.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Creates (if missing) and opens the folders of `server`.
+    pub fn add_server(&self, server: &str) -> Result<(), SpoolError> {
+        let src = fsx::mkdirs_beneath(&self.root_fd, Path::new(server), DIR_MODE)
+            .map_err(io("create server folder", self.root.join(server)))?;
+        let rel_claims = self
+            .inst_path
+            .strip_prefix(&self.root)
+            .unwrap_or(Path::new(STATE))
+            .join("claims")
+            .join(server);
+        let claims = fsx::mkdirs_beneath(&self.root_fd, &rel_claims, PRIVATE_DIR_MODE)
+            .map_err(io("create claims folder", self.root.join(&rel_claims)))?;
+        let mut map = self.servers.write().unwrap_or_else(|e| e.into_inner());
+        map.insert(server.to_owned(), Arc::new(ServerDirs { src, claims }));
+        Ok(())
+    }
+
+    /// Makes sure `server`'s folder handle is the folder now at `<spool>/<server>`: a
+    /// folder removed (and perhaps made again) by someone else is re-created if missing
+    /// (mode as at start) and re-opened. True when the handle was replaced (discovery
+    /// then watches and scans the new folder).
+    pub fn refresh_server(&self, server: &str) -> Result<bool, SpoolError> {
+        let d = self.dirs(server)?;
+        let same = match (
+            rustix::fs::fstat(&d.src),
+            fsx::lstat_at(&self.root_fd, OsStr::new(server)),
+        ) {
+            (Ok(open), Ok(now)) => {
+                open.st_dev == now.st_dev
+                    && open.st_ino == now.st_ino
+                    && fsx::kind(&now) == FileType::Directory
+            }
+            _ => false,
+        };
+        if same {
+            return Ok(false);
+        }
+        let src = fsx::mkdirs_beneath(&self.root_fd, Path::new(server), DIR_MODE)
+            .map_err(io("create server folder", self.root.join(server)))?;
+        let mut map = self.servers.write().unwrap_or_else(|e| e.into_inner());
+        let claims = match map.get(server) {
+            Some(old) => fsx::open_dir_beneath(&old.claims, Path::new(""))
+                .map_err(io("open claims folder", self.claims_path(server)))?,
+            None => return Err(SpoolError::UnknownServer(server.into())),
+        };
+        map.insert(server.to_owned(), Arc::new(ServerDirs { src, claims }));
+        tracing::warn!(server, path = %self.root.join(server).display(), "the server folder was removed or replaced; made again and watched anew");
+        Ok(true)
+    }
+
+    /// The configured servers, in no particular order.
+    fn server_names(&self) -> Vec<String> {
+        let map = self.servers.read().unwrap_or_else(|e| e.into_inner());
+        map.keys().cloned().collect()
+    }
+
+    fn dirs(&self, server: &str) -> Result<Arc<ServerDirs>, SpoolError> {
+        let map = self.servers.read().unwrap_or_else(|e| e.into_inner());
+        map.get(server)
+            .cloned()
+            .ok_or_else(|| SpoolError::UnknownServer(server.into()))
+    }
+
+    /// Names in `spool_dir` itself (for discovery: folders of servers not configured).
+    pub(crate) fn root_entries(&self) -> std::io::Result<Vec<OsString>> {
+        Ok(fsx::list(&self.root_fd)?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect())
+    }
+
+    /// Opens the server folder again (for discovery).
+    pub fn server_root(&self, server: &str) -> Result<OwnedFd, SpoolError> {
+        let d = self.dirs(server)?;
+        fsx::open_dir_beneath(&d.src, Path::new("")).map_err(io("open", self.root.join(server)))
+    }
+
+    fn claims_path(&self, server: &str) -> PathBuf {
+        self.inst_path.join("claims").join(server)
+    }
+}
+
+/// Each instance folder below `.outpost/`, open (name, folder); none without `.outpost`.
+/// Opened beneath the spool: a link there is not followed.
+fn instance_dirs(root_fd: &OwnedFd) -> std::io::Result<Vec<(OsString, OwnedFd)>> {
+    let state = match fsx::open_dir_beneath(root_fd, Path::new(STATE)) {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for (name, kind) in fsx::list(&state)? {
+        if kind != FileType::Directory {
+            continue;
+        }
+        if let Ok(fd) = fsx::open_dir_beneath(&state, Path::new(&name)) {
+            out.push((name, fd));
+        }
+    }
+    Ok(out)
+}

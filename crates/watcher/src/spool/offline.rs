@@ -1,0 +1,204 @@
+//! What works with the daemon down or beside it, read from the disk: `status` totals,
+//! every instance's live state, the failed files of a server, and the archive pruning.
+//! Like the daemon, everything below `spool_dir` is resolved through `fsx` (beneath an
+//! open folder, no link followed, nothing waited on). `requeue` is in its own file.
+
+use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use super::{ARCHIVE, FAILED, Spool, SpoolError, instance_dirs, io};
+use crate::claimname;
+use crate::completion::{self, Verdict};
+use crate::fsx::{self, FileType};
+
+/// Pending, failed and in-flight totals of one server, read from disk.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ServerStatus {
+    /// Files waiting (claimed by any instance, or complete in the server folder).
+    pub pending_files: u64,
+    /// Their bytes.
+    pub pending_bytes: u64,
+    /// Age of the oldest pending file, from its modification time.
+    pub oldest_pending_age_seconds: f64,
+    /// Files in `.failed/<server>/`.
+    pub failed_files: u64,
+    /// Files in the server folder still waiting for their marker (`completion: marker`):
+    /// not pending yet.
+    pub waiting_for_marker: u64,
+}
+
+/// Read-only views and operator moves that work with the daemon down. Like the
+/// daemon, they resolve every path below `spool_dir` through [`fsx`] (`openat2` with
+/// `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`): nothing outside the spool is read, moved
+/// or written, whatever a record says or a link points at.
+impl Spool {
+    /// Pending, failed totals of `server`, from the disk: every instance's claims plus
+    /// the files still in the server folder that the daemon would publish under
+    /// `completion` — not what it never will (names and folders in progress, markers,
+    /// files still waiting for their marker, which are counted apart).
+    pub fn status(
+        root: &Path,
+        server: &str,
+        completion: &outpost_config::Completion,
+    ) -> Result<ServerStatus, SpoolError> {
+        let mut st = ServerStatus::default();
+        let now = SystemTime::now();
+        let mut oldest: Option<SystemTime> = None;
+        let mut add = |stat: &rustix::fs::Stat, st: &mut ServerStatus| {
+            st.pending_files += 1;
+            st.pending_bytes += stat.st_size as u64;
+            let t = crate::dropped_at_ns(fsx::mtime_ns(stat));
+            oldest = Some(oldest.map_or(t, |o: SystemTime| o.min(t)));
+        };
+        let root_fd = fsx::open_dir(root).map_err(io("open spool", root))?;
+        // Claims of every instance.
+        for (_, inst) in instance_dirs(&root_fd).unwrap_or_default() {
+            let rel = Path::new("claims").join(server);
+            let Ok(dir) = fsx::open_dir_beneath(&inst, &rel) else {
+                continue;
+            };
+            for (name, _) in fsx::list(&dir).unwrap_or_default() {
+                if claimname::parse(&name).is_none() {
+                    continue;
+                }
+                if let Ok(stat) = fsx::lstat_at(&dir, &name)
+                    && fsx::kind(&stat) == FileType::RegularFile
+                {
+                    add(&stat, &mut st);
+                }
+            }
+        }
+        // Files in the server folder not yet claimed, by the server's completion rule.
+        if let Ok(dir) = fsx::open_dir_beneath(&root_fd, Path::new(server)) {
+            let mut files: Vec<(PathBuf, OsString, rustix::fs::Stat)> = Vec::new();
+            fsx::walk_files(&dir, false, &mut |_, rel, name, stat| {
+                let in_progress_folder = rel
+                    .components()
+                    .any(|c| crate::rules::in_progress(c.as_os_str()));
+                if !in_progress_folder && !crate::rules::in_progress(name) {
+                    files.push((rel.to_owned(), name.to_owned(), *stat));
+                }
+            });
+            match completion {
+                outpost_config::Completion::Marker { suffix } => {
+                    let names: HashSet<(PathBuf, OsString)> = files
+                        .iter()
+                        .map(|(r, n, _)| (r.clone(), n.clone()))
+                        .collect();
+                    for (rel, name, stat) in &files {
+                        if crate::rules::marker_target(name.as_bytes(), suffix).is_some() {
+                            continue; // a marker, not data
+                        }
+                        // The daemon's own rule, asked of the files seen here.
+                        let sibling = |n: &OsStr| {
+                            let seen = names.contains(&(rel.clone(), n.to_owned()));
+                            seen.then_some(FileType::RegularFile)
+                        };
+                        match completion::marker(&rel.join(name), suffix, sibling) {
+                            Verdict::Take { .. } => add(stat, &mut st),
+                            _ => st.waiting_for_marker += 1,
+                        }
+                    }
+                }
+                _ => {
+                    for (_, _, stat) in &files {
+                        add(stat, &mut st);
+                    }
+                }
+            }
+        }
+        if let Ok(dir) = fsx::open_dir_beneath(&root_fd, &Path::new(FAILED).join(server)) {
+            fsx::walk_files(&dir, false, &mut |_, _, _, _| st.failed_files += 1);
+        }
+        st.oldest_pending_age_seconds = oldest
+            .and_then(|o| now.duration_since(o).ok())
+            .unwrap_or(Duration::ZERO)
+            .as_secs_f64();
+        Ok(st)
+    }
+
+    /// What every instance on the spool wrote as its live state (`.outpost/*/live.json`,
+    /// each at most 1 MiB), read beneath the spool without following links or blocking.
+    pub fn live_states(root: &Path) -> Vec<Vec<u8>> {
+        let Ok(root_fd) = fsx::open_dir(root) else {
+            return Vec::new();
+        };
+        instance_dirs(&root_fd)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|(_, inst)| {
+                fsx::read_regular_beneath(inst, Path::new("live.json"), 1 << 20)
+                    .ok()
+                    .flatten()
+            })
+            .collect()
+    }
+
+    /// Relative paths (as claims name them, lossy for names that are not UTF-8) of the
+    /// files of `server` in `.failed/`, records excluded.
+    pub fn failed_files(&self, server: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Ok(dir) = fsx::open_dir_beneath(&self.root_fd, &Path::new(FAILED).join(server)) {
+            fsx::walk_files(&dir, false, &mut |_, rel, name, _| {
+                out.push(rel.join(name).to_string_lossy().into_owned());
+            });
+        }
+        out.sort();
+        out
+    }
+
+    /// Removes archived files of `server` archived longer than `retention` ago.
+    pub fn prune_archive(&self, server: &str, retention: Duration) -> usize {
+        let Ok(base) = fsx::open_dir_beneath(&self.root_fd, &Path::new(ARCHIVE).join(server))
+        else {
+            return 0;
+        };
+        let now = SystemTime::now();
+        let mut n = 0;
+        fsx::walk_files(&base, true, &mut |dir, _, name, st| {
+            // ctime changes on the rename into the archive: the archive time.
+            let ctime = SystemTime::UNIX_EPOCH + Duration::from_secs(st.st_ctime.max(0) as u64);
+            if now.duration_since(ctime).unwrap_or_default() > retention
+                && fsx::unlink_at(dir, name).is_ok()
+            {
+                n += 1;
+            }
+        });
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_counts_by_the_completion_rule() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path();
+        std::fs::create_dir_all(root.join("s/d")).expect("mkdir");
+        for f in [
+            "s/a.csv",
+            "s/a.csv.ready",
+            "s/b.csv",
+            "s/d/c.csv",
+            "s/d/c.csv.ready",
+        ] {
+            std::fs::write(root.join(f), b"xy").expect("write");
+        }
+        std::fs::write(root.join("s/e.csv.tmp"), b"x").expect("write");
+        let marker = outpost_config::Completion::Marker {
+            suffix: ".ready".into(),
+        };
+        let st = Spool::status(root, "s", &marker).expect("status");
+        assert_eq!((st.pending_files, st.pending_bytes), (2, 4));
+        assert_eq!(st.waiting_for_marker, 1);
+        let st = Spool::status(root, "s", &outpost_config::Completion::Rename).expect("status");
+        assert_eq!((st.pending_files, st.waiting_for_marker), (5, 0));
+    }
+}
