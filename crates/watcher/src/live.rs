@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::Spool;
 
 /// The live state's file name in the instance folder.
-const LIVE: &str = "live.json";
+pub(crate) const LIVE: &str = "live.json";
 
 /// What one running daemon reports.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,6 +8,8 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+use outpost_config::Globs;
+
 use super::event_loop::State;
 use crate::RejectReason;
 use crate::completion::{self, Look, Verdict};
@@ -140,20 +142,22 @@ impl State {
                     files.push((st.as_ref().map_or(0, fsx::mtime_ns), child, st));
                 }
             }
+            // `publish_last` files after the others, each group by drop time; the globs
+            // compiled once per folder, each name matched once.
             let globs = self
                 .rules
                 .get(server)
-                .map(|r| r.publish_last.clone())
+                .map(|r| Globs::new(&r.publish_last))
                 .unwrap_or_default();
-            let last = |p: &Path| {
-                let name = p
-                    .file_name()
-                    .map(|n| n.to_string_lossy())
-                    .unwrap_or_default();
-                globs.iter().any(|g| outpost_config::glob_match(g, &name))
-            };
-            files.sort_by(|a, b| (last(&a.1), a.0, &a.1).cmp(&(last(&b.1), b.0, &b.1)));
-            for (_, child, st) in files {
+            let mut files: Vec<_> = files
+                .into_iter()
+                .map(|(mtime, child, st)| {
+                    let name = child.file_name().map(|n| n.to_string_lossy());
+                    (globs.any(&name.unwrap_or_default()), mtime, child, st)
+                })
+                .collect();
+            files.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
+            for (_, _, child, st) in files {
                 self.consider(server, &fd, &child, st.as_ref());
             }
         }

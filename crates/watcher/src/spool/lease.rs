@@ -15,9 +15,6 @@ use crate::Claim;
 use crate::claimname::{self, seq_name};
 use crate::fsx::{self, FileType};
 
-/// Name of the live-state file in the instance folder.
-const LIVE: &str = "live.json";
-
 /// Opens (creating, owner-only) and locks `lock` in the instance folder `inst`: holding
 /// the open file holds the lock. [`SpoolError::Locked`] when another daemon holds it.
 pub(super) fn take_lock(
@@ -90,17 +87,6 @@ impl Spool {
     /// Advisory, so not fsynced.
     pub fn write_state(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
         fsx::write_state(&self.inst_fd, OsStr::new(name), bytes)
-    }
-
-    /// Writes this daemon's live state, `.outpost/<instance>/live.json` (what `status`
-    /// reads back through [`Spool::live_states`]), as [`Spool::write_state`] does.
-    pub fn write_live(&self, bytes: &[u8]) -> std::io::Result<()> {
-        self.write_state(LIVE, bytes)
-    }
-
-    /// Removes this daemon's live state (at shutdown).
-    pub fn remove_live(&self) {
-        self.remove_state(LIVE)
     }
 
     /// Removes one of this daemon's state files.

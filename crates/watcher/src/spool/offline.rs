@@ -132,7 +132,7 @@ impl Spool {
             .unwrap_or_default()
             .iter()
             .filter_map(|(_, inst)| {
-                fsx::read_regular_beneath(inst, Path::new("live.json"), 1 << 20)
+                fsx::read_regular_beneath(inst, Path::new(crate::live::LIVE), 1 << 20)
                     .ok()
                     .flatten()
             })
