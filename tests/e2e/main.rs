@@ -2,6 +2,7 @@
 //! (radosgw, s3s-fs, moto), started by `make test`.
 
 mod bad_input;
+mod cli;
 mod crash;
 mod cross_account;
 mod faults;
@@ -14,6 +15,7 @@ mod reload;
 mod secrets;
 mod shared_spool;
 mod spool_rules;
+mod tidy;
 mod trust;
 
 /// moto with IAM enforced, shared by the tests that need identities.
