@@ -1,4 +1,5 @@
-//! `outpost`: the command line (SPEC §3) — `run`, `check`, `status`, `requeue`.
+//! `outpost`: the command line (SPEC §3) — `run`, `check`, `status`, `requeue`, `verify`,
+//! `policy`.
 
 mod background;
 mod commands;
