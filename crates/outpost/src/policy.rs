@@ -45,6 +45,25 @@ pub fn parts(server: &Server, account: &str) -> Value {
             })
         })
     };
+    // The upload permission with the key's, under `sid`s.
+    let write_statements = |sid: &str, kms_sid: &str| -> Vec<Value> {
+        let mut stmts = vec![json!({
+            "Sid": sid,
+            "Effect": "Allow",
+            "Action": UPLOAD_ACTIONS,
+            "Resource": resource,
+        })];
+        stmts.extend(kms_statement(kms_sid));
+        stmts
+    };
+    // The part the publisher attaches to the identity outpost runs as.
+    let publisher_part = |stmts: Vec<Value>| {
+        json!({
+            "title": format!("IAM policy for the publisher's own identity (account {account}) — the publisher attaches it"),
+            "apply_to": format!("the IAM user or role outpost runs as, in account {account}"),
+            "document": {"Version": "2012-10-17", "Statement": stmts},
+        })
+    };
     let mut out = Vec::new();
     match &server.credentials {
         Credentials::Internal | Credentials::Static { .. } => {
@@ -75,18 +94,10 @@ pub fn parts(server: &Server, account: &str) -> Value {
                     ],
                 },
             }));
-            let mut stmts = vec![json!({
-                "Sid": "OutpostWriteToCustomerBucket",
-                "Effect": "Allow",
-                "Action": UPLOAD_ACTIONS,
-                "Resource": resource,
-            })];
-            stmts.extend(kms_statement("OutpostUseCustomerKey"));
-            out.push(json!({
-                "title": format!("IAM policy for the publisher's own identity (account {account}) — the publisher attaches it"),
-                "apply_to": format!("the IAM user or role outpost runs as, in account {account}"),
-                "document": {"Version": "2012-10-17", "Statement": stmts},
-            }));
+            out.push(publisher_part(write_statements(
+                "OutpostWriteToCustomerBucket",
+                "OutpostUseCustomerKey",
+            )));
             out.extend(key_policy_part("OutpostPublisherUseKey", &publisher));
         }
         Credentials::AssumeRole {
@@ -107,28 +118,17 @@ pub fn parts(server: &Server, account: &str) -> Value {
                 "apply_to": role_arn,
                 "document": {"Version": "2012-10-17", "Statement": [trust]},
             }));
-            let mut stmts = vec![json!({
-                "Sid": "OutpostWrite",
-                "Effect": "Allow",
-                "Action": UPLOAD_ACTIONS,
-                "Resource": resource,
-            })];
-            stmts.extend(kms_statement("OutpostUseKey"));
             out.push(json!({
                 "title": format!("Permission policy of role {role_arn} — the customer attaches it to the role"),
                 "apply_to": role_arn,
-                "document": {"Version": "2012-10-17", "Statement": stmts},
+                "document": {"Version": "2012-10-17", "Statement": write_statements("OutpostWrite", "OutpostUseKey")},
             }));
-            out.push(json!({
-                "title": format!("IAM policy for the publisher's own identity (account {account}) — the publisher attaches it"),
-                "apply_to": format!("the IAM user or role outpost runs as, in account {account}"),
-                "document": {"Version": "2012-10-17", "Statement": [{
-                    "Sid": "OutpostAssumeCustomerRole",
-                    "Effect": "Allow",
-                    "Action": "sts:AssumeRole",
-                    "Resource": role_arn,
-                }]},
-            }));
+            out.push(publisher_part(vec![json!({
+                "Sid": "OutpostAssumeCustomerRole",
+                "Effect": "Allow",
+                "Action": "sts:AssumeRole",
+                "Resource": role_arn,
+            })]));
             out.extend(key_policy_part("OutpostRoleUseKey", role_arn));
         }
     }

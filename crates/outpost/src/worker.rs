@@ -270,40 +270,16 @@ impl Work<Job> for Worker {
                         self.finish(claim, false).await.ok();
                         Outcome::Dropped
                     }
-                    ErrorClass::Unreadable => {
+                    class
+                    @ (ErrorClass::Unreadable | ErrorClass::TooLarge | ErrorClass::Object) => {
+                        let reason = match class {
+                            ErrorClass::Unreadable => FailReason::Unreadable,
+                            ErrorClass::TooLarge => FailReason::TooLarge,
+                            _ => FailReason::Rejected,
+                        };
                         dest.abort_recorded(&journal).await;
-                        self.fail(
-                            &dest,
-                            claim,
-                            FailReason::Unreadable.as_str(),
-                            None,
-                            &e.to_string(),
-                        )
-                        .await;
-                        Outcome::Failed
-                    }
-                    ErrorClass::TooLarge => {
-                        dest.abort_recorded(&journal).await;
-                        self.fail(
-                            &dest,
-                            claim,
-                            FailReason::TooLarge.as_str(),
-                            None,
-                            &e.to_string(),
-                        )
-                        .await;
-                        Outcome::Failed
-                    }
-                    ErrorClass::Object => {
-                        dest.abort_recorded(&journal).await;
-                        self.fail(
-                            &dest,
-                            claim,
-                            FailReason::Rejected.as_str(),
-                            None,
-                            &e.to_string(),
-                        )
-                        .await;
+                        self.fail(&dest, claim, reason.as_str(), None, &e.to_string())
+                            .await;
                         Outcome::Failed
                     }
                 }

@@ -37,6 +37,14 @@ pub(crate) fn say_line(args: std::fmt::Arguments<'_>) {
     }
 }
 
+/// The configuration, for a command about the server `name`: an unknown server is the
+/// error a user sees (exit 1).
+fn load_for(path: &Path, name: &str) -> Result<Config, u8> {
+    let cfg = crate::preflight::load(path)?;
+    server(&cfg, path, name)?;
+    Ok(cfg)
+}
+
 /// The configured server `name`, or the error a user sees (exit 1).
 fn server<'a>(cfg: &'a Config, path: &Path, name: &str) -> Result<&'a Server, u8> {
     cfg.servers.get(name).ok_or_else(|| {

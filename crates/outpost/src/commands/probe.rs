@@ -8,14 +8,11 @@ use crate::preflight::load;
 
 /// `outpost policy SERVER`.
 pub fn policy(path: &Path, server: &str) -> u8 {
-    let cfg = match load(path) {
+    let cfg = match super::load_for(path, server) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let s = match super::server(&cfg, path, server) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
+    let s = &cfg.servers[server];
     let account = match &cfg.publisher_account_id {
         Some(a) => a.clone(),
         None => {

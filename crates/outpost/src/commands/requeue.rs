@@ -6,18 +6,14 @@ use std::path::Path;
 use outpost_watcher::Spool;
 
 use super::say;
-use crate::preflight::load;
 
 /// `outpost requeue`.
 pub fn requeue(path: &Path, server: &str, files: &[String], all: bool) -> u8 {
-    let cfg = match load(path) {
+    let cfg = match super::load_for(path, server) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let s = match super::server(&cfg, path, server) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
+    let s = &cfg.servers[server];
     if !all && files.is_empty() {
         eprintln!("outpost: name the failed files to requeue, or pass --all");
         return 1;
