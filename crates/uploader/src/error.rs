@@ -73,8 +73,19 @@ pub struct UploadError {
     pub op: &'static str,
     /// S3 error code, when the server sent one.
     pub code: Option<String>,
+    /// The HTTP status, when the server answered: a 5xx proves nothing was refused.
+    pub status: Option<u16>,
+    /// A cause found by type along the error's source chain, when one is known.
+    pub cause: Option<Cause>,
     /// One line.
     pub message: String,
+}
+
+/// Causes recognised by their type (never by an error's wording).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The endpoint's TLS certificate is not trusted (a `rustls` certificate error).
+    UntrustedCertificate,
 }
 
 impl UploadError {
@@ -84,6 +95,8 @@ impl UploadError {
             class,
             op,
             code: None,
+            status: None,
+            cause: None,
             message: message.into(),
         }
     }
@@ -131,6 +144,8 @@ impl UploadError {
                         }
                     ),
                     code,
+                    status,
+                    cause: None,
                 }
             }
             SdkError::TimeoutError(_) => UploadError::new(ErrorClass::Transient, op, "timed out"),
@@ -139,7 +154,14 @@ impl UploadError {
                 if untrusted_certificate(std::error::Error::source(&e)) {
                     // Retrying the same handshake cannot succeed: the server is blocked
                     // (files stay pending) until its certificate is trusted.
-                    UploadError::new(ErrorClass::Refused, op, format!("{UNTRUSTED}: {detail}"))
+                    UploadError {
+                        cause: Some(Cause::UntrustedCertificate),
+                        ..UploadError::new(
+                            ErrorClass::Refused,
+                            op,
+                            format!("{UNTRUSTED}: {detail}"),
+                        )
+                    }
                 } else {
                     UploadError::new(
                         ErrorClass::Transient,

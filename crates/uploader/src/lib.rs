@@ -21,7 +21,7 @@ pub use buffers::{
 };
 pub use checksum::PartChecksum;
 pub use client::{Destination, caller_account, check_secret_file, probe_client};
-pub use error::{ErrorClass, UploadError};
+pub use error::{Cause, ErrorClass, UploadError};
 pub use upload::{MpuRecord, part_size_for};
 pub use verify::{Step, VERIFY_KEY};
 

@@ -32,6 +32,8 @@ pub(super) fn sts_refusal(
                 class: ErrorClass::Refused,
                 op,
                 code: Some(ASSUME_ROLE_REFUSED.into()),
+                status: None,
+                cause: None,
                 message: format!("AssumeRole: invalid configuration: {}", chain(err.source())),
             });
         }
@@ -57,6 +59,8 @@ pub(super) fn sts_refusal(
                 class,
                 op,
                 code: (class == ErrorClass::Refused).then(|| ASSUME_ROLE_REFUSED.to_owned()),
+                status: Some(status),
+                cause: None,
                 message: format!(
                     "STS refused AssumeRole: {} (HTTP {status}){}",
                     code.as_deref().unwrap_or("no error code"),

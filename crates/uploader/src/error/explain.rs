@@ -3,7 +3,7 @@
 //! texts here (`outpost verify` and the logs print them); which error is a refusal is
 //! decided in `error.rs`.
 
-use super::{ASSUME_ROLE_REFUSED, ErrorClass, UNTRUSTED, UploadError};
+use super::{ASSUME_ROLE_REFUSED, Cause, ErrorClass, UploadError};
 
 impl UploadError {
     /// One line for an operator: what the destination refused, the possible causes, and
@@ -25,7 +25,7 @@ impl UploadError {
             None => String::new(),
         };
         let why = match code {
-            "" if self.message.starts_with(UNTRUSTED) => format!(
+            "" if self.cause == Some(Cause::UntrustedCertificate) => format!(
                 "fix: check `endpoint` of server {} (the certificate must name its host); for a private CA, add it to the system's trust store or point SSL_CERT_FILE at a PEM bundle that holds it",
                 s.name
             ),
@@ -105,11 +105,17 @@ mod tests {
         )
         .expect("config");
         let server = &config.servers["acme"];
-        let tls = UploadError::new(
-            ErrorClass::Refused,
-            "PutObject",
-            format!("{UNTRUSTED}: invalid peer certificate: UnknownIssuer"),
-        );
+        let tls = UploadError {
+            cause: Some(Cause::UntrustedCertificate),
+            ..UploadError::new(
+                ErrorClass::Refused,
+                "PutObject",
+                format!(
+                    "{}: invalid peer certificate: UnknownIssuer",
+                    crate::error::UNTRUSTED
+                ),
+            )
+        };
         assert!(tls.explain(server).contains("SSL_CERT_FILE"));
         let down = UploadError::new(
             ErrorClass::Transient,

@@ -75,7 +75,7 @@ pub(super) fn no_upload_begun(e: &UploadError) -> bool {
             e.code.as_deref(),
             Some("InternalError" | "ServiceUnavailable" | "SlowDown" | "OperationAborted")
         )
-        && !e.message.contains("(HTTP 5")
+        && e.status.is_none_or(|s| s < 500)
 }
 
 impl Destination {
@@ -334,6 +334,8 @@ mod tests {
             class: ErrorClass::Transient,
             op: "CreateMultipartUpload",
             code: Some(code.into()),
+            status: Some(status),
+            cause: None,
             message: format!("{code} (HTTP {status})"),
         };
         assert!(no_upload_begun(&coded("AccessDenied", 403)));
