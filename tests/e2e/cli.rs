@@ -37,6 +37,43 @@ fn a_reader_that_goes_away_ends_the_command_quietly() {
 }
 
 #[test]
+fn a_reader_that_goes_away_does_not_hide_a_failure() {
+    let dir = TestDir::new();
+    let cfg = one_server(&dir);
+    // Nothing to requeue under that name: the command fails (exit 1) whether or not
+    // anyone reads what it prints.
+    let mut child = Command::new(outpost_bin())
+        .args(["requeue", "-c"])
+        .arg(&cfg)
+        .args(["acme", "no-such-file.csv"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no-such-file.csv"), "{err}");
+}
+
+#[test]
+fn check_never_prints_the_external_id() {
+    let dir = TestDir::new();
+    let cfg = dir.config(&format!(
+        "spool_dir: {}\nservers:\n  acme:\n    bucket: acme-bucket\n    credentials: {{ mode: assume_role, role_arn: \"arn:aws:iam::111122223333:role/w\", external_id: ext-do-not-print }}\n",
+        dir.spool().display()
+    ));
+    let (code, out, err) = outpost(&["check", "-c", cfg.to_str().expect("utf8")], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("role/w"), "{out}");
+    assert!(
+        !out.contains("ext-do-not-print") && !err.contains("ext-do-not-print"),
+        "{out}{err}"
+    );
+}
+
+#[test]
 fn policy_without_an_identity_says_so_in_one_line() {
     let dir = TestDir::new();
     let cfg = one_server(&dir);

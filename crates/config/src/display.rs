@@ -52,8 +52,10 @@ impl Display for Credentials {
                     "credentials: {{ mode: assume_role, role_arn: {}",
                     Scalar(role_arn)
                 )?;
-                if let Some(e) = external_id {
-                    write!(f, ", external_id: {}", Scalar(e))?;
+                // The external id guards against a confused deputy: like a secret, it is
+                // never printed (check output lands in tickets and CI logs).
+                if external_id.is_some() {
+                    f.write_str(", external_id: (set)")?;
                 }
                 f.write_str(" }")
             }

@@ -16,7 +16,8 @@ pub enum Next {
     Resume,
     /// Attempted again after a backoff.
     Retry,
-    /// The server is blocked; probes find out when it accepts again.
+    /// A refusal: the scheduler blocks the server and probes it, or — when the
+    /// destination accepts the server's other files — counts it against this file.
     Probe,
     /// This was the file's last attempt: it vanished, or goes to `.failed/`.
     End,
@@ -73,7 +74,7 @@ impl Events {
                 tracing::warn!(server, key, attempt, class, error = %e, "upload failed; retrying")
             }
             Next::Probe => {
-                tracing::warn!(server, key, attempt, error = %e, "destination refused the upload; its files wait for a probe to be accepted (check the bucket policy and credentials)")
+                tracing::warn!(server, key, attempt, error = %e, "destination refused the upload (check the bucket policy and credentials)")
             }
             Next::End => {
                 tracing::warn!(server, key, attempt, class, error = %e, "upload failed; no attempt left")

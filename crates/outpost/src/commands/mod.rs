@@ -1,7 +1,8 @@
 //! The one-shot commands — `check`, `status`, `requeue`, `verify`, `policy` — each loads
 //! the configuration, does its one job and returns the exit code. Their output goes
-//! through [`say!`], which ends quietly when the reader has gone (`outpost check | head
-//! -1`) instead of panicking on the broken pipe.
+//! through [`say!`], which stops writing when the reader has gone (`outpost check | head
+//! -1`) instead of panicking on the broken pipe; the command still exits with its own
+//! code.
 
 mod check;
 mod probe;
@@ -17,20 +18,30 @@ use std::path::Path;
 
 use outpost_config::{Config, Server};
 
-/// `println!` for the commands' output: a reader that went away ends the process with
-/// 0 (it read what it wanted); any other write error ends it with 1, said on stderr.
+/// `println!` for the commands' output. A reader that went away (`| head -1`) ends
+/// the output, not the command: it finishes its work and exits with its own code
+/// (a failed `verify` still exits 1). Any other write error ends the command with 1,
+/// said on stderr.
 macro_rules! say {
     ($($arg:tt)*) => { $crate::commands::say_line(format_args!($($arg)*)) };
 }
 pub(crate) use say;
 
+/// Set once stdout's reader has gone: nothing more is written.
+static READER_GONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Writes one line of a command's output (see [`say!`]).
 pub(crate) fn say_line(args: std::fmt::Arguments<'_>) {
     use std::io::Write;
+    use std::sync::atomic::Ordering;
+    if READER_GONE.load(Ordering::Relaxed) {
+        return;
+    }
     let mut out = std::io::stdout().lock();
     if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
+            READER_GONE.store(true, Ordering::Relaxed);
+            return;
         }
         eprintln!("outpost: cannot write the output: {e}");
         std::process::exit(1);

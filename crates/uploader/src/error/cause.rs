@@ -81,21 +81,22 @@ pub(crate) const UNTRUSTED: &str = "the endpoint's TLS certificate is not truste
 
 /// Whether a connection error is a certificate the client does not trust: a
 /// `rustls::Error::InvalidCertificate` (UnknownIssuer, NotValidForName, Expired …)
-/// somewhere along the source chain. tokio-rustls hands it over inside an
-/// `std::io::Error`, whose `source()` skips the error it wraps, so each I/O error is
-/// opened too.
+/// somewhere along the source chain. On the way, tokio-rustls wraps it in an
+/// `std::io::Error` and hyper-rustls wraps that in another; an `io::Error`'s
+/// `source()` skips the error it carries, so the walk steps into each one's payload
+/// instead (as the SDK's own `error_chain` does).
 pub(super) fn untrusted_certificate(e: Option<&(dyn std::error::Error + 'static)>) -> bool {
     let mut cur = e;
     while let Some(err) = cur {
-        let tls = err.downcast_ref::<rustls::Error>().or_else(|| {
-            err.downcast_ref::<std::io::Error>()
-                .and_then(std::io::Error::get_ref)
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
-        if let Some(rustls::Error::InvalidCertificate(_)) = tls {
+        if let Some(rustls::Error::InvalidCertificate(_)) = err.downcast_ref::<rustls::Error>() {
             return true;
         }
-        cur = err.source();
+        cur = match err.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
     }
     false
 }
@@ -152,6 +153,12 @@ mod tests {
         assert!(found(io(Tls::InvalidCertificate(
             CertificateError::Expired
         ))));
+        // As it reaches the SDK: hyper-rustls wraps tokio-rustls's I/O error in another
+        // (`io::Error::other`), the SDK's connector error around both.
+        assert!(found(std::io::Error::other(io(Tls::InvalidCertificate(
+            CertificateError::UnknownIssuer
+        )))));
+        assert!(!found(std::io::Error::other(io(Tls::DecryptError))));
         // The rustls error itself on the chain.
         let bare = Tls::InvalidCertificate(CertificateError::UnknownIssuer);
         assert!(untrusted_certificate(Some(&bare)));
