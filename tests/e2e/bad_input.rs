@@ -129,9 +129,7 @@ fn symlinks_and_fifos_are_refused_counted_and_never_followed() {
     // Rescans do not count them again, and the daemon keeps working.
     std::thread::sleep(Duration::from_secs(3));
     dir.drop_file("acme", "ok2.csv", b"regular too");
-    assert!(wait_until(Duration::from_secs(60), || d
-        .metric("outpost_files_uploaded_total{server=\"acme\"}")
-        == Some(2.0)));
+    d.wait_uploaded("acme", 2.0, 60);
     assert_eq!(
         d.metric("outpost_files_rejected_total{reason=\"symlink\",server=\"acme\"}"),
         Some(2.0)
@@ -258,6 +256,7 @@ fn a_second_daemon_on_the_same_instance_exits_78() {
         secret: "not-a-secret".into(),
     };
     let Running {
+        dir: _dir,
         daemon: mut d,
         launch,
         ..

@@ -184,13 +184,7 @@ fn file_changed_during_multipart_is_not_published_as_is() {
             .expect("open claim");
         f.write_all(&extra).expect("append");
     }
-    assert!(
-        wait_until(Duration::from_secs(120), || d
-            .metric("outpost_files_uploaded_total{server=\"acme\"}")
-            == Some(1.0)),
-        "log:\n{}",
-        d.log_text()
-    );
+    d.wait_uploaded("acme", 1.0, 120);
     let mut want = original.clone();
     want.extend_from_slice(&extra);
     rt().block_on(async {

@@ -95,13 +95,7 @@ fn radosgw_blocked_server_heals_when_the_customer_applies_the_generated_policy()
         .metric("outpost_files_uploaded_total{server=\"acme\"}")
         .is_some_and(|n| n >= 1.0)));
     let first = fixed.elapsed();
-    assert!(
-        wait_until(Duration::from_secs(120), || d
-            .metric("outpost_files_uploaded_total{server=\"acme\"}")
-            == Some(files.len() as f64)),
-        "log:\n{}",
-        d.log_text()
-    );
+    d.wait_uploaded("acme", files.len() as f64, 120);
     eprintln!("policy fix to first delivery: {:.2} s", first.as_secs_f64());
     assert_eq!(
         d.metric("outpost_server_blocked{server=\"acme\"}"),
@@ -163,21 +157,9 @@ fn radosgw_single_put_policy_gets_large_files_by_fallback() {
     let a = data(30 * 1024 * 1024, 1);
     let b = data(12 * 1024 * 1024, 2);
     dir.drop_file("acme", "a.bin", &a);
-    assert!(
-        wait_until(Duration::from_secs(120), || d
-            .metric("outpost_files_uploaded_total{server=\"acme\"}")
-            == Some(1.0)),
-        "log:\n{}",
-        d.log_text()
-    );
+    d.wait_uploaded("acme", 1.0, 120);
     dir.drop_file("acme", "b.bin", &b);
-    assert!(
-        wait_until(Duration::from_secs(120), || d
-            .metric("outpost_files_uploaded_total{server=\"acme\"}")
-            == Some(2.0)),
-        "log:\n{}",
-        d.log_text()
-    );
+    d.wait_uploaded("acme", 2.0, 120);
     let log = d.log_text();
     assert_eq!(
         log.matches("refuses multipart uploads but accepts single PUTs")
@@ -305,6 +287,19 @@ impl Iam {
         );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
+    /// Makes `bucket` and a role `role` that may write to it, which `user` may assume
+    /// with the external id `ext-{tag}`; returns the role's ARN. moto matches the trust
+    /// policy's principal against the caller's own ARN, and checks the sts:ExternalId
+    /// condition.
+    pub fn writer_role(&self, bucket: &str, user: &str, role: &str, tag: u32) -> String {
+        self.py(&format!(
+            "s3.create_bucket(Bucket='{bucket}')\n\
+             trust={{'Version':'2012-10-17','Statement':[{{'Effect':'Allow','Principal':{{'AWS':'arn:aws:iam::123456789012:user/{user}'}},'Action':'sts:AssumeRole','Condition':{{'StringEquals':{{'sts:ExternalId':'ext-{tag}'}}}}}}]}}\n\
+             r=iam.create_role(RoleName='{role}', AssumeRolePolicyDocument=json.dumps(trust))\n\
+             iam.put_role_policy(RoleName='{role}', PolicyName='w', PolicyDocument=json.dumps({{'Version':'2012-10-17','Statement':[{{'Effect':'Allow','Action':['s3:PutObject','s3:AbortMultipartUpload','s3:ListMultipartUploadParts'],'Resource':'*'}}]}}))\n\
+             print(r['Role']['Arn'])"
+        ))
+    }
     /// A user with keys and, optionally, an inline policy allowing `actions`.
     pub fn user(&self, name: &str, actions: &[&str]) -> Store {
         let policy = if actions.is_empty() {
@@ -334,15 +329,7 @@ fn moto_assume_role_with_external_id_uploads() {
     let role = format!("writer{tag}");
     let user = format!("pub{tag}");
     let publisher = iam.user(&user, &["sts:AssumeRole"]);
-    // moto matches the trust policy's principal against the caller's own ARN, and
-    // checks the sts:ExternalId condition.
-    let arn = iam.py(&format!(
-        "s3.create_bucket(Bucket='{bucket}')\n\
-         trust={{'Version':'2012-10-17','Statement':[{{'Effect':'Allow','Principal':{{'AWS':'arn:aws:iam::123456789012:user/{user}'}},'Action':'sts:AssumeRole','Condition':{{'StringEquals':{{'sts:ExternalId':'ext-{tag}'}}}}}}]}}\n\
-         r=iam.create_role(RoleName='{role}', AssumeRolePolicyDocument=json.dumps(trust))\n\
-         iam.put_role_policy(RoleName='{role}', PolicyName='w', PolicyDocument=json.dumps({{'Version':'2012-10-17','Statement':[{{'Effect':'Allow','Action':['s3:PutObject','s3:AbortMultipartUpload','s3:ListMultipartUploadParts'],'Resource':'*'}}]}}))\n\
-         print(r['Role']['Arn'])"
-    ));
+    let arn = iam.writer_role(&bucket, &user, &role, tag);
     let Running {
         dir,
         daemon: mut d,
@@ -356,13 +343,7 @@ fn moto_assume_role_with_external_id_uploads() {
         .start();
     dir.drop_file("acme", "r.csv", b"via the customer's role");
     dir.drop_file("acme", "r.bin", &data(9 * 1024 * 1024, 3));
-    assert!(
-        wait_until(Duration::from_secs(60), || d
-            .metric("outpost_files_uploaded_total{server=\"acme\"}")
-            == Some(2.0)),
-        "log:\n{}",
-        d.log_text()
-    );
+    d.wait_uploaded("acme", 2.0, 60);
     assert_eq!(d.stop(), Some(0));
     assert_delivered(&c, &bucket, "pre/r.csv", b"via the customer's role");
 }
@@ -390,13 +371,7 @@ fn moto_user_without_permission_blocks_then_resumes_when_granted() {
     iam.py(&format!(
         "iam.put_user_policy(UserName='{user}', PolicyName='w', PolicyDocument=json.dumps({{'Version':'2012-10-17','Statement':[{{'Effect':'Allow','Action':['s3:PutObject'],'Resource':'*'}}]}}))"
     ));
-    assert!(
-        wait_until(Duration::from_secs(60), || d
-            .metric("outpost_files_uploaded_total{server=\"acme\"}")
-            == Some(1.0)),
-        "log:\n{}",
-        d.log_text()
-    );
+    d.wait_uploaded("acme", 1.0, 60);
     assert_eq!(
         d.metric("outpost_server_blocked{server=\"acme\"}"),
         Some(0.0)
@@ -428,13 +403,7 @@ fn moto_sse_and_storage_class_on_single_and_multipart() {
             .start();
         dir.drop_file("acme", "one.csv", b"small");
         dir.drop_file("acme", "two.bin", &data(11 * 1024 * 1024, 4));
-        assert!(
-            wait_until(Duration::from_secs(60), || d
-                .metric("outpost_files_uploaded_total{server=\"acme\"}")
-                == Some(2.0)),
-            "log:\n{}",
-            d.log_text()
-        );
+        d.wait_uploaded("acme", 2.0, 60);
         assert_eq!(d.stop(), Some(0));
         rt().block_on(async {
             for key in ["pre/one.csv", "pre/two.bin"] {

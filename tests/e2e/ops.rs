@@ -86,7 +86,11 @@ fn raw_http(port: u16, request: &str) -> String {
 
 #[test]
 fn http_endpoint_answers_bad_requests_and_survives_slow_clients() {
-    let Running { daemon: mut d, .. } = acme(&Store::s3s()).bucket("unused").start();
+    let Running {
+        dir: _dir,
+        daemon: mut d,
+        ..
+    } = acme(&Store::s3s()).bucket("unused").start();
     let port = d.port;
     assert!(raw_http(port, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n").starts_with("HTTP/1.1 404"));
     let r = raw_http(
@@ -163,7 +167,11 @@ const SPEC_SERIES: [&str; 13] = [
 
 #[test]
 fn every_spec_series_exists_at_zero_and_promtool_accepts_the_exposition() {
-    let Running { daemon: mut d, .. } = acme(&Store::s3s()).bucket("unused").start();
+    let Running {
+        dir: _dir,
+        daemon: mut d,
+        ..
+    } = acme(&Store::s3s()).bucket("unused").start();
     let port = d.port;
     let (_, body) = http_get(port, "/metrics").expect("metrics");
     for s in SPEC_SERIES {

@@ -32,9 +32,7 @@ fn publish_last_files_arrive_after_every_data_file_beside_them() {
         );
     }
     dir.drop_file("acme", "batch/batch.info", b"50 parts");
-    assert!(wait_until(Duration::from_secs(120), || d
-        .metric("outpost_files_uploaded_total{server=\"acme\"}")
-        == Some(52.0)));
+    d.wait_uploaded("acme", 52.0, 120);
     assert_eq!(d.stop(), Some(0));
     let arrivals = proxy.arrivals.lock().expect("lock").clone();
     let pos = |suffix: &str| {
@@ -82,9 +80,7 @@ fn publish_last_holds_for_files_found_at_start_up_with_equal_timestamps() {
         .expect("touch");
     assert!(same.success());
     let mut d = staged.launch.start(dir);
-    assert!(wait_until(Duration::from_secs(60), || d
-        .metric("outpost_files_uploaded_total{server=\"acme\"}")
-        == Some(21.0)));
+    d.wait_uploaded("acme", 21.0, 60);
     assert_eq!(d.stop(), Some(0));
     let arrivals = proxy.arrivals.lock().expect("lock").clone();
     let last = arrivals.last().map(|(_, p)| p.clone()).unwrap_or_default();
@@ -116,9 +112,7 @@ fn a_path_dropped_again_is_published_after_the_earlier_file() {
     dir.drop_file("acme", "same.csv", b"version 2");
     std::thread::sleep(Duration::from_millis(50));
     dir.drop_file("acme", "same.csv", b"version 3");
-    assert!(wait_until(Duration::from_secs(120), || d
-        .metric("outpost_files_uploaded_total{server=\"acme\"}")
-        == Some(3.0)));
+    d.wait_uploaded("acme", 3.0, 120);
     assert_eq!(d.stop(), Some(0));
     let writes: Vec<String> = proxy
         .arrivals

@@ -27,9 +27,7 @@ fn sighup_adds_changes_and_removes_servers_and_refuses_bad_files() {
     } = acme(&store).name("a").bucket(&ba).start();
     let port = d.port;
     dir.drop_file("a", "one.csv", b"1");
-    assert!(wait_until(Duration::from_secs(30), || d
-        .metric("outpost_files_uploaded_total{server=\"a\"}")
-        == Some(1.0)));
+    d.wait_uploaded("a", 1.0, 30);
 
     // Add server b, change a's prefix.
     let a2 = Server::new("a", &store.endpoint, &ba).prefix("v2/").yaml();
@@ -74,9 +72,7 @@ fn sighup_adds_changes_and_removes_servers_and_refuses_bad_files() {
         .contains("new configuration refused")));
     assert!(d.log_text().contains("unknown key `bukket`"));
     dir.drop_file("b", "four.csv", b"4");
-    assert!(wait_until(Duration::from_secs(30), || d
-        .metric("outpost_files_uploaded_total{server=\"b\"}")
-        == Some(2.0)));
+    d.wait_uploaded("b", 2.0, 30);
 
     // Remove b: its folder is left alone; a keeps working.
     dir.config(&config_yaml(&dir, port, &a2));
@@ -88,9 +84,7 @@ fn sighup_adds_changes_and_removes_servers_and_refuses_bad_files() {
         == 2));
     dir.drop_file("b", "five.csv", b"5");
     dir.drop_file("a", "six.csv", b"6");
-    assert!(wait_until(Duration::from_secs(30), || d
-        .metric("outpost_files_uploaded_total{server=\"a\"}")
-        == Some(3.0)));
+    d.wait_uploaded("a", 3.0, 30);
     std::thread::sleep(Duration::from_secs(3));
     assert!(
         dir.spool().join("b/five.csv").exists(),
@@ -182,9 +176,7 @@ fn sighup_removes_a_removed_servers_series_and_warns_of_restart_only_keys() {
     }
     // a keeps working, in its running instance folder.
     dir.drop_file("a", "two.csv", b"2");
-    assert!(wait_until(Duration::from_secs(30), || d
-        .metric("outpost_files_uploaded_total{server=\"a\"}")
-        == Some(2.0)));
+    d.wait_uploaded("a", 2.0, 30);
     assert_eq!(d.metric("outpost_server_blocked{server=\"a\"}"), Some(0.0));
     assert!(!dir.spool().join(".outpost/elsewhere").exists());
     // b's claimed file stays claimed, untouched, for when b is configured again.
@@ -251,13 +243,7 @@ fn a_file_given_up_after_its_server_was_removed_stays_claimed_until_it_returns()
         &format!("{a}{}", one_attempt(&store.endpoint).yaml()),
     ));
     hup(&d);
-    assert!(
-        wait_until(Duration::from_secs(30), || d
-            .metric("outpost_files_uploaded_total{server=\"b\"}")
-            == Some(1.0)),
-        "log:\n{}",
-        d.log_text()
-    );
+    d.wait_uploaded("b", 1.0, 30);
     assert!(dir.claimed().is_empty(), "{:?}", dir.claimed());
     rt().block_on(async {
         assert_eq!(

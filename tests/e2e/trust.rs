@@ -185,13 +185,7 @@ fn a_refused_assume_role_blocks_the_server_and_heals_without_restart() {
     let role = format!("writer{tag}");
     let user = format!("pub{tag}");
     let publisher = iam.user(&user, &[]);
-    let arn = iam.py(&format!(
-        "s3.create_bucket(Bucket='{bucket}')\n\
-         trust={{'Version':'2012-10-17','Statement':[{{'Effect':'Allow','Principal':{{'AWS':'arn:aws:iam::123456789012:user/{user}'}},'Action':'sts:AssumeRole','Condition':{{'StringEquals':{{'sts:ExternalId':'ext-{tag}'}}}}}}]}}\n\
-         r=iam.create_role(RoleName='{role}', AssumeRolePolicyDocument=json.dumps(trust))\n\
-         iam.put_role_policy(RoleName='{role}', PolicyName='w', PolicyDocument=json.dumps({{'Version':'2012-10-17','Statement':[{{'Effect':'Allow','Action':['s3:PutObject','s3:AbortMultipartUpload','s3:ListMultipartUploadParts'],'Resource':'*'}}]}}))\n\
-         print(r['Role']['Arn'])"
-    ));
+    let arn = iam.writer_role(&bucket, &user, &role, tag);
     let Running {
         dir,
         daemon: mut d,
@@ -249,13 +243,7 @@ fn a_refused_assume_role_blocks_the_server_and_heals_without_restart() {
     iam.py(&format!(
         "iam.put_user_policy(UserName='{user}', PolicyName='p', PolicyDocument=json.dumps({{'Version':'2012-10-17','Statement':[{{'Effect':'Allow','Action':['sts:AssumeRole'],'Resource':'*'}}]}}))"
     ));
-    assert!(
-        wait_until(Duration::from_secs(400), || d
-            .metric("outpost_files_uploaded_total{server=\"acme\"}")
-            == Some(3.0)),
-        "log:\n{}",
-        d.log_text()
-    );
+    d.wait_uploaded("acme", 3.0, 400);
     eprintln!("trust fixed -> all delivered in {:?}", fixed.elapsed());
     assert_eq!(
         d.metric("outpost_server_blocked{server=\"acme\"}"),
@@ -293,13 +281,7 @@ fn a_slow_upload_is_never_cut_and_a_stalled_one_is_detected() {
     let multi = data(48 << 20, 42);
     dir.drop_file("acme", "single.bin", &single);
     dir.drop_file("acme", "multi.bin", &multi);
-    assert!(
-        wait_until(Duration::from_secs(240), || d
-            .metric("outpost_files_uploaded_total{server=\"acme\"}")
-            == Some(2.0)),
-        "log:\n{}",
-        d.log_text()
-    );
+    d.wait_uploaded("acme", 2.0, 240);
     assert_eq!(
         d.metric("outpost_upload_errors_total{class=\"transient\",server=\"acme\"}"),
         Some(0.0),
@@ -318,13 +300,7 @@ fn a_slow_upload_is_never_cut_and_a_stalled_one_is_detected() {
     let t = std::time::Instant::now();
     let stuck = data(8 << 20, 43);
     dir.drop_file("acme", "stuck.bin", &stuck);
-    assert!(
-        wait_until(Duration::from_secs(60), || d
-            .metric("outpost_files_uploaded_total{server=\"acme\"}")
-            == Some(3.0)),
-        "log:\n{}",
-        d.log_text()
-    );
+    d.wait_uploaded("acme", 3.0, 60);
     let took = t.elapsed();
     eprintln!("stall mid-body detected and the file sent again in {took:?} (read: 5s)");
     assert!(took < Duration::from_secs(20), "{took:?}");
@@ -414,12 +390,6 @@ fn a_slow_disk_does_not_stall_the_http_endpoint() {
         worst < Duration::from_millis(1500),
         "/metrics took {worst:?}: a blocking call held the runtime"
     );
-    assert!(
-        wait_until(Duration::from_secs(120), || d
-            .metric("outpost_files_uploaded_total{server=\"acme\"}")
-            == Some(8.0)),
-        "log:\n{}",
-        d.log_text()
-    );
+    d.wait_uploaded("acme", 8.0, 120);
     assert_eq!(d.stop(), Some(0));
 }

@@ -296,6 +296,21 @@ impl Daemon {
         }
     }
 
+    /// Waits up to `secs` seconds for `outpost_files_uploaded_total` of `server` to be
+    /// `n`; panics with the log if it is not.
+    pub fn wait_uploaded(&self, server: &str, n: f64, secs: u64) {
+        let series = format!("outpost_files_uploaded_total{{server=\"{server}\"}}");
+        let ok = wait_until(Duration::from_secs(secs), || {
+            self.metric(&series) == Some(n)
+        });
+        assert!(
+            ok,
+            "{series} is {:?}, not {n}; log:\n{}",
+            self.metric(&series),
+            self.log_text()
+        );
+    }
+
     /// The log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -779,7 +794,8 @@ impl Staged {
     }
 }
 
-/// A set-up with its daemon ready.
+/// A set-up with its daemon ready. Keep `dir` bound while the daemon runs: dropping it
+/// removes the folder (spool and config).
 pub struct Running {
     /// The test's folder.
     pub dir: TestDir,
