@@ -281,10 +281,12 @@ fn shutdown_waits_for_a_give_up_under_way() {
     assert!(
         wait_until(Duration::from_secs(20), || d
             .log_text()
-            .contains("upload failed; retrying")),
+            .contains("upload failed; no attempt left")),
         "log:\n{}",
         d.log_text()
     );
+    // The only attempt is the last: nothing says it is retried.
+    assert!(!d.log_text().contains("retrying"), "{}", d.log_text());
     assert_eq!(d.stop(), Some(0));
     let log = d.log_text();
     let failed = dir.failed();
