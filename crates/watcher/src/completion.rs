@@ -190,6 +190,14 @@ impl<K: Eq + Hash> QuietTracker<K> {
             .collect()
     }
 
+    /// Looks at a tracked file again one period after `now` (it could not be looked at
+    /// for a passing reason); what it looked like is kept.
+    pub fn postpone(&mut self, key: &K, now: Instant) {
+        if let Some(s) = self.seen.get_mut(key) {
+            s.since = now;
+        }
+    }
+
     /// Stops tracking a file.
     pub fn forget(&mut self, key: &K) {
         self.seen.remove(key);
@@ -230,6 +238,19 @@ mod tests {
         assert!(q.observe("a", look(10, 1), PERIOD, t0 + PERIOD));
         // Taken: forgotten.
         assert_eq!(q.next_due(|_| Some(PERIOD)), None);
+    }
+
+    #[test]
+    fn a_file_that_could_not_be_looked_at_is_looked_at_again_a_period_later() {
+        let t0 = Instant::now();
+        let mut q = QuietTracker::default();
+        q.observe("a", look(10, 1), PERIOD, t0);
+        // Due, but the look failed with EIO: postponed, not forgotten, not due at once.
+        q.postpone(&"a", t0 + PERIOD);
+        assert!(q.due(t0 + PERIOD, |_| Some(PERIOD)).is_empty());
+        assert_eq!(q.next_due(|_| Some(PERIOD)), Some(t0 + PERIOD + PERIOD));
+        // Unchanged when it can be looked at: taken.
+        assert!(q.observe("a", look(10, 1), PERIOD, t0 + PERIOD + PERIOD));
     }
 
     #[test]

@@ -111,10 +111,15 @@ impl State {
                 if self.handle(msg, &mut turn) == Flow::Stop {
                     return;
                 }
-                // Messages already queued are taken in the same turn.
+                // Messages already queued are taken in the same turn (at most
+                // MAX_BATCH paths or messages: events without a path, a stream of
+                // removals, must not hold off rescans and quiet checks either).
+                let mut taken = 0;
                 while turn.paths.len() <= MAX_BATCH
+                    && taken < MAX_BATCH
                     && let Ok(msg) = rx.try_recv()
                 {
+                    taken += 1;
                     if self.handle(msg, &mut turn) == Flow::Stop {
                         return;
                     }

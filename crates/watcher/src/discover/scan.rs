@@ -235,17 +235,31 @@ impl State {
     /// Looks again at the quiet-rule files that may be complete now. One that is
     /// neither taken nor changed by that look — gone, refused, or its server no longer
     /// under the quiet rule — is forgotten (looked at again only on its next event).
+    /// One that could not be looked at for a passing reason (EIO, ESTALE, ENOMEM…) is
+    /// looked at again a period later, not forgotten.
     pub(super) fn check_quiet(&mut self) {
         let now = Instant::now();
         for key in self.quiet.due(now, self.quiet_period()) {
             let (server, rel) = &key;
-            if let Ok(root) = self.d.spool.server_root(server)
-                && let Ok(fd) = fsx::open_dir_beneath(&root, fsx::split(rel).0)
-            {
-                self.consider(server, &fd, rel, None);
-            }
+            let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+            let passing = match self.d.spool.server_root(server) {
+                Ok(root) => match fsx::open_dir_beneath(&root, fsx::split(rel).0)
+                    .and_then(|fd| fsx::lstat_at(&fd, fsx::split(rel).1).map(|st| (fd, st)))
+                {
+                    Ok((fd, st)) => {
+                        self.consider(server, &fd, rel, Some(&st));
+                        false
+                    }
+                    Err(e) => !gone(&e),
+                },
+                Err(e) => e.io_error().is_some_and(|e| !gone(e)),
+            };
             if self.quiet.is_due(&key, now, self.quiet_period()) {
-                self.quiet.forget(&key);
+                if passing {
+                    self.quiet.postpone(&key, now);
+                } else {
+                    self.quiet.forget(&key);
+                }
             }
         }
     }

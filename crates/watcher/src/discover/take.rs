@@ -27,7 +27,7 @@ impl State {
         if let Some(reason) = key_problem(&rule.prefix, rel.as_os_str().as_bytes()) {
             self.fail_unpublishable(rule, rel, reason);
             if let Some(m) = marker {
-                let _ = self.d.spool.remove_marker(server, m);
+                let _ = self.d.spool.remove_marker(server, m, None);
             }
             return;
         }

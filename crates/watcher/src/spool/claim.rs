@@ -15,6 +15,10 @@ use crate::Claim;
 use crate::claimname::{self, seq_name};
 use crate::fsx::{self, FileType};
 
+/// A marker as seen when its data file was claimed: inode and modification time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MarkerSeen(u64, i128);
+
 impl Spool {
     /// Takes over the regular file at `rel` in `server`'s folder. `Ok(None)` when it
     /// vanished first. With `marker`, that marker file is removed after the claim.
@@ -70,6 +74,13 @@ impl Spool {
                 if fsx::kind(&st) != FileType::RegularFile {
                     return Err(SpoolError::NotRegular { path: full.clone() });
                 }
+                // The marker as it is now: after the fsyncs only this marker is removed
+                // (one made or touched meanwhile is for a new drop of the same name).
+                let seen = marker
+                    .as_ref()
+                    .filter(|m| fsx::split(m).0 == parent)
+                    .and_then(|m| fsx::lstat_at(pfd, fsx::split(m).1).ok())
+                    .map(|st| MarkerSeen(st.st_ino, fsx::mtime_ns(&st)));
                 let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
                 let marker_str = marker.as_ref().and_then(|m| m.to_str()).map(str::to_owned);
                 let mut claim = Claim::new(server, seq, rel_str.to_owned(), &st, marker_str);
@@ -98,7 +109,7 @@ impl Spool {
                 }
                 claim.data = data.to_string_lossy().into_owned();
                 if let Some(m) = marker {
-                    markers.push(m.clone());
+                    markers.push((m.clone(), seen));
                 }
                 Ok(Some(claim))
             })();
@@ -112,17 +123,23 @@ impl Spool {
                 let _ = fsx::sync(fd);
             }
         }
-        for m in markers {
-            if let Err(e) = self.remove_marker(server, &m) {
+        for (m, seen) in markers {
+            if let Err(e) = self.remove_marker(server, &m, seen) {
                 tracing::warn!(server, marker = %m.display(), error = %e, "cannot remove marker");
             }
         }
         out
     }
 
-    /// Removes the marker file `rel` of `server` (marker rule), never through a link.
-    /// Gone already, or its folder gone, is success.
-    pub(crate) fn remove_marker(&self, server: &str, rel: &Path) -> std::io::Result<()> {
+    /// Removes the marker file `rel` of `server` (marker rule), never through a link —
+    /// with `seen`, only if it is still the marker seen then (same inode, same
+    /// modification time). Gone already, or its folder gone, is success.
+    pub(crate) fn remove_marker(
+        &self,
+        server: &str,
+        rel: &Path,
+        seen: Option<MarkerSeen>,
+    ) -> std::io::Result<()> {
         let Ok(d) = self.dirs(server) else {
             return Ok(());
         };
@@ -130,6 +147,13 @@ impl Spool {
         let Ok(pfd) = fsx::open_dir_beneath(&d.src, parent) else {
             return Ok(());
         };
+        if let Some(MarkerSeen(ino, mtime)) = seen
+            && let Ok(st) = fsx::lstat_at(&pfd, name)
+            && (st.st_ino, fsx::mtime_ns(&st)) != (ino, mtime)
+        {
+            tracing::debug!(server, marker = %rel.display(), "marker made anew since the claim; left for the new drop");
+            return Ok(());
+        }
         match fsx::unlink_at(&pfd, name) {
             Ok(()) => {
                 let _ = fsx::sync(&pfd);
@@ -214,5 +238,36 @@ impl Spool {
         if let Ok(d) = self.dirs(&c.server) {
             let _ = fsx::unlink_at(&d.claims, &seq_name(c.seq, "upload"));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The marker of a claimed file is removed after the fsyncs only if it is still the
+    /// one seen at the claim: a new drop of the same name (marker made or touched
+    /// meanwhile) keeps its marker.
+    #[test]
+    fn only_the_marker_seen_at_the_claim_is_removed() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let spool = Spool::open(tmp.path(), "i1", &["acme".into()]).expect("open");
+        let dir = tmp.path().join("acme");
+        let marker = dir.join("a.csv.ready");
+        std::fs::write(&marker, b"").expect("marker");
+        let pfd = fsx::open_dir(&dir).expect("dir");
+        let st = fsx::lstat_at(&pfd, std::ffi::OsStr::new("a.csv.ready")).expect("stat");
+        let seen = MarkerSeen(st.st_ino, fsx::mtime_ns(&st) - 1);
+        // Touched since (its time differs from what was seen): left.
+        spool
+            .remove_marker("acme", Path::new("a.csv.ready"), Some(seen))
+            .expect("remove");
+        assert!(marker.exists(), "a marker made anew was removed");
+        // The one seen: removed.
+        let seen = MarkerSeen(st.st_ino, fsx::mtime_ns(&st));
+        spool
+            .remove_marker("acme", Path::new("a.csv.ready"), Some(seen))
+            .expect("remove");
+        assert!(!marker.exists());
     }
 }
