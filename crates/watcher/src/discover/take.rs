@@ -31,6 +31,15 @@ impl State {
             }
             return;
         }
+        // Once per batch: a marker-rule file is found both for itself and for its
+        // marker; a second entry would claim a new drop of the name with the old marker.
+        if self
+            .to_claim
+            .iter()
+            .any(|(s, r, _)| s == server && r == rel)
+        {
+            return;
+        }
         self.to_claim.push((
             server.to_owned(),
             rel.to_owned(),
