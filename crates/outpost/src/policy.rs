@@ -132,7 +132,60 @@ pub fn parts(server: &Server, account: &str) -> Value {
             out.extend(key_policy_part("OutpostRoleUseKey", role_arn));
         }
     }
+    out.extend(audit_parts(server, account, &publisher));
     json!({"server": server.name, "bucket": server.bucket, "prefix": server.prefix, "publisher_account": account, "parts": out})
+}
+
+/// The optional parts `outpost audit` needs to read delivered objects back: `s3:GetObject`
+/// on the prefix (HeadObject; with `overwrite: never` it also proves that an object
+/// already there is this very file), and `s3:ListBucket` on the bucket, limited to the
+/// prefix — without it S3 answers 403, not 404, for a missing key, so `audit` cannot
+/// tell "missing" from "not readable". Marked `"optional": true`.
+fn audit_parts(server: &Server, account: &str, publisher: &str) -> Vec<Value> {
+    let statements = |principal: Option<&str>| {
+        let mut read = json!({
+            "Sid": "OutpostAuditRead",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": format!("arn:aws:s3:::{}/{}*", server.bucket, server.prefix),
+        });
+        let mut list = json!({
+            "Sid": "OutpostAuditList",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": format!("arn:aws:s3:::{}", server.bucket),
+            "Condition": {"StringLike": {"s3:prefix": format!("{}*", server.prefix)}},
+        });
+        if let Some(p) = principal {
+            read["Principal"] = json!({"AWS": p});
+            list["Principal"] = json!({"AWS": p});
+        }
+        json!({"Version": "2012-10-17", "Statement": [read, list]})
+    };
+    let title =
+        "Optional, for `outpost audit` (and proof of an earlier delivery with `overwrite: never`)";
+    match &server.credentials {
+        Credentials::Internal | Credentials::Static { .. } => vec![
+            json!({
+                "title": format!("{title}: bucket policy of {} — the customer adds these statements", server.bucket),
+                "optional": true,
+                "apply_to": format!("s3://{} (bucket policy)", server.bucket),
+                "document": statements(Some(publisher)),
+            }),
+            json!({
+                "title": format!("{title}: IAM policy for the publisher's own identity (account {account})"),
+                "optional": true,
+                "apply_to": format!("the IAM user or role outpost runs as, in account {account}"),
+                "document": statements(None),
+            }),
+        ],
+        Credentials::AssumeRole { role_arn, .. } => vec![json!({
+            "title": format!("{title}: permission policy of role {role_arn} — the customer attaches it to the role"),
+            "optional": true,
+            "apply_to": role_arn,
+            "document": statements(None),
+        })],
+    }
 }
 
 #[cfg(test)]
@@ -152,7 +205,22 @@ mod tests {
     fn internal_gives_bucket_policy_that_admits_parts() {
         let v = parts(&server(""), "975822914085");
         let parts = v["parts"].as_array().expect("parts");
-        assert_eq!(parts.len(), 2);
+        let required: Vec<_> = parts
+            .iter()
+            .filter(|p| p.get("optional").is_none())
+            .collect();
+        assert_eq!(required.len(), 2);
+        // Audit's permissions come apart, marked optional: read on the prefix, list on the
+        // bucket limited to the prefix.
+        let audit = parts
+            .iter()
+            .find(|p| p["optional"] == true)
+            .expect("audit part");
+        assert_eq!(audit["document"]["Statement"][0]["Action"], "s3:GetObject");
+        assert_eq!(
+            audit["document"]["Statement"][1]["Condition"]["StringLike"]["s3:prefix"],
+            "p/*"
+        );
         let allow = &parts[0]["document"]["Statement"][0];
         assert_eq!(allow["Principal"]["AWS"], "arn:aws:iam::975822914085:root");
         assert_eq!(allow["Resource"], "arn:aws:s3:::bkt/p/*");
