@@ -6,7 +6,8 @@
 use std::fmt::{self, Display, Formatter};
 
 use crate::units::{format_duration, format_size};
-use crate::{AfterUpload, Checksum, Completion, Credentials, Multipart, Retry, Sse, Timeouts};
+use crate::{AfterUpload, Checksum, Completion, Credentials, Manifest, ManifestFormat};
+use crate::{Multipart, Retry, Sse, Timeouts};
 
 /// `s` as a YAML scalar: plain when it reads back as the same string, else double-quoted.
 struct Scalar<'a>(&'a str);
@@ -80,6 +81,22 @@ impl Display for Completion {
                 )
             }
         }
+    }
+}
+
+/// `manifest: json, manifest_name: _manifest.json` or
+/// `manifest: aam-info, manifest_name: "{batch}.info"`.
+impl Display for Manifest {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let format = match self.format {
+            ManifestFormat::Json => "json",
+            ManifestFormat::AamInfo => "aam-info",
+        };
+        write!(
+            f,
+            "manifest: {format}, manifest_name: {}",
+            Scalar(&self.name)
+        )
     }
 }
 

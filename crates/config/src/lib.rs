@@ -131,6 +131,9 @@ pub struct Server {
     pub storage_class: Option<String>,
     /// Globs of control files published after the data beside them.
     pub publish_last: Vec<String>,
+    /// Batch manifests: each folder directly under the server folder is a batch, and
+    /// its manifest is uploaded once every file of it was delivered. `None`: off.
+    pub manifest: Option<Manifest>,
     /// When a dropped file counts as complete.
     pub completion: Completion,
     /// What happens to a file once S3 acknowledged it.
@@ -151,6 +154,43 @@ impl Server {
     /// The object key of a file at `rel` (relative path with `/` separators).
     pub fn key_for(&self, rel: &str) -> String {
         format!("{}{}", self.prefix, rel)
+    }
+}
+
+/// A server's batch manifest (`manifest`, `manifest_name`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// What the manifest says, and in which shape.
+    pub format: ManifestFormat,
+    /// Its file name template: a plain file name, `{batch}` standing for the batch
+    /// folder's name. The manifest's key is `<prefix><batch>/<name>`.
+    pub name: String,
+}
+
+impl Manifest {
+    /// The manifest's file name for the batch folder `batch`.
+    pub fn name_for(&self, batch: &str) -> String {
+        self.name.replace("{batch}", batch)
+    }
+}
+
+/// The shape of a batch manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestFormat {
+    /// outpost's JSON: per file key, size, checksums, ETag, version id, delivery time and
+    /// sequence; totals (default name `_manifest.json`).
+    Json,
+    /// Adobe Audience Manager's transfer-control file (default name `{batch}.info`).
+    AamInfo,
+}
+
+impl ManifestFormat {
+    /// The default file name template of this format.
+    pub fn default_name(self) -> &'static str {
+        match self {
+            ManifestFormat::Json => "_manifest.json",
+            ManifestFormat::AamInfo => "{batch}.info",
+        }
     }
 }
 

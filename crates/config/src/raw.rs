@@ -160,6 +160,11 @@ section!(by_key "server", "a server must be a mapping of server keys",
         storage_class: String,
         /// Globs of control files published after their data.
         publish_last: Vec<String>,
+        /// Batch manifests (default `off`): `json` or `aam-info`, uploaded as each batch
+        /// folder's last object.
+        manifest: RawManifest,
+        /// The manifest's file name; `{batch}` stands for the batch folder's name.
+        manifest_name: String,
         /// When a file counts as complete (default `rename`).
         completion: RawCompletion,
         /// Read only with `completion: marker`.
@@ -259,6 +264,16 @@ keyword!(
         Rename = "rename",
         Marker = "marker",
         Quiet = "quiet",
+    }
+);
+
+keyword!(
+    "manifest",
+    /// `manifest`.
+    enum RawManifest {
+        Off = "off",
+        Json = "json",
+        AamInfo = "aam-info",
     }
 );
 

@@ -6,11 +6,12 @@
 use std::time::Duration;
 
 use crate::raw::{
-    RawAfterUpload, RawChecksum, RawCompletion, RawCredentials, RawCredentialsMode, RawMultipart,
-    RawRetry, RawServer, RawSse, RawSseMode, RawTimeouts,
+    RawAfterUpload, RawChecksum, RawCompletion, RawCredentials, RawCredentialsMode, RawManifest,
+    RawMultipart, RawRetry, RawServer, RawSse, RawSseMode, RawTimeouts,
 };
 use crate::resolve::{DAY, HOUR, MAX_UPLOADS, in_range, is_account_id};
 use crate::{AfterUpload, Checksum, Completion, Credentials, Multipart, Retry, Server, Sse};
+use crate::{Manifest, ManifestFormat};
 use crate::{Timeouts, units::format_size};
 
 /// A refused value: the key path below the server, and why.
@@ -116,6 +117,7 @@ pub(crate) fn resolve(name: &str, s: RawServer) -> Result<Server, Invalid> {
             format!("publish_last glob {g:?} must be a non-empty file-name pattern without '/'"),
         );
     }
+    let manifest = manifest(s.manifest, s.manifest_name, &completion)?;
     Ok(Server {
         name: name.to_owned(),
         bucket,
@@ -133,6 +135,7 @@ pub(crate) fn resolve(name: &str, s: RawServer) -> Result<Server, Invalid> {
         sse,
         storage_class: s.storage_class,
         publish_last,
+        manifest,
         completion,
         after_upload: match s.after_upload.unwrap_or(RawAfterUpload::Delete) {
             RawAfterUpload::Delete => AfterUpload::Delete,
@@ -288,6 +291,47 @@ fn completion(
             Ok(Completion::Quiet { period })
         }
     }
+}
+
+/// `manifest` with its `manifest_name` (read only when `manifest` is on): a plain file
+/// name, refused with the quiet rule (a batch must arrive complete, and under that rule
+/// nothing says when a folder is).
+fn manifest(
+    format: Option<RawManifest>,
+    name: Option<String>,
+    completion: &Completion,
+) -> Result<Option<Manifest>, Invalid> {
+    let format = match format.unwrap_or(RawManifest::Off) {
+        RawManifest::Off => return Ok(None),
+        RawManifest::Json => ManifestFormat::Json,
+        RawManifest::AamInfo => ManifestFormat::AamInfo,
+    };
+    if matches!(completion, Completion::Quiet { .. }) {
+        return bad(
+            &["manifest"],
+            "manifest needs `completion: rename` or `completion: marker`: a batch folder must arrive complete (renamed into place whole, or completed by its marker `<folder><suffix>`), and the quiet rule cannot tell when a folder is",
+        );
+    }
+    let name = name.unwrap_or_else(|| format.default_name().to_owned());
+    // The longest name left for `{batch}` (a folder name fits 255 bytes; the manifest's
+    // name must too): checked against the template without it.
+    let fixed = name.replace("{batch}", "");
+    if name.is_empty()
+        || name.contains('/')
+        || name.contains('\0')
+        || fixed == "."
+        || fixed == ".."
+        || name.starts_with('.')
+        || fixed.len() > 200
+    {
+        return bad(
+            &["manifest_name"],
+            format!(
+                "manifest_name {name:?} must be a plain file name (no '/', not starting with '.', at most 200 bytes besides {{batch}})"
+            ),
+        );
+    }
+    Ok(Some(Manifest { format, name }))
 }
 
 /// `multipart`: S3's part limits.

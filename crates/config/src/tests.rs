@@ -307,3 +307,75 @@ fn globs() {
     assert!(!glob_match("manifest-??.json", "manifest-1.json"));
     assert!(glob_match("*", ""));
 }
+
+#[test]
+fn manifests() {
+    let srv = |keys: &str| format!("servers:\n  a:\n    bucket: bkt\n{keys}");
+    // Off by default, and `off` is the word off (not YAML 1.1's false).
+    for keys in [
+        "",
+        "    manifest: off\n",
+        "    manifest: off\n    manifest_name: x\n",
+    ] {
+        assert_eq!(
+            parse(&srv(keys)).expect("valid").servers["a"].manifest,
+            None
+        );
+    }
+    let cases = [
+        (
+            "    manifest: json\n",
+            ManifestFormat::Json,
+            "_manifest.json",
+        ),
+        (
+            "    manifest: aam-info\n    completion: marker\n",
+            ManifestFormat::AamInfo,
+            "{batch}.info",
+        ),
+        (
+            "    manifest: json\n    manifest_name: \"{batch}-done.json\"\n",
+            ManifestFormat::Json,
+            "{batch}-done.json",
+        ),
+    ];
+    for (keys, format, name) in cases {
+        let c = parse(&srv(keys)).expect(keys);
+        let m = c.servers["a"].manifest.clone().expect("on");
+        assert_eq!((m.format, m.name.as_str()), (format, name), "{keys}");
+    }
+    let m = Manifest {
+        format: ManifestFormat::AamInfo,
+        name: "{batch}.info".into(),
+    };
+    assert_eq!(m.name_for("20240229"), "20240229.info");
+    assert_eq!(
+        m.to_string(),
+        "manifest: aam-info, manifest_name: \"{batch}.info\""
+    );
+    // Refused, each at its key.
+    let bad = [
+        ("    manifest: xml\n", "unknown manifest `xml`"),
+        (
+            "    completion: quiet\n    manifest: json\n",
+            "manifest needs `completion: rename` or `completion: marker`",
+        ),
+        (
+            "    manifest: json\n    manifest_name: a/b.json\n",
+            "must be a plain file name",
+        ),
+        (
+            "    manifest: json\n    manifest_name: \"..\"\n",
+            "must be a plain file name",
+        ),
+        (
+            "    manifest: json\n    manifest_name: .hidden\n",
+            "must be a plain file name",
+        ),
+    ];
+    for (keys, words) in bad {
+        let e = parse(&srv(keys)).expect_err(keys);
+        assert!(e.reason.contains(words), "{keys}: {e}");
+        assert!(e.line.is_some(), "{keys}: located: {e}");
+    }
+}

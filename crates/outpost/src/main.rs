@@ -7,6 +7,8 @@ mod daemon;
 mod events;
 mod http;
 mod logging;
+#[allow(dead_code)] // reason: wired into the worker by the lead (issue 13 §3)
+mod manifest;
 mod metrics;
 mod policy;
 mod preflight;

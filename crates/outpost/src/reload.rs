@@ -27,6 +27,7 @@ pub fn rules(cfg: &Config) -> Vec<ServerRule> {
             completion: s.completion.clone(),
             archive_retention: s.archive_retention,
             publish_last: s.publish_last.clone(),
+            batches: s.manifest.is_some(),
         })
         .collect()
 }

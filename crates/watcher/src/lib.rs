@@ -15,7 +15,10 @@ mod spool;
 
 pub use discover::{Discovery, DiscoveryHandle, FailedFiles, ServerRule, run_discovery};
 pub use live::{LiveState, SpoolLive};
-pub use spool::{FailRecord, ServerStatus, Spool, SpoolError, default_instance, rfc3339};
+pub use spool::{
+    BatchState, BatchWaiting, FailRecord, ServerStatus, Spool, SpoolError, default_instance,
+    rfc3339,
+};
 
 use std::path::PathBuf;
 use std::time::SystemTime;

@@ -41,6 +41,7 @@ fn rule(name: &str, completion: Completion) -> ServerRule {
         completion,
         archive_retention: None,
         publish_last: Vec::new(),
+        batches: false,
     }
 }
 

@@ -40,6 +40,9 @@ pub(super) struct State {
     /// Complete files waiting to be claimed in the current batch: server, relative
     /// path, marker.
     pub(super) to_claim: Vec<(String, PathBuf, Option<PathBuf>)>,
+    /// Folder markers of batches recorded in this batch of claims: removed after the
+    /// claims (server, marker, the marker as the record saw it).
+    pub(super) batch_markers: Vec<(String, PathBuf, crate::spool::MarkerSeen)>,
     /// File-system events sent and not yet handled (bounded by [`MAX_QUEUED`]).
     queued: Arc<AtomicUsize>,
     /// Set when events were dropped; cleared by the rescan it causes.
@@ -77,6 +80,7 @@ impl State {
             heartbeat,
             watcher: None,
             to_claim: Vec::new(),
+            batch_markers: Vec::new(),
             queued: Arc::default(),
             overflowed: Arc::default(),
         }

@@ -8,9 +8,12 @@
 //!   timer, reloads.
 //! - `scan` — looking at entries (an event's path, a folder tree) and asking the
 //!   completion rules (`crate::completion`, pure) whether a file is complete.
+//! - `batch` — folders of a `manifest` server: when one is complete, its record, its
+//!   files claimed whole, its marker.
 //! - `take` — claiming what is complete in batches, failing what can never be a key,
 //!   and reporting refused entries once.
 
+mod batch;
 mod event_loop;
 mod scan;
 mod take;
@@ -41,6 +44,9 @@ pub struct ServerRule {
     /// `publish_last` globs: a scan claims such files after the other files of their
     /// folder (a scan cannot tell the drop order of files with equal timestamps).
     pub publish_last: Vec<String>,
+    /// Folders directly under the server folder are batches (`manifest` is on): each is
+    /// recorded with its files once complete, and claimed whole.
+    pub batches: bool,
 }
 
 /// Discovery's settings and outputs.

@@ -207,6 +207,9 @@ impl State {
         let Some(rule) = self.rules.get(server).cloned() else {
             return;
         };
+        if rule.batches && self.consider_batch(&rule, rel) {
+            return;
+        }
         let look = Look {
             size: st.st_size as u64,
             mtime_ns: fsx::mtime_ns(&st),

@@ -91,6 +91,17 @@ impl State {
     /// Claims what [`State::take`] collected: one batch per server, so the fsyncs are
     /// paid once per batch, not once per file.
     pub(super) fn flush(&mut self) {
+        self.claim_collected();
+        // After the claims (their record was durable before them, so a marker gone
+        // with claims missing still leaves the batch complete).
+        for (server, m, seen) in std::mem::take(&mut self.batch_markers) {
+            if let Err(e) = self.d.spool.remove_marker(&server, &m, Some(seen)) {
+                tracing::warn!(server, marker = %m.display(), error = %e, "cannot remove a batch marker");
+            }
+        }
+    }
+
+    fn claim_collected(&mut self) {
         if self.to_claim.is_empty() {
             return;
         }

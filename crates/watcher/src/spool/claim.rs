@@ -17,7 +17,7 @@ use crate::fsx::{self, FileType};
 
 /// A marker as seen when its data file was claimed: inode and modification time.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct MarkerSeen(u64, i128);
+pub(crate) struct MarkerSeen(pub(crate) u64, pub(crate) i128);
 
 impl Spool {
     /// Takes over the regular file at `rel` in `server`'s folder. `Ok(None)` when it

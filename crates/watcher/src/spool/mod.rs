@@ -9,6 +9,8 @@
 //!   `<seq>.json` for paths too long for a name (the record is fsynced *before* the file
 //!   moves); `<seq>.upload` — the uploader's journal (multipart upload id).
 //! - `.outpost/<instance>/lock`, `lease`, `live.json` — instance lock, lease, live state.
+//! - `.outpost/.batches/<server>/` — batch records and their files' facts (`manifest`
+//!   servers; shared by every instance, see `batch`).
 //! - `.failed/<server>/<rel>` with `.<name>.error.json` beside it.
 //! - `.archive/<server>/<rel>`.
 //!
@@ -17,6 +19,7 @@
 //!   a daemon whose lease expired.
 //! - `recover` — the claims this instance held when it stopped, read back at start.
 //! - `claim` — claim (file → claims folder), the open claimed file, journals.
+//! - `batch`, `batch_record` — batch records and the facts of their delivered files.
 //! - `finish` — the end of a claim: delete, archive, or move to `.failed/`.
 //! - `offline`, `requeue` — what works with the daemon down (`status`, `requeue`, …).
 //! - `record` — failure records: their fields, names, %-escapes and times.
@@ -30,7 +33,10 @@
 //! rename), and a file is removed only by [`Spool::finish`], which the binary calls after
 //! S3 acknowledged the whole object.
 
+mod batch;
+mod batch_record;
 mod claim;
+pub(crate) use claim::MarkerSeen;
 mod error;
 mod finish;
 mod lease;
@@ -44,13 +50,15 @@ use std::ffi::{OsStr, OsString};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::fsx::{self, FileType};
 
+pub use batch_record::BatchState;
+pub(crate) use batch_record::batch_name_ok;
 pub use error::SpoolError;
 use error::io;
-pub use offline::ServerStatus;
+pub use offline::{BatchWaiting, ServerStatus};
 pub use record::{FailRecord, rfc3339};
 
 /// Open folders of one server.
@@ -81,6 +89,9 @@ pub struct Spool {
     /// Next claim sequence number: raised past every number found by recovery, so a
     /// number is never reused within this instance's claims folder.
     next_seq: AtomicU64,
+    /// Batch records read so far, by server and batch, with what is known of their
+    /// facts: a delivered file's check for completion reads no more than it must.
+    batches: Mutex<HashMap<(String, String), batch::Known>>,
 }
 
 impl std::fmt::Debug for Spool {
@@ -127,6 +138,7 @@ impl Spool {
             _lock: lock,
             servers: RwLock::new(HashMap::new()),
             next_seq: AtomicU64::new(1),
+            batches: Mutex::new(HashMap::new()),
         };
         for s in servers {
             spool.add_server(s)?;
@@ -234,7 +246,8 @@ fn instance_dirs(root_fd: &OwnedFd) -> std::io::Result<Vec<(OsString, OwnedFd)>>
     };
     let mut out = Vec::new();
     for (name, kind) in fsx::list(&state)? {
-        if kind != FileType::Directory {
+        // A dot-name is never an instance (`.batches`).
+        if kind != FileType::Directory || name.as_encoded_bytes().starts_with(b".") {
             continue;
         }
         if let Ok(fd) = fsx::open_dir_beneath(&state, Path::new(&name)) {

@@ -11,7 +11,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use super::{ARCHIVE, FAILED, Spool, SpoolError, instance_dirs, io};
+use super::batch_record::{open_batches, read_record, recorded, state_of};
+use super::{ARCHIVE, FAILED, FailRecord, Spool, SpoolError, instance_dirs, io};
 use crate::claimname;
 use crate::completion::{self, Verdict};
 use crate::fsx::{self, FileType};
@@ -30,6 +31,22 @@ pub struct ServerStatus {
     /// Files in the server folder still waiting for their marker (`completion: marker`):
     /// not pending yet.
     pub waiting_for_marker: u64,
+    /// Batches recorded and not yet done (`manifest` servers), by name.
+    pub batches_waiting: Vec<BatchWaiting>,
+}
+
+/// A batch whose manifest is not uploaded yet.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct BatchWaiting {
+    /// The batch folder's name.
+    pub batch: String,
+    /// Its files.
+    pub files: u64,
+    /// Of which delivered.
+    pub delivered: u64,
+    /// A file of the batch in `.failed/` (relative path): it holds the manifest until it
+    /// is requeued and delivered.
+    pub held_by: Option<String>,
 }
 
 /// Read-only views and operator moves that work with the daemon down. Like the
@@ -115,6 +132,7 @@ impl Spool {
         if let Ok(dir) = fsx::open_dir_beneath(&root_fd, &Path::new(FAILED).join(server)) {
             fsx::walk_files(&dir, false, &mut |_, _, _, _| st.failed_files += 1);
         }
+        st.batches_waiting = batches_waiting(&root_fd, server);
         st.oldest_pending_age_seconds = oldest
             .and_then(|o| now.duration_since(o).ok())
             .unwrap_or(Duration::ZERO)
@@ -171,6 +189,45 @@ impl Spool {
         });
         n
     }
+}
+
+/// The batches of `server` not yet done, each with the first of its missing files found
+/// in `.failed/` (by the relative paths its failure records name).
+fn batches_waiting(root_fd: &std::os::fd::OwnedFd, server: &str) -> Vec<BatchWaiting> {
+    let Ok(dir) = open_batches(root_fd, server) else {
+        return Vec::new();
+    };
+    let batches = recorded(&dir);
+    if batches.is_empty() {
+        return Vec::new();
+    }
+    let mut failed = HashSet::new();
+    if let Ok(fdir) = fsx::open_dir_beneath(root_fd, &Path::new(FAILED).join(server)) {
+        fsx::walk_files(&fdir, true, &mut |d, _, name, _| {
+            let b = name.as_bytes();
+            if b.starts_with(b".")
+                && b.ends_with(b".error.json")
+                && let Ok(Some(bytes)) = fsx::read_regular_beneath(d, Path::new(name), 1 << 20)
+                && let Ok(r) = serde_json::from_slice::<FailRecord>(&bytes)
+            {
+                failed.insert(r.relative_path);
+            }
+        });
+    }
+    let mut out = Vec::new();
+    for batch in batches {
+        let Ok(Some(rec)) = read_record(&dir, &batch) else {
+            continue;
+        };
+        let st = state_of(&dir, &rec);
+        out.push(BatchWaiting {
+            batch,
+            files: st.files.len() as u64,
+            delivered: st.delivered.len() as u64,
+            held_by: st.missing.into_iter().find(|m| failed.contains(m)),
+        });
+    }
+    out
 }
 
 #[cfg(test)]

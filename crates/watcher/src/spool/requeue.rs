@@ -271,11 +271,11 @@ fn requeue_one(
 }
 
 /// A single file-name component: not empty, no `/`, not `.` or `..`, no NUL.
-fn plain_name(b: &[u8]) -> bool {
+pub(super) fn plain_name(b: &[u8]) -> bool {
     !b.is_empty() && b != b"." && b != b".." && !b.contains(&b'/') && !b.contains(&0)
 }
 
 /// A relative path of plain names joined by single `/`s.
-fn plain_relative(b: &[u8]) -> bool {
+pub(super) fn plain_relative(b: &[u8]) -> bool {
     !b.is_empty() && b.split(|c| *c == b'/').all(plain_name)
 }
