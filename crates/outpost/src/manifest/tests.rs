@@ -108,38 +108,38 @@ fn golden_json() {
   "producer": "outpost",
   "version": "1.2.3",
   "files": [
-{
-  "sequence": 1,
-  "key": "out/b1/a.csv",
-  "name": "a.csv",
-  "size": 10,
-  "crc64nvme": "AAAAAAAAAAA=",
-  "checksum_algorithm": "CRC32C",
-  "checksum": "yZRlqg==",
-  "etag": "\"9b2cf535f27731c974343645a3985328\"",
-  "version_id": null,
-  "delivered_at": "2024-02-29T23:59:59Z",
-  "md5": "00000000000000000000000000000001",
-  "lines": 2
-},
-{
-  "sequence": 2,
-  "key": "out/b1/sub/c.csv",
-  "name": "sub/c.csv",
-  "size": 5,
-  "crc64nvme": "AAAAAAAAAAA=",
-  "checksum_algorithm": "CRC32C",
-  "checksum": "yZRlqg==",
-  "etag": "\"9b2cf535f27731c974343645a3985328\"",
-  "version_id": null,
-  "delivered_at": "2024-02-29T23:59:59Z",
-  "md5": "00000000000000000000000000000003",
-  "lines": 1
-}
+    {
+      "sequence": 1,
+      "key": "out/b1/a.csv",
+      "name": "a.csv",
+      "size": 10,
+      "crc64nvme": "AAAAAAAAAAA=",
+      "checksum_algorithm": "CRC32C",
+      "checksum": "yZRlqg==",
+      "etag": "\"9b2cf535f27731c974343645a3985328\"",
+      "version_id": null,
+      "delivered_at": "2024-02-29T23:59:59Z",
+      "md5": "00000000000000000000000000000001",
+      "lines": 2
+    },
+    {
+      "sequence": 2,
+      "key": "out/b1/sub/c.csv",
+      "name": "sub/c.csv",
+      "size": 5,
+      "crc64nvme": "AAAAAAAAAAA=",
+      "checksum_algorithm": "CRC32C",
+      "checksum": "yZRlqg==",
+      "etag": "\"9b2cf535f27731c974343645a3985328\"",
+      "version_id": null,
+      "delivered_at": "2024-02-29T23:59:59Z",
+      "md5": "00000000000000000000000000000003",
+      "lines": 1
+    }
   ],
   "totals": {
-"files": 2,
-"bytes": 15
+    "files": 2,
+    "bytes": 15
   }
 }
 "#;
@@ -151,26 +151,26 @@ fn golden_aam_info() {
     let bytes = render(ManifestFormat::AamInfo, "b1", "outpost", "1", &batch()).expect("ok");
     let want = r#"{
   "Files": [
-{
-  "FileByteSize": 10,
-  "FileLineCount": 2,
-  "FileName": "a.csv",
-  "FileSequenceNumber": 1,
-  "md5": "00000000000000000000000000000001"
-},
-{
-  "FileByteSize": 5,
-  "FileLineCount": 1,
-  "FileName": "sub/c.csv",
-  "FileSequenceNumber": 2,
-  "md5": "00000000000000000000000000000003"
-}
+    {
+      "FileByteSize": 10,
+      "FileLineCount": 2,
+      "FileName": "a.csv",
+      "FileSequenceNumber": 1,
+      "md5": "00000000000000000000000000000001"
+    },
+    {
+      "FileByteSize": 5,
+      "FileLineCount": 1,
+      "FileName": "sub/c.csv",
+      "FileSequenceNumber": 2,
+      "md5": "00000000000000000000000000000003"
+    }
   ],
   "Totals": {
-"FileName": "b1",
-"TotalByteSize": 15,
-"TotalNumberFiles": 2,
-"TotalNumberLines": 3
+    "FileName": "b1",
+    "TotalByteSize": 15,
+    "TotalNumberFiles": 2,
+    "TotalNumberLines": 3
   }
 }
 "#;
