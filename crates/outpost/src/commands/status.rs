@@ -42,6 +42,12 @@ pub fn status(path: &Path, json: bool) -> u8 {
                     "blocked_reason": live.blocked.get(s),
                     "held_reason": live.held.get(s),
                     "daemon_running": live.running,
+                    "batches_waiting": st.batches_waiting.iter().map(|b| serde_json::json!({
+                        "batch": b.batch,
+                        "files": b.files,
+                        "delivered": b.delivered,
+                        "held_by": b.held_by,
+                    })).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -79,8 +85,27 @@ pub fn status(path: &Path, json: bool) -> u8 {
                 format!(" ({} waiting for marker)", st.waiting_for_marker)
             } else {
                 String::new()
-            }
+            } + &batches(&st.batches_waiting)
         );
     }
     0
+}
+
+/// The batches whose manifest waits, for the STATE column: the ones a failed file holds
+/// by name, the others counted.
+fn batches(waiting: &[outpost_watcher::BatchWaiting]) -> String {
+    let mut out = String::new();
+    for b in waiting {
+        if let Some(f) = &b.held_by {
+            out += &format!(
+                " (batch {}: manifest held by failed file {f}; `outpost requeue` releases it)",
+                b.batch
+            );
+        }
+    }
+    let open = waiting.iter().filter(|b| b.held_by.is_none()).count();
+    if open > 0 {
+        out += &format!(" ({open} batch(es) uploading)");
+    }
+    out
 }
