@@ -13,9 +13,19 @@ impl UploadError {
             return self.explain_exists(s);
         }
         if self.code.as_deref() == Some(crate::CONDITIONAL_WRITES_IGNORED) {
+            let workaround = if self.op == crate::CONDITIONAL_COMPLETE {
+                "; as single PUTs are honoured, raising `multipart.threshold` (up to 5GiB) keeps files below it create-only"
+            } else {
+                ""
+            };
             return format!(
-                "the store ignores If-None-Match: * ({}): with `overwrite: never` a file published to a key that already holds an object replaces it there; fix: publish server {} to a store that honours conditional writes (AWS S3 does), or set `overwrite: always` and rely on bucket versioning",
-                self.op, s.name
+                "the store ignores If-None-Match: * on {}: with `overwrite: never` a file published to a key that already holds an object would replace it; publish server {} to a store that honours conditional writes (AWS S3 does), or set `overwrite: always` and rely on bucket versioning{workaround}",
+                if self.op == crate::CONDITIONAL_COMPLETE {
+                    "CompleteMultipartUpload (files at or above `multipart.threshold`)"
+                } else {
+                    "PutObject"
+                },
+                s.name
             );
         }
         let code = self.code.as_deref().unwrap_or("");
