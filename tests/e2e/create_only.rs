@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use outpost_e2e::*;
 
-const NEVER: &str = "    overwrite: never\n    multipart: { threshold: 6MiB, part_size: 5MiB, concurrency: 2 }\n";
+const NEVER: &str =
+    "    overwrite: never\n    multipart: { threshold: 6MiB, part_size: 5MiB, concurrency: 2 }\n";
 
 /// Puts `bytes` at `key` as the bucket owner would (no metadata).
 fn put(client: &aws_sdk_s3::Client, bucket: &str, key: &str, bytes: &[u8]) {
@@ -187,4 +188,48 @@ fn a_file_sent_again_over_its_own_object_counts_as_delivered() {
     let log = d.log_text();
     assert!(log.contains("counted as delivered"), "{log}");
     assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn kill9_loop_with_overwrite_never_delivers_every_file_and_fails_none() {
+    // A kill between the store's acknowledgement and the spool's finish sends the file
+    // again: its write answers 412 over its own object, which counts as delivered.
+    let kills: usize = std::env::var("OUTPOST_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(10, |n: usize| n.min(10));
+    let Running {
+        dir,
+        daemon: mut d,
+        bucket,
+        client,
+        launch,
+    } = acme(&Store::moto()).tag("never-crash").extra(NEVER).start();
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut rng = fastrand::Rng::with_seed(13);
+    for k in 0..kills {
+        for i in 0..6 {
+            let rel = format!("batch{k}/f{i}.csv");
+            let bytes = data(rng.usize(0..200_000), (k * 100 + i) as u64);
+            dir.drop_file("acme", &rel, &bytes);
+            files.push((rel, bytes));
+        }
+        if k % 3 == 0 {
+            let rel = format!("batch{k}/large.bin");
+            let bytes = data(rng.usize(11_000_000..16_000_000), k as u64 + 9000);
+            dir.drop_file("acme", &rel, &bytes);
+            files.push((rel, bytes));
+        }
+        std::thread::sleep(Duration::from_millis(rng.u64(50..1200)));
+        d.kill9();
+        d = launch.spawn(&dir);
+        d.wait_ready();
+    }
+    let done = wait_until(Duration::from_secs(300), || {
+        dir.left_in_spool("acme").is_empty() && dir.claimed().is_empty()
+    });
+    assert!(done, "spool did not drain; log:\n{}", d.log_text());
+    assert_eq!(d.stop(), Some(0));
+    assert!(dir.failed().is_empty(), "in .failed: {:?}", dir.failed());
+    assert_all_delivered(&client, &bucket, &files);
 }
