@@ -4,6 +4,7 @@
 mod bad_input;
 mod cli;
 mod crash;
+mod create_only;
 mod cross_account;
 mod faults;
 mod flow;

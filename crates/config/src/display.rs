@@ -7,7 +7,7 @@ use std::fmt::{self, Display, Formatter};
 
 use crate::units::{format_duration, format_size};
 use crate::{AfterUpload, Checksum, Completion, Credentials, Manifest, ManifestFormat};
-use crate::{Multipart, Retry, Sse, Timeouts};
+use crate::{Multipart, Overwrite, Retry, Sse, Timeouts};
 
 /// `s` as a YAML scalar: plain when it reads back as the same string, else double-quoted.
 struct Scalar<'a>(&'a str);
@@ -106,6 +106,16 @@ impl Display for AfterUpload {
         f.write_str(match self {
             AfterUpload::Delete => "after_upload: delete",
             AfterUpload::Archive => "after_upload: archive",
+        })
+    }
+}
+
+/// `overwrite: always` or `overwrite: never`.
+impl Display for Overwrite {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Overwrite::Always => "overwrite: always",
+            Overwrite::Never => "overwrite: never",
         })
     }
 }

@@ -129,6 +129,8 @@ pub struct Server {
     pub sse: Option<Sse>,
     /// Storage class of the objects.
     pub storage_class: Option<String>,
+    /// Whether a later drop may replace an existing object.
+    pub overwrite: Overwrite,
     /// Globs of control files published after the data beside them.
     pub publish_last: Vec<String>,
     /// Batch manifests: each folder directly under the server folder is a batch, and
@@ -192,6 +194,17 @@ impl ManifestFormat {
             ManifestFormat::AamInfo => "{batch}.info",
         }
     }
+}
+
+/// Whether a write may replace an object already at its key (`overwrite`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overwrite {
+    /// A later drop of the same path replaces the object (today's behaviour).
+    #[default]
+    Always,
+    /// Create-only: PutObject and CompleteMultipartUpload carry `If-None-Match: *`; an
+    /// object already there that is not this very file is a conflict (`exists`).
+    Never,
 }
 
 /// Integrity check sent with every PUT and part (SPEC §4).

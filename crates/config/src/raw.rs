@@ -158,6 +158,9 @@ section!(by_key "server", "a server must be a mapping of server keys",
         sse: RawSse,
         /// One of [`crate::STORAGE_CLASSES`].
         storage_class: String,
+        /// Whether a later drop may replace an existing object (default `always`);
+        /// `never` sends `If-None-Match: *` (create-only writes).
+        overwrite: RawOverwrite,
         /// Globs of control files published after their data.
         publish_last: Vec<String>,
         /// Batch manifests (default `off`): `json` or `aam-info`, uploaded as each batch
@@ -283,6 +286,15 @@ keyword!(
     enum RawAfterUpload {
         Delete = "delete",
         Archive = "archive",
+    }
+);
+
+keyword!(
+    "overwrite",
+    /// `overwrite`.
+    enum RawOverwrite {
+        Always = "always",
+        Never = "never",
     }
 );
 

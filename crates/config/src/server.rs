@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use crate::raw::{
     RawAfterUpload, RawChecksum, RawCompletion, RawCredentials, RawCredentialsMode, RawManifest,
-    RawMultipart, RawRetry, RawServer, RawSse, RawSseMode, RawTimeouts,
+    RawMultipart, RawOverwrite, RawRetry, RawServer, RawSse, RawSseMode, RawTimeouts,
 };
 use crate::resolve::{DAY, HOUR, MAX_UPLOADS, in_range, is_account_id};
 use crate::{AfterUpload, Checksum, Completion, Credentials, Multipart, Retry, Server, Sse};
-use crate::{Manifest, ManifestFormat};
+use crate::{Manifest, ManifestFormat, Overwrite};
 use crate::{Timeouts, units::format_size};
 
 /// A refused value: the key path below the server, and why.
@@ -134,6 +134,10 @@ pub(crate) fn resolve(name: &str, s: RawServer) -> Result<Server, Invalid> {
         expected_bucket_owner: s.expected_bucket_owner,
         sse,
         storage_class: s.storage_class,
+        overwrite: match s.overwrite.unwrap_or(RawOverwrite::Always) {
+            RawOverwrite::Always => Overwrite::Always,
+            RawOverwrite::Never => Overwrite::Never,
+        },
         publish_last,
         manifest,
         completion,

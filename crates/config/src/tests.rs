@@ -113,6 +113,12 @@ fn errors_name_line_column_and_reason() {
             "unknown checksum `sha1`",
         ),
         (
+            "servers:\n  a:\n    bucket: bkt\n    overwrite: sometimes\n",
+            4,
+            16,
+            "unknown overwrite `sometimes`",
+        ),
+        (
             "servers:\n  a:\n    bucket: bkt\n    credentials: { mode: static, access_key_id: AK }\n",
             4,
             5,

@@ -151,7 +151,7 @@ fn a_secret_file_error_points_at_the_key_that_names_the_file() {
 
 #[test]
 fn settings_print_as_the_yaml_a_user_writes() {
-    let y = "servers:\n  a:\n    bucket: bkt\n    completion: quiet\n    quiet_period: 90s\n    after_upload: archive\n    checksum: crc64nvme\n    sse: { mode: \"aws:kms\", kms_key_id: \"arn:aws:kms:eu-west-1:111122223333:key/abc\" }\n    credentials: { mode: assume_role, role_arn: \"arn:aws:iam::111122223333:role/w\", external_id: x-1 }\n  b:\n    bucket: bkt\n    completion: marker\n    credentials: { mode: static, access_key_id: AK, secret_access_key_file: /k }\n  c: { bucket: bkt }\n";
+    let y = "servers:\n  a:\n    bucket: bkt\n    completion: quiet\n    quiet_period: 90s\n    after_upload: archive\n    overwrite: never\n    checksum: crc64nvme\n    sse: { mode: \"aws:kms\", kms_key_id: \"arn:aws:kms:eu-west-1:111122223333:key/abc\" }\n    credentials: { mode: assume_role, role_arn: \"arn:aws:iam::111122223333:role/w\", external_id: x-1 }\n  b:\n    bucket: bkt\n    completion: marker\n    credentials: { mode: static, access_key_id: AK, secret_access_key_file: /k }\n  c: { bucket: bkt }\n";
     let c = parse(y).expect("valid");
     let (a, b, s) = (&c.servers["a"], &c.servers["b"], &c.servers["c"]);
     assert_eq!(
@@ -165,6 +165,9 @@ fn settings_print_as_the_yaml_a_user_writes() {
     assert_eq!(s.completion.to_string(), "completion: rename");
     assert_eq!(a.after_upload.to_string(), "after_upload: archive");
     assert_eq!(s.after_upload.to_string(), "after_upload: delete");
+    assert_eq!(a.overwrite.to_string(), "overwrite: never");
+    assert_eq!(s.overwrite, crate::Overwrite::Always);
+    assert_eq!(s.overwrite.to_string(), "overwrite: always");
     assert_eq!(a.checksum.to_string(), "checksum: crc64nvme");
     assert_eq!(
         a.sse.as_ref().map(ToString::to_string).as_deref(),
@@ -199,6 +202,7 @@ fn settings_print_as_the_yaml_a_user_writes() {
             s.completion.to_string(),
             s.credentials.to_string(),
             s.after_upload.to_string(),
+            s.overwrite.to_string(),
             s.checksum.to_string(),
             s.multipart.to_string(),
             s.retry.to_string(),

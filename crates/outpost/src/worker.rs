@@ -236,7 +236,8 @@ impl Work<Job> for Worker {
             },
         };
         let started = Instant::now();
-        match dest.upload(file, &claim.rel, &journal, &stop).await {
+        let opts = outpost_uploader::UploadOptions::default();
+        match dest.upload(file, &claim.rel, &journal, &opts, &stop).await {
             Ok(up) => {
                 let archive = dest.server.after_upload == AfterUpload::Archive;
                 if let Err(e) = self.finish(claim, archive).await {
@@ -270,16 +271,19 @@ impl Work<Job> for Worker {
                         self.finish(claim, false).await.ok();
                         Outcome::Dropped
                     }
-                    class
-                    @ (ErrorClass::Unreadable | ErrorClass::TooLarge | ErrorClass::Object) => {
+                    class @ (ErrorClass::Unreadable
+                    | ErrorClass::TooLarge
+                    | ErrorClass::Object
+                    | ErrorClass::Exists) => {
                         let reason = match class {
-                            ErrorClass::Unreadable => FailReason::Unreadable,
-                            ErrorClass::TooLarge => FailReason::TooLarge,
-                            _ => FailReason::Rejected,
+                            ErrorClass::Unreadable => FailReason::Unreadable.as_str(),
+                            ErrorClass::TooLarge => FailReason::TooLarge.as_str(),
+                            // overwrite: never, another object at the key (issue 13 §1).
+                            ErrorClass::Exists => "exists",
+                            _ => FailReason::Rejected.as_str(),
                         };
                         dest.abort_recorded(&journal).await;
-                        self.fail(&dest, claim, reason.as_str(), None, &e.to_string())
-                            .await;
+                        self.fail(&dest, claim, reason, None, &e.to_string()).await;
                         Outcome::Failed
                     }
                 }

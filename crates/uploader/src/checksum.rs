@@ -81,6 +81,113 @@ impl FileDigest {
     }
 }
 
+/// Everything computed over an object's bytes in one pass while they are read: the
+/// configured checksum (the header the store verifies), CRC-64/NVME always (the
+/// ledger's and manifests' whole-object value), and MD5 plus the line count only when
+/// asked (`aam-info` manifests).
+pub(crate) struct ObjectDigest {
+    /// The configured checksum; `None` when it is CRC-64/NVME (computed once).
+    configured: Option<FileDigest>,
+    /// The configured kind.
+    kind: Checksum,
+    /// CRC-64/NVME.
+    crc64: Box<crc_fast::Digest>,
+    /// MD5 and `\n` count, when measured.
+    measure: Option<(md5::Md5, u64)>,
+    /// Bytes seen.
+    len: u64,
+}
+
+/// What an [`ObjectDigest`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Sums {
+    /// The configured checksum, as the header sends it.
+    pub sum: PartChecksum,
+    /// CRC-64/NVME.
+    pub crc64: u64,
+    /// CRC-32C, when that is the configured checksum (combinable across parts).
+    pub crc32c: Option<u32>,
+    /// Bytes seen.
+    pub len: u64,
+    /// MD5 and line count, when measured.
+    pub measured: Option<crate::Measured>,
+}
+
+impl ObjectDigest {
+    /// An empty digest: `kind` plus CRC-64/NVME, plus MD5 and lines when `measure`.
+    pub(crate) fn new(kind: Checksum, measure: bool) -> ObjectDigest {
+        ObjectDigest {
+            configured: (kind != Checksum::Crc64Nvme).then(|| FileDigest::new(kind)),
+            kind,
+            crc64: Box::new(crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme)),
+            measure: measure.then(|| (md5::Md5::new(), 0)),
+            len: 0,
+        }
+    }
+
+    /// Adds `data`, in pieces that stay in the CPU's cache across the digests.
+    pub(crate) fn update(&mut self, data: &[u8]) {
+        for piece in data.chunks(256 << 10) {
+            self.crc64.update(piece);
+            if let Some(d) = &mut self.configured {
+                d.update(piece);
+            }
+            if let Some((md5, lines)) = &mut self.measure {
+                md5.update(piece);
+                *lines += piece.iter().filter(|&&b| b == b'\n').count() as u64;
+            }
+        }
+        self.len += data.len() as u64;
+    }
+
+    /// What was found over everything added.
+    pub(crate) fn finish(self) -> Sums {
+        let crc64 = self.crc64.finalize();
+        let (sum, crc32c) = match self.configured {
+            None => (PartChecksum::from_digest(self.kind, 0, crc64, &[]), None),
+            Some(FileDigest::Crc(kind, d)) => {
+                let v = d.finalize() as u32;
+                (PartChecksum::from_digest(kind, v, 0, &[]), Some(v))
+            }
+            Some(d) => (d.finish(), None),
+        };
+        Sums {
+            sum,
+            crc64,
+            crc32c,
+            len: self.len,
+            measured: self.measure.map(|(md5, lines)| crate::Measured {
+                md5_hex: crate::facts::hex(&md5.finalize()),
+                lines,
+            }),
+        }
+    }
+}
+
+/// The CRC-64/NVME of consecutive pieces whose own values and lengths are `parts`.
+pub(crate) fn combine_crc64(parts: impl IntoIterator<Item = (u64, u64)>) -> u64 {
+    combine(crc_fast::CrcAlgorithm::Crc64Nvme, parts)
+}
+
+/// The CRC-32C of consecutive pieces whose own values and lengths are `parts`.
+pub(crate) fn combine_crc32c(parts: impl IntoIterator<Item = (u32, u64)>) -> u32 {
+    combine(
+        crc_fast::CrcAlgorithm::Crc32Iscsi,
+        parts.into_iter().map(|(v, n)| (u64::from(v), n)),
+    ) as u32
+}
+
+fn combine(alg: crc_fast::CrcAlgorithm, parts: impl IntoIterator<Item = (u64, u64)>) -> u64 {
+    let mut acc: Option<u64> = None;
+    for (v, n) in parts {
+        acc = Some(match acc {
+            None => v,
+            Some(a) => crc_fast::checksum_combine(alg, a, v, n),
+        });
+    }
+    acc.unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,5 +233,52 @@ mod tests {
             }
             assert_eq!(d.finish(), PartChecksum::compute(kind, &data), "{kind:?}");
         }
+    }
+
+    #[test]
+    fn parts_combine_to_the_whole_files_crc() {
+        // A multipart file: the whole-file CRC-64/NVME (and CRC-32C) of the parts'
+        // values combined in order equals that of the whole file.
+        let data: Vec<u8> = (0..(3u32 << 20) + 12_345)
+            .map(|i| (i * 31 + i / 4099) as u8)
+            .collect();
+        for part in [1usize << 20, 777_777, data.len()] {
+            let sums: Vec<Sums> = data
+                .chunks(part)
+                .map(|p| {
+                    let mut d = ObjectDigest::new(Checksum::Crc32c, false);
+                    d.update(p);
+                    d.finish()
+                })
+                .collect();
+            let crc64 = combine_crc64(sums.iter().map(|s| (s.crc64, s.len)));
+            assert_eq!(crc64, crc_fast::crc64_nvme(&data), "part {part}");
+            let crc32c = combine_crc32c(sums.iter().map(|s| (s.crc32c.unwrap_or(0), s.len)));
+            assert_eq!(crc32c, crc_fast::crc32_iscsi(&data), "part {part}");
+        }
+        assert_eq!(combine_crc64([]), 0);
+    }
+
+    #[test]
+    fn one_pass_gives_every_value() {
+        let data = b"a,b\n1,2\n3,4\nno newline at the end";
+        for kind in [Checksum::Crc32c, Checksum::Crc64Nvme, Checksum::Md5] {
+            let mut d = ObjectDigest::new(kind, true);
+            for piece in data.chunks(5) {
+                d.update(piece);
+            }
+            let s = d.finish();
+            assert_eq!(s.sum, PartChecksum::compute(kind, data), "{kind:?}");
+            assert_eq!(s.crc64, crc_fast::crc64_nvme(data));
+            assert_eq!(s.len, data.len() as u64);
+            let m = s.measured.expect("measured");
+            assert_eq!(m.lines, 3);
+            let want = crate::facts::hex(&md5::Md5::digest(data));
+            assert_eq!(m.md5_hex, want);
+            assert_eq!(s.crc32c.is_some(), kind == Checksum::Crc32c);
+        }
+        let mut d = ObjectDigest::new(Checksum::Md5, false);
+        d.update(b"x\n");
+        assert_eq!(d.finish().measured, None);
     }
 }

@@ -32,11 +32,15 @@ pub enum ErrorClass {
     TooLarge,
     /// Shutdown interrupted the upload; its state stays recorded.
     Interrupted,
+    /// `overwrite: never` and the key already holds another object: never retried, the
+    /// file goes to `.failed/` with reason `exists`, the object is untouched
+    /// ([`UploadError::existing`] shows it when it could be read).
+    Exists,
 }
 
 impl ErrorClass {
     /// Every class, so metrics can start at zero.
-    pub const ALL: [ErrorClass; 7] = [
+    pub const ALL: [ErrorClass; 8] = [
         ErrorClass::Transient,
         ErrorClass::Refused,
         ErrorClass::Object,
@@ -44,6 +48,7 @@ impl ErrorClass {
         ErrorClass::Vanished,
         ErrorClass::TooLarge,
         ErrorClass::Interrupted,
+        ErrorClass::Exists,
     ];
     /// Metric label.
     pub fn as_str(self) -> &'static str {
@@ -55,6 +60,7 @@ impl ErrorClass {
             ErrorClass::Vanished => "vanished",
             ErrorClass::TooLarge => "too_large",
             ErrorClass::Interrupted => "interrupted",
+            ErrorClass::Exists => "exists",
         }
     }
     /// Whether a retry could help.
@@ -79,6 +85,9 @@ pub struct UploadError {
     pub cause: Option<Cause>,
     /// One line.
     pub message: String,
+    /// [`ErrorClass::Exists`]: the object already at the key, when HeadObject could
+    /// read it (size, ETag, Last-Modified, …).
+    pub existing: Option<Box<crate::ObjectInfo>>,
 }
 
 /// Causes recognised by their type (never by an error's wording).
@@ -98,7 +107,18 @@ impl UploadError {
             status: None,
             cause: None,
             message: message.into(),
+            existing: None,
         }
+    }
+
+    /// Whether the object may have been written although this attempt failed: the
+    /// final request (PutObject, CompleteMultipartUpload) was sent and its answer was
+    /// lost, cut or a server error. The caller passes this on to the file's next
+    /// attempts as [`crate::UploadOptions::maybe_sent`].
+    pub fn may_have_written(&self) -> bool {
+        matches!(self.op, "PutObject" | "CompleteMultipartUpload")
+            && self.status.is_none_or(|s| s >= 500)
+            && self.class == ErrorClass::Transient
     }
 
     /// Classifies a local I/O error reading the file.
@@ -146,6 +166,7 @@ impl UploadError {
                     code,
                     status,
                     cause: None,
+                    existing: None,
                 }
             }
             SdkError::TimeoutError(_) => UploadError::new(ErrorClass::Transient, op, "timed out"),

@@ -11,6 +11,7 @@ mod buffers;
 mod checksum;
 mod client;
 mod error;
+mod facts;
 mod progress;
 mod upload;
 mod verify;
@@ -22,8 +23,14 @@ pub use buffers::{
 pub use checksum::PartChecksum;
 pub use client::{Destination, caller_account, check_secret_file, probe_client};
 pub use error::{Cause, ErrorClass, UploadError};
-pub use upload::{MpuRecord, part_size_for};
-pub use verify::{Step, VERIFY_KEY};
+pub use facts::{
+    Head, Measured, ObjectInfo, StoredChecksum, UploadMode, UploadOptions, Uploaded, WriteOutcome,
+    bytes_token, file_token,
+};
+pub use upload::{FILE_META, MpuRecord, part_size_for};
+pub use verify::{
+    CONDITIONAL_COMPLETE, CONDITIONAL_WRITE, CONDITIONAL_WRITES_IGNORED, Step, VERIFY_KEY,
+};
 
 /// Durable storage for the multipart journal of one file (kept by the spool beside the
 /// claim). The upload id is saved here before any part is sent.
@@ -48,17 +55,6 @@ pub trait Journal: Send + Sync {
     fn still_ours(&self) -> bool {
         true
     }
-}
-
-/// What an upload did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Uploaded {
-    /// Bytes sent as object content.
-    pub bytes: u64,
-    /// Number of parts (1 for a single PUT).
-    pub parts: u32,
-    /// Whether an interrupted multipart upload was resumed.
-    pub resumed: bool,
 }
 
 /// S3's limits.

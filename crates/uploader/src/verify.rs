@@ -1,18 +1,34 @@
 //! `outpost verify`: a live probe of one destination with exactly the requests uploads
 //! make — a PutObject with the ACL of a fixed probe key, and a multipart
-//! create/part/abort — so a missing grant shows before real data does. The requests'
-//! settings come from `upload/requests.rs`, the same as uploads'; a reader may change
-//! the order of the probe here.
+//! create/part/abort — so a missing grant shows before real data does. With
+//! `overwrite: never` the writes carry `If-None-Match: *` like uploads', and the probe
+//! also checks the store honours it: a PutObject, and a CompleteMultipartUpload, over
+//! the existing probe object must answer 412 (step "conditional write"; radosgw 16,
+//! for one, honours it on PutObject but not on Complete). The requests' settings come
+//! from `upload/requests.rs`, the same as uploads'; a reader may change the order of
+//! the probe here.
 
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 
-use crate::upload::{ObjectSettings, Owned, WithChecksum, create_multipart};
-use crate::{Destination, PartChecksum, UploadError};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use outpost_config::Overwrite;
+
+use crate::upload::{CreateOnly, FileToken, ObjectSettings, Owned, WithChecksum, create_multipart};
+use crate::{Destination, ErrorClass, PartChecksum, UploadError};
 
 /// The probe key below the server's prefix (overwritten by every verify).
 pub const VERIFY_KEY: &str = ".outpost-verify";
+
+/// The code of a verify step whose store ignored `If-None-Match: *`.
+pub const CONDITIONAL_WRITES_IGNORED: &str = "ConditionalWritesIgnored";
+
+/// The step that checks the store honours `If-None-Match: *` (`overwrite: never`).
+pub const CONDITIONAL_WRITE: &str = "conditional write";
+
+/// The same for CompleteMultipartUpload.
+pub const CONDITIONAL_COMPLETE: &str = "conditional write (multipart)";
 
 /// One step of the probe and how it went.
 #[derive(Debug)]
@@ -34,6 +50,31 @@ impl Step {
             result: r.map(|_| ()).map_err(|e| UploadError::sdk(op, e)),
         }
     }
+
+    /// The conditional-write step `op` after a write over the existing probe object
+    /// answered `r` (`write` names the request): a 412 is what must come.
+    fn conditional<T>(op: &'static str, write: &str, r: Result<T, UploadError>) -> Step {
+        let result = match r {
+            Err(e) if is_412(&e) => Ok(()),
+            Err(e) => Err(e),
+            Ok(_) => Err(UploadError {
+                code: Some(CONDITIONAL_WRITES_IGNORED.to_owned()),
+                ..UploadError::new(
+                    ErrorClass::Object,
+                    op,
+                    format!(
+                        "NOT HONOURED: the store accepted a {write} with If-None-Match: * over an existing object; overwrite: never cannot be promised on this store"
+                    ),
+                )
+            }),
+        };
+        Step { op, result }
+    }
+}
+
+/// Whether `e` answers a conditional write on an existing key.
+fn is_412(e: &UploadError) -> bool {
+    e.status == Some(412) || e.code.as_deref() == Some("PreconditionFailed")
 }
 
 impl Destination {
@@ -50,21 +91,58 @@ impl Destination {
         let sum = PartChecksum::compute(s.checksum, &body);
         let mut steps = Vec::new();
 
-        let req = self
-            .client
-            .put_object()
-            .bucket(&s.bucket)
-            .key(&key)
-            .content_length(body.len() as i64)
-            .body(ByteStream::from(body.clone()))
-            .object_settings(s)
-            .with_checksum(sum.clone());
-        steps.push(Step::of("PutObject", req.send().await));
+        let never = s.overwrite == Overwrite::Never;
+        let token = crate::bytes_token(&s.name, VERIFY_KEY, &body);
+        let put = || {
+            self.client
+                .put_object()
+                .bucket(&s.bucket)
+                .key(&key)
+                .content_length(body.len() as i64)
+                .body(ByteStream::from(body.clone()))
+                .object_settings(s)
+                .file_token(s, &token)
+                .create_only(s)
+                .with_checksum(sum.clone())
+        };
+        let first = put()
+            .send()
+            .await
+            .map_err(|e| UploadError::sdk("PutObject", e));
+        match first {
+            // With `overwrite: never` a 412 means the probe object is there from an
+            // earlier verify: the write was admitted, and the condition honoured.
+            Err(e) if never && is_412(&e) => {
+                steps.push(Step {
+                    op: "PutObject",
+                    result: Ok(()),
+                });
+                steps.push(Step::conditional(
+                    CONDITIONAL_WRITE,
+                    "PutObject",
+                    Err::<(), _>(e),
+                ));
+            }
+            r => {
+                let ok = r.is_ok();
+                steps.push(Step {
+                    op: "PutObject",
+                    result: r.map(|_| ()),
+                });
+                if ok && never {
+                    let again = put()
+                        .send()
+                        .await
+                        .map_err(|e| UploadError::sdk("PutObject", e));
+                    steps.push(Step::conditional(CONDITIONAL_WRITE, "PutObject", again));
+                }
+            }
+        }
         if steps.iter().any(|s| s.result.is_err()) {
             return steps;
         }
 
-        let created = create_multipart(&self.client, s, &key).send().await;
+        let created = create_multipart(&self.client, s, &key, &token).send().await;
         let id = match &created {
             Ok(out) => out.upload_id().unwrap_or_default().to_owned(),
             Err(_) => String::new(),
@@ -84,9 +162,47 @@ impl Destination {
             .content_length(body.len() as i64)
             .body(ByteStream::from(body))
             .with_checksum(sum);
-        let part = Step::of("UploadPart", part.send().await);
+        let part = part.send().await;
+        let e_tag = part
+            .as_ref()
+            .ok()
+            .and_then(|p| p.e_tag().map(str::to_owned));
+        let part = Step::of("UploadPart", part);
         let part_ok = part.result.is_ok();
         steps.push(part);
+        if part_ok && never {
+            // The probe object exists now: Complete must answer 412 too.
+            let done = self
+                .client
+                .complete_multipart_upload()
+                .bucket(&s.bucket)
+                .key(&key)
+                .upload_id(&id)
+                .owner(s)
+                .create_only(s)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .parts(
+                            CompletedPart::builder()
+                                .part_number(1)
+                                .set_e_tag(e_tag)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| UploadError::sdk("CompleteMultipartUpload", e));
+            let completed = done.is_ok();
+            steps.push(Step::conditional(
+                CONDITIONAL_COMPLETE,
+                "CompleteMultipartUpload",
+                done,
+            ));
+            if completed {
+                return steps; // nothing left open to abort
+            }
+        }
         let abort = self
             .client
             .abort_multipart_upload()

@@ -34,6 +34,7 @@ pub(super) fn sts_refusal(
                 code: Some(ASSUME_ROLE_REFUSED.into()),
                 status: None,
                 cause: None,
+                existing: None,
                 message: format!("AssumeRole: invalid configuration: {}", chain(err.source())),
             });
         }
@@ -61,6 +62,7 @@ pub(super) fn sts_refusal(
                 code: (class == ErrorClass::Refused).then(|| ASSUME_ROLE_REFUSED.to_owned()),
                 status: Some(status),
                 cause: None,
+                existing: None,
                 message: format!(
                     "STS refused AssumeRole: {} (HTTP {status}){}",
                     code.as_deref().unwrap_or("no error code"),

@@ -9,6 +9,25 @@ impl UploadError {
     /// One line for an operator: what the destination refused, the possible causes, and
     /// what the customer or the operator must fix.
     pub fn explain(&self, s: &outpost_config::Server) -> String {
+        if self.class == ErrorClass::Exists {
+            return self.explain_exists(s);
+        }
+        if self.code.as_deref() == Some(crate::CONDITIONAL_WRITES_IGNORED) {
+            let workaround = if self.op == crate::CONDITIONAL_COMPLETE {
+                "; as single PUTs are honoured, raising `multipart.threshold` (up to 5GiB) keeps files below it create-only"
+            } else {
+                ""
+            };
+            return format!(
+                "the store ignores If-None-Match: * on {}: with `overwrite: never` a file published to a key that already holds an object would replace it; publish server {} to a store that honours conditional writes (AWS S3 does), or set `overwrite: always` and rely on bucket versioning{workaround}",
+                if self.op == crate::CONDITIONAL_COMPLETE {
+                    "CompleteMultipartUpload (files at or above `multipart.threshold`)"
+                } else {
+                    "PutObject"
+                },
+                s.name
+            );
+        }
         let code = self.code.as_deref().unwrap_or("");
         let verify = format!("check with `outpost verify {}`", s.name);
         let kms = match &s.sse {
@@ -93,6 +112,33 @@ impl UploadError {
     }
 }
 
+impl UploadError {
+    /// [`ErrorClass::Exists`]: what is at the key and what the operator may do.
+    fn explain_exists(&self, s: &outpost_config::Server) -> String {
+        let what = match &self.existing {
+            Some(o) => format!(
+                "an object of {} bytes{}{} already at that key",
+                o.size,
+                o.etag
+                    .as_deref()
+                    .map(|e| format!(", ETag {e}"))
+                    .unwrap_or_default(),
+                o.last_modified
+                    .map(|t| format!(", last modified {}", crate::facts::rfc3339(t)))
+                    .unwrap_or_default()
+            ),
+            None => {
+                "an object already at that key (the publisher may not read it: no s3:GetObject)"
+                    .to_owned()
+            }
+        };
+        format!(
+            "server {} has `overwrite: never` and there is {what}, which is not this file; the object was left untouched and the file moved to .failed/ (reason exists); fix: have the customer remove or rename the object, or drop the file under another name, then `outpost requeue`",
+            s.name
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,5 +171,22 @@ mod tests {
         let text = down.explain(server);
         assert!(text.contains("could not be reached"), "{text}");
         assert!(!text.contains("bucket policy"), "{text}");
+        let exists = UploadError {
+            existing: Some(Box::new(crate::ObjectInfo {
+                size: 3,
+                etag: Some("\"abc\"".into()),
+                last_modified: Some(std::time::UNIX_EPOCH),
+                version_id: None,
+                checksums: Vec::new(),
+                token: None,
+            })),
+            ..UploadError::new(ErrorClass::Exists, "PutObject", "exists")
+        };
+        let text = exists.explain(server);
+        assert!(text.contains("overwrite: never"), "{text}");
+        assert!(
+            text.contains("3 bytes, ETag \"abc\", last modified 1970-01-01T00:00:00Z"),
+            "{text}"
+        );
     }
 }

@@ -7,9 +7,11 @@
 
 mod cleanup;
 mod complete;
+mod existing;
 mod journal;
 mod multipart;
 mod parts;
+mod put_bytes;
 mod requests;
 mod single;
 mod start;
@@ -21,10 +23,13 @@ use std::sync::atomic::Ordering;
 use tokio_util::sync::CancellationToken;
 
 use crate::limits::{MAX_OBJECT, MAX_PARTS, MAX_PUT};
-use crate::{Destination, ErrorClass, Journal, UploadError, Uploaded};
+use crate::{Destination, ErrorClass, Journal, UploadError, UploadMode, UploadOptions, Uploaded};
 
 pub use journal::MpuRecord;
-pub(crate) use requests::{ObjectSettings, Owned, WithChecksum, create_multipart};
+pub use requests::FILE_META;
+pub(crate) use requests::{
+    CreateOnly, FileToken, ObjectSettings, Owned, WithChecksum, create_multipart,
+};
 
 /// The part size for a file of `size` bytes: the configured size, grown so the upload
 /// needs no more than 10,000 parts, in whole MiB.
@@ -63,6 +68,10 @@ pub(super) struct Sending<'a> {
     id: Identity,
     /// Its multipart journal; also asked whether the claim is still ours (the fence).
     journal: &'a dyn Journal,
+    /// The token written as `x-amz-meta-outpost-file` with `overwrite: never`.
+    token: String,
+    /// What the caller asked for.
+    opts: &'a UploadOptions,
 }
 
 /// Fails when this daemon no longer holds the file (taken over while it was paused):
@@ -86,12 +95,16 @@ fn now_unix() -> i64 {
 }
 
 impl Destination {
-    /// Uploads `file` (opened read-only from its claim) to `<prefix><rel>`.
+    /// Uploads `file` (opened read-only from its claim) to `<prefix><rel>`. With
+    /// `overwrite: never` the object is created only where none is (a 412 whose object
+    /// is this very file is [`crate::WriteOutcome::AlreadyPresent`]; another object is
+    /// [`ErrorClass::Exists`]).
     pub async fn upload(
         &self,
         file: std::fs::File,
         rel: &str,
         journal: &dyn Journal,
+        opts: &UploadOptions,
         stop: &CancellationToken,
     ) -> Result<Uploaded, UploadError> {
         let (size, mtime_ns) = identity(&file)?;
@@ -108,6 +121,11 @@ impl Destination {
             key: &key,
             id: (size, mtime_ns),
             journal,
+            token: opts
+                .token
+                .clone()
+                .unwrap_or_else(|| crate::file_token(&self.server.name, rel, size, mtime_ns)),
+            opts,
         };
         let work = async {
             if size < self.server.multipart.threshold {
@@ -117,13 +135,13 @@ impl Destination {
                 if size > crate::buffers::budget().bytes() / 4 {
                     // Too large a share of the buffer budget to hold whole: streamed
                     // from disk (bounded memory).
-                    self.put_streamed(&f).await
+                    self.put_streamed(&f, UploadMode::Single).await
                 } else {
                     self.put_single(&f).await
                 }
             } else if size <= MAX_PUT && self.multipart_refused.load(Ordering::Relaxed) {
                 self.abort_recorded(journal).await;
-                self.put_streamed(&f).await
+                self.put_streamed(&f, UploadMode::Fallback).await
             } else {
                 match self.put_multipart(&f).await {
                     Err(e)
@@ -133,7 +151,7 @@ impl Destination {
                     {
                         // A policy written for single PUTs: try one PutObject.
                         self.abort_recorded(journal).await;
-                        let r = self.put_streamed(&f).await;
+                        let r = self.put_streamed(&f, UploadMode::Fallback).await;
                         if r.is_ok() && !self.multipart_refused.swap(true, Ordering::Relaxed) {
                             tracing::warn!(
                                 server = %self.server.name,

@@ -7,9 +7,15 @@ use std::collections::BTreeMap;
 
 use aws_sdk_s3::types::CompletedPart;
 
+use outpost_config::Checksum;
+
+use crate::PartChecksum;
+use crate::checksum::{Sums, combine_crc32c, combine_crc64};
+use crate::upload::complete::Completed;
 use crate::upload::part_size_for;
+use crate::upload::single::digest_range;
 use crate::upload::{Identity, Sending};
-use crate::{Destination, ErrorClass, UploadError, Uploaded};
+use crate::{Destination, ErrorClass, UploadError, UploadMode, Uploaded, WriteOutcome};
 
 /// How one file is cut into parts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,9 +66,17 @@ impl Destination {
     pub(super) async fn put_multipart(&self, f: &Sending<'_>) -> Result<Uploaded, UploadError> {
         let (file, journal) = (&f.file, f.journal);
         let plan = Plan::new(f.key, f.id, self.server.multipart.part_size);
-        let mut started = self.start_or_resume(&plan, journal).await?;
+        let mut started = self.start_or_resume(&plan, journal, &f.token).await?;
         let done = std::mem::take(&mut started.done);
-        let parts = match self.send_parts(file, &plan, &started.upload_id, done).await {
+        let held: Vec<i32> = done.keys().copied().collect();
+        // The MD5 and line count (only when asked) need the bytes in order: one
+        // sequential pass beside the parts, mostly from the page cache.
+        let measuring = f.opts.measure.then(|| {
+            let (file, size, kind) = (file.clone(), plan.id.0, self.server.checksum);
+            tokio::task::spawn_blocking(move || digest_range(&file, 0, size, kind, true))
+        });
+        let sent = self.send_parts(file, &plan, &started.upload_id, done).await;
+        let (parts, mut sums) = match sent {
             Ok(parts) => parts,
             Err(e) if started.resumed && e.class == ErrorClass::Refused => {
                 // A resumed upload that no longer takes parts (completed or gone on a
@@ -80,14 +94,87 @@ impl Destination {
             }
             Err(e) => return Err(e), // the journal stays: the retry resumes
         };
-        let upload_id = started.upload_id;
-        self.complete(file, &plan, &upload_id, started.entry, parts, journal)
+        // Parts the store already held (a resumed upload) are read again for their
+        // checksums: the whole-object values combine every part's.
+        if !held.is_empty() {
+            let (file, kind, plan_c) = (file.clone(), self.server.checksum, plan);
+            let ranges: Vec<(i32, u64, u64)> = held
+                .iter()
+                .map(|&n| (n, plan_c.offset(n), plan_c.part_len(n)))
+                .collect();
+            let read = tokio::task::spawn_blocking(move || {
+                ranges
+                    .into_iter()
+                    .map(|(n, off, len)| Ok((n, digest_range(&file, off, len, kind, false)?)))
+                    .collect::<Result<Vec<(i32, Sums)>, UploadError>>()
+            })
+            .await
+            .map_err(|e| UploadError::new(ErrorClass::Transient, "read", e.to_string()))??;
+            sums.extend(read);
+        }
+        let measured =
+            match measuring {
+                Some(task) => Some(task.await.map_err(|e| {
+                    UploadError::new(ErrorClass::Transient, "read", e.to_string())
+                })??),
+                None => None,
+            };
+        let upload_id = started.upload_id.clone();
+        let completed = self
+            .complete(f, &plan, &upload_id, started.entry, parts)
             .await?;
-        Ok(Uploaded {
+        let up = Uploaded {
             bytes: f.id.0,
             parts: plan.nparts as u32,
             resumed: started.resumed,
+            mode: UploadMode::Multipart,
+            outcome: WriteOutcome::Written,
+            etag: None,
+            version_id: None,
+            crc64nvme: combine_crc64(sums.values().map(|s| (s.crc64, s.len))),
+            checksum: whole_checksum(self.server.checksum, &sums),
+            store_checksum: None,
+            measured: measured.and_then(|m| m.measured),
+        };
+        Ok(match completed {
+            Completed::Written {
+                etag,
+                version_id,
+                store_checksum,
+            } => Uploaded {
+                etag,
+                version_id,
+                store_checksum,
+                ..up
+            },
+            Completed::AlreadyPresent(found) => up.already_present(found),
         })
+    }
+}
+
+/// The configured checksum of the whole object from its parts' (in order): CRC-32C and
+/// CRC-64/NVME combine; an MD5 does not.
+fn whole_checksum(kind: Checksum, sums: &BTreeMap<i32, Sums>) -> Option<PartChecksum> {
+    match kind {
+        Checksum::Crc64Nvme => Some(PartChecksum::from_digest(
+            kind,
+            0,
+            combine_crc64(sums.values().map(|s| (s.crc64, s.len))),
+            &[],
+        )),
+        Checksum::Crc32c => {
+            let parts: Option<Vec<(u32, u64)>> = sums
+                .values()
+                .map(|s| s.crc32c.map(|v| (v, s.len)))
+                .collect();
+            Some(PartChecksum::from_digest(
+                kind,
+                combine_crc32c(parts?),
+                0,
+                &[],
+            ))
+        }
+        Checksum::Md5 => None,
     }
 }
 

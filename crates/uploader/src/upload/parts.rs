@@ -1,6 +1,7 @@
 //! Step two of a multipart upload: send the parts the store does not hold yet, at most
 //! `multipart.concurrency` at once, each read into a buffer of the upload's pool and
-//! sent with its checksum. A reader may change the concurrency or the part request
+//! sent with its checksum (its CRC-64/NVME computed in the same pass, for the
+//! whole-object value). A reader may change the concurrency or the part request
 //! here; which parts are missing is [`Plan::missing`], where they start and end is
 //! [`Plan::offset`] / [`Plan::part_len`].
 
@@ -13,9 +14,10 @@ use outpost_config::Server;
 use tokio::task::JoinSet;
 
 use crate::buffers::{BufferPool, read_at};
+use crate::checksum::{ObjectDigest, Sums};
 use crate::upload::multipart::Plan;
 use crate::upload::requests::{Owned, WithChecksum, send_object, sent_part};
-use crate::{Destination, ErrorClass, PartChecksum, UploadError};
+use crate::{Destination, ErrorClass, UploadError};
 
 /// What each part task needs (cloned into it).
 #[derive(Clone)]
@@ -43,9 +45,12 @@ impl PartJob {
         n: i32,
         offset: u64,
         len: u64,
-    ) -> Result<(i32, CompletedPart), UploadError> {
+    ) -> Result<(i32, CompletedPart, Sums), UploadError> {
         let (data, release) = read_at(self.file, offset, len, Some(self.pool)).await?;
-        let sum = PartChecksum::compute(self.server.checksum, &data);
+        let mut digest = ObjectDigest::new(self.server.checksum, false);
+        digest.update(&data);
+        let sums = digest.finish();
+        let sum = sums.sum.clone();
         let req = self
             .client
             .upload_part()
@@ -59,20 +64,22 @@ impl PartJob {
             .with_checksum(sum.clone());
         let timeouts = &self.server.timeouts;
         let out = send_object!(req, self.unsigned, "UploadPart", timeouts, Some(&release))?;
-        Ok((n, sent_part(n, out.e_tag(), sum)))
+        Ok((n, sent_part(n, out.e_tag(), sum), sums))
     }
 }
 
 impl Destination {
     /// Sends the parts of `plan` not in `done` to `upload_id`; returns every part, by
-    /// number. The first failure ends it (the journal stays: a retry resumes).
+    /// number, and the checksums of those it sent. The first failure ends it (the
+    /// journal stays: a retry resumes).
     pub(super) async fn send_parts(
         &self,
         file: &Arc<std::fs::File>,
         plan: &Plan<'_>,
         upload_id: &str,
         mut done: BTreeMap<i32, CompletedPart>,
-    ) -> Result<BTreeMap<i32, CompletedPart>, UploadError> {
+    ) -> Result<(BTreeMap<i32, CompletedPart>, BTreeMap<i32, Sums>), UploadError> {
+        let mut sums = BTreeMap::new();
         let limit = self.server.multipart.concurrency.max(1);
         let job = PartJob {
             client: self.client.clone(),
@@ -84,7 +91,7 @@ impl Destination {
             pool: BufferPool::new(plan.part_size, limit),
         };
         let mut todo = plan.missing(&done).collect::<Vec<_>>().into_iter();
-        let mut tasks: JoinSet<Result<(i32, CompletedPart), UploadError>> = JoinSet::new();
+        let mut tasks: JoinSet<Result<(i32, CompletedPart, Sums), UploadError>> = JoinSet::new();
         loop {
             while tasks.len() < limit
                 && let Some(n) = todo.next()
@@ -93,8 +100,9 @@ impl Destination {
             }
             match tasks.join_next().await {
                 None => break,
-                Some(Ok(Ok((n, p)))) => {
+                Some(Ok(Ok((n, p, sum)))) => {
                     done.insert(n, p);
+                    sums.insert(n, sum);
                 }
                 Some(Ok(Err(e))) => return Err(e),
                 Some(Err(e)) => {
@@ -106,6 +114,6 @@ impl Destination {
                 }
             }
         }
-        Ok(done)
+        Ok((done, sums))
     }
 }

@@ -1,7 +1,10 @@
 //! Every S3 request's settings, written once: the expected bucket owner ([`Owned`],
 //! on every request), the ACL, encryption and storage class of object writes
 //! ([`ObjectSettings`]), the checksum header of a body ([`WithChecksum`]), the
-//! CreateMultipartUpload an upload and `outpost verify` send ([`create_multipart`]), and
+//! CreateMultipartUpload an upload and `outpost verify` send ([`create_multipart`]), the
+//! create-only settings of `overwrite: never` ([`CreateOnly`]: `If-None-Match: *` on
+//! PutObject and CompleteMultipartUpload, [`FileToken`]: `x-amz-meta-outpost-file` on
+//! PutObject and CreateMultipartUpload), and
 //! how a request carrying object bytes is sent ([`send_object!`]). A reader may change
 //! a header here and every request that must carry it does; the fluent builders share
 //! no trait, so a small macro lists the request types each setting applies to.
@@ -9,6 +12,7 @@
 use aws_sdk_s3::operation::abort_multipart_upload::builders::AbortMultipartUploadFluentBuilder;
 use aws_sdk_s3::operation::complete_multipart_upload::builders::CompleteMultipartUploadFluentBuilder;
 use aws_sdk_s3::operation::create_multipart_upload::builders::CreateMultipartUploadFluentBuilder;
+use aws_sdk_s3::operation::head_object::builders::HeadObjectFluentBuilder;
 use aws_sdk_s3::operation::list_multipart_uploads::builders::ListMultipartUploadsFluentBuilder;
 use aws_sdk_s3::operation::list_parts::builders::ListPartsFluentBuilder;
 use aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder;
@@ -16,7 +20,7 @@ use aws_sdk_s3::operation::upload_part::builders::UploadPartFluentBuilder;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, CompletedPart, ObjectCannedAcl, Part, ServerSideEncryption, StorageClass,
 };
-use outpost_config::{Checksum, Server, Sse};
+use outpost_config::{Checksum, Overwrite, Server, Sse};
 
 use crate::PartChecksum;
 
@@ -33,6 +37,53 @@ pub(crate) trait ObjectSettings: Owned {
     /// and storage class.
     fn object_settings(self, s: &Server) -> Self;
 }
+
+/// The object metadata (`x-amz-meta-…`) naming the file version an object holds, written
+/// with `overwrite: never`: a 412 finds out whether the object there is this very file.
+pub const FILE_META: &str = "outpost-file";
+
+/// Requests that make an object visible: PutObject and CompleteMultipartUpload.
+pub(crate) trait CreateOnly: Sized {
+    /// `If-None-Match: *` with `overwrite: never` (S3 then answers 412 when the key
+    /// holds an object); nothing with `always`.
+    fn create_only(self, s: &Server) -> Self;
+}
+
+/// Requests that set an object's metadata: PutObject and CreateMultipartUpload.
+pub(crate) trait FileToken: Sized {
+    /// `x-amz-meta-outpost-file: <token>` with `overwrite: never`.
+    fn file_token(self, s: &Server, token: &str) -> Self;
+}
+
+macro_rules! create_only {
+    ($($t:ty),*) => {$(
+        impl CreateOnly for $t {
+            fn create_only(self, s: &Server) -> Self {
+                match s.overwrite {
+                    Overwrite::Never => self.if_none_match("*"),
+                    Overwrite::Always => self,
+                }
+            }
+        }
+    )*};
+}
+
+create_only!(PutObjectFluentBuilder, CompleteMultipartUploadFluentBuilder);
+
+macro_rules! file_token {
+    ($($t:ty),*) => {$(
+        impl FileToken for $t {
+            fn file_token(self, s: &Server, token: &str) -> Self {
+                match s.overwrite {
+                    Overwrite::Never => self.metadata(FILE_META, token),
+                    Overwrite::Always => self,
+                }
+            }
+        }
+    )*};
+}
+
+file_token!(PutObjectFluentBuilder, CreateMultipartUploadFluentBuilder);
 
 /// Requests that carry bytes the store verifies: PutObject and UploadPart.
 pub(crate) trait WithChecksum: Sized {
@@ -57,7 +108,8 @@ owned!(
     CompleteMultipartUploadFluentBuilder,
     AbortMultipartUploadFluentBuilder,
     ListPartsFluentBuilder,
-    ListMultipartUploadsFluentBuilder
+    ListMultipartUploadsFluentBuilder,
+    HeadObjectFluentBuilder
 );
 
 macro_rules! object_settings {
@@ -99,12 +151,13 @@ macro_rules! with_checksum {
 
 with_checksum!(PutObjectFluentBuilder, UploadPartFluentBuilder);
 
-/// CreateMultipartUpload of `key` with the server's checksum algorithm and the
-/// settings of every object write.
+/// CreateMultipartUpload of `key` with the server's checksum algorithm, the settings of
+/// every object write and the file's token.
 pub(crate) fn create_multipart(
     client: &aws_sdk_s3::Client,
     s: &Server,
     key: &str,
+    token: &str,
 ) -> CreateMultipartUploadFluentBuilder {
     let req = client.create_multipart_upload().bucket(&s.bucket).key(key);
     let req = match s.checksum {
@@ -112,7 +165,7 @@ pub(crate) fn create_multipart(
         Checksum::Crc64Nvme => req.checksum_algorithm(ChecksumAlgorithm::Crc64Nvme),
         Checksum::Md5 => req,
     };
-    req.object_settings(s)
+    req.object_settings(s).file_token(s, token)
 }
 
 /// The entry CompleteMultipartUpload needs for a part just sent with `sum`.

@@ -1,17 +1,22 @@
 //! A file as one PutObject: held whole in a budgeted buffer ([`Destination::put_single`])
 //! or, when that would take too large a share of the buffer budget, streamed from disk
-//! after a first pass computes its checksum ([`Destination::put_streamed`]). Both end in
-//! the same request; a reader may change how the body is produced here.
+//! after a first pass computes its checksums ([`Destination::put_streamed`]). Both end in
+//! the same request ([`Destination::put_object`], also `put_bytes`'s), which with
+//! `overwrite: never` decides a 412 by what is at the key; a reader may change how the
+//! body is produced here.
 
 use aws_sdk_s3::primitives::ByteStream;
 use outpost_config::Checksum;
 use std::os::unix::fs::FileExt;
 
+use outpost_config::Overwrite;
+
 use crate::buffers::{Release, read_at};
-use crate::checksum::FileDigest;
-use crate::upload::requests::{ObjectSettings, WithChecksum, send_object};
+use crate::checksum::{ObjectDigest, Sums};
+use crate::upload::existing::{first, precondition_failed, stored_checksums};
+use crate::upload::requests::{CreateOnly, FileToken, ObjectSettings, WithChecksum, send_object};
 use crate::upload::{Identity, Sending, fence, identity};
-use crate::{Destination, ErrorClass, PartChecksum, UploadError, Uploaded};
+use crate::{Destination, ErrorClass, Journal, UploadError, UploadMode, Uploaded, WriteOutcome};
 
 /// Fails (transiently) when the file is no longer what it was when its upload began.
 fn unchanged_since_read(file: &std::fs::File, id: Identity) -> Result<(), UploadError> {
@@ -26,22 +31,63 @@ fn unchanged_since_read(file: &std::fs::File, id: Identity) -> Result<(), Upload
     }
 }
 
+/// Where one PutObject goes and what decides a 412: a file's or an in-memory body's.
+pub(super) struct Target<'a> {
+    /// The object key.
+    pub key: &'a str,
+    /// The body's length.
+    pub size: u64,
+    /// The `x-amz-meta-outpost-file` token (`overwrite: never`).
+    pub token: &'a str,
+    /// The caller says this body may have been sent before.
+    pub maybe_sent: bool,
+    /// The claim's journal, asked right before the request (the fence); none for a
+    /// manifest.
+    pub journal: Option<&'a dyn Journal>,
+}
+
+impl<'a> Target<'a> {
+    /// The target of a file on its way.
+    fn of(f: &'a Sending<'a>) -> Target<'a> {
+        Target {
+            key: f.key,
+            size: f.id.0,
+            token: &f.token,
+            maybe_sent: f.opts.maybe_sent,
+            journal: Some(f.journal),
+        }
+    }
+}
+
 impl Destination {
     /// One PutObject from memory.
     pub(super) async fn put_single(&self, f: &Sending<'_>) -> Result<Uploaded, UploadError> {
         let (data, release) = read_at(f.file.clone(), 0, f.id.0, None).await?;
         unchanged_since_read(&f.file, f.id)?;
-        let sum = PartChecksum::compute(self.server.checksum, &data);
+        let mut digest = ObjectDigest::new(self.server.checksum, f.opts.measure);
+        digest.update(&data);
+        let sums = digest.finish();
         let body = ByteStream::from(data);
-        self.put_object(f, body, sum, Some(&release)).await
+        self.put_object(
+            &Target::of(f),
+            body,
+            sums,
+            UploadMode::Single,
+            Some(&release),
+        )
+        .await
     }
 
-    /// One PutObject streamed from disk (bounded memory): the checksum is computed in a
-    /// first pass, then the file is sent with it, so the store verifies every byte.
-    pub(super) async fn put_streamed(&self, f: &Sending<'_>) -> Result<Uploaded, UploadError> {
-        let (kind, size) = (self.server.checksum, f.id.0);
+    /// One PutObject streamed from disk (bounded memory): the checksums are computed in
+    /// a first pass, then the file is sent with them, so the store verifies every byte.
+    pub(super) async fn put_streamed(
+        &self,
+        f: &Sending<'_>,
+        mode: UploadMode,
+    ) -> Result<Uploaded, UploadError> {
+        let (kind, size, measure) = (self.server.checksum, f.id.0, f.opts.measure);
         let file = f.file.clone();
-        let sum = tokio::task::spawn_blocking(move || checksum_of_file(&file, kind, size))
+        let sums = tokio::task::spawn_blocking(move || digest_range(&file, 0, size, kind, measure))
             .await
             .map_err(|e| UploadError::new(ErrorClass::Transient, "read", e.to_string()))??;
         unchanged_since_read(&f.file, f.id)?;
@@ -57,55 +103,101 @@ impl Destination {
             .build()
             .await
             .map_err(|e| UploadError::new(ErrorClass::Transient, "read", e.to_string()))?;
-        self.put_object(f, body, sum, None).await
+        self.put_object(&Target::of(f), body, sums, mode, None)
+            .await
     }
 
-    /// The PutObject both send, right after the fence.
-    async fn put_object(
+    /// The PutObject every single PUT sends, right after the fence; with
+    /// `overwrite: never` a 412 is decided by what is at the key.
+    pub(super) async fn put_object(
         &self,
-        f: &Sending<'_>,
+        t: &Target<'_>,
         body: ByteStream,
-        sum: PartChecksum,
+        sums: Sums,
+        mode: UploadMode,
         release: Option<&Release>,
     ) -> Result<Uploaded, UploadError> {
-        let (s, size) = (&self.server, f.id.0);
+        let s = &self.server;
         let req = self
             .client
             .put_object()
             .bucket(&s.bucket)
-            .key(f.key)
-            .content_length(size as i64)
+            .key(t.key)
+            .content_length(t.size as i64)
             .body(body)
             .object_settings(s)
-            .with_checksum(sum);
-        fence(f.journal)?;
-        send_object!(
+            .file_token(s, t.token)
+            .create_only(s)
+            .with_checksum(sums.sum.clone());
+        if let Some(j) = t.journal {
+            fence(j)?;
+        }
+        let sent = send_object!(
             req,
             self.unsigned_payload,
             "PutObject",
             &s.timeouts,
             release
-        )?;
-        Ok(Uploaded {
-            bytes: size,
+        );
+        let mut up = Uploaded {
+            bytes: t.size,
             parts: 1,
             resumed: false,
-        })
+            mode,
+            outcome: WriteOutcome::Written,
+            etag: None,
+            version_id: None,
+            crc64nvme: sums.crc64,
+            checksum: Some(sums.sum),
+            store_checksum: None,
+            measured: sums.measured,
+        };
+        match sent {
+            Ok(out) => {
+                up.etag = out.e_tag().map(str::to_owned);
+                up.version_id = out.version_id().map(str::to_owned);
+                up.store_checksum = first(stored_checksums!(out));
+                Ok(up)
+            }
+            Err(e) if s.overwrite == Overwrite::Never && precondition_failed(&e) => {
+                let found = self
+                    .after_412("PutObject", t.key, t.token, t.size, t.maybe_sent)
+                    .await?;
+                Ok(up.already_present(found))
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 
-/// The checksum of a whole file, read in 8 MiB pieces.
-fn checksum_of_file(
+impl Uploaded {
+    /// This upload's facts for an object found already there (what HeadObject showed
+    /// of it, when it could read it).
+    pub(super) fn already_present(mut self, found: Option<crate::ObjectInfo>) -> Uploaded {
+        self.outcome = WriteOutcome::AlreadyPresent;
+        if let Some(o) = found {
+            self.etag = o.etag;
+            self.version_id = o.version_id;
+            self.store_checksum = first(o.checksums);
+        }
+        self
+    }
+}
+
+/// The checksums of `len` bytes of a file from `offset`, read in 8 MiB pieces.
+pub(super) fn digest_range(
     file: &std::fs::File,
+    offset: u64,
+    len: u64,
     kind: Checksum,
-    size: u64,
-) -> Result<PartChecksum, UploadError> {
-    let mut buf = vec![0u8; 8 << 20];
+    measure: bool,
+) -> Result<Sums, UploadError> {
+    let mut buf = vec![0u8; (8 << 20).min(len.max(1)) as usize];
     let mut off = 0u64;
-    let mut digest = FileDigest::new(kind);
-    while off < size {
-        let n = (size - off).min(buf.len() as u64) as usize;
-        file.read_exact_at(&mut buf[..n], off)
+    let mut digest = ObjectDigest::new(kind, measure);
+    while off < len {
+        let n = (len - off).min(buf.len() as u64) as usize;
+        file.read_exact_at(&mut buf[..n], offset + off)
             .map_err(|e| UploadError::io("read", &e))?;
         digest.update(&buf[..n]);
         off += n as u64;
@@ -117,6 +209,8 @@ fn checksum_of_file(
 mod tests {
     use super::*;
 
+    use crate::PartChecksum;
+
     #[test]
     fn a_file_read_in_pieces_has_the_checksum_of_its_bytes() {
         use std::io::Write;
@@ -124,10 +218,16 @@ mod tests {
         let mut f = tempfile::tempfile().expect("tempfile");
         f.write_all(&data).expect("write");
         for kind in [Checksum::Crc32c, Checksum::Crc64Nvme, Checksum::Md5] {
-            let got = checksum_of_file(&f, kind, data.len() as u64).expect("read");
-            assert_eq!(got, PartChecksum::compute(kind, &data), "{kind:?}");
+            let got = digest_range(&f, 0, data.len() as u64, kind, false).expect("read");
+            assert_eq!(got.sum, PartChecksum::compute(kind, &data), "{kind:?}");
+            assert_eq!(got.crc64, crc_fast::crc64_nvme(&data));
+            let tail = digest_range(&f, 5, 1 << 20, kind, false).expect("read");
+            assert_eq!(
+                tail.sum,
+                PartChecksum::compute(kind, &data[5..5 + (1 << 20)])
+            );
         }
-        let short = checksum_of_file(&f, Checksum::Md5, data.len() as u64 + 1);
+        let short = digest_range(&f, 0, data.len() as u64 + 1, Checksum::Md5, false);
         assert!(short.is_err());
     }
 }

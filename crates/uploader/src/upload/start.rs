@@ -84,6 +84,7 @@ impl Destination {
         &self,
         plan: &Plan<'_>,
         journal: &dyn Journal,
+        token: &str,
     ) -> Result<Started, UploadError> {
         let s = &self.server;
         let fresh = || Entry {
@@ -114,7 +115,7 @@ impl Destination {
         if let Some(started) = self.resume(plan, &mut cur, journal).await? {
             return Ok(started);
         }
-        self.create(plan, cur, journal).await
+        self.create(plan, cur, journal, token).await
     }
 
     /// Cleans what can be seen now; the store may still begin an upload for a request
@@ -200,8 +201,9 @@ impl Destination {
         plan: &Plan<'_>,
         cur: Entry,
         journal: &dyn Journal,
+        token: &str,
     ) -> Result<Started, UploadError> {
-        let req = create_multipart(&self.client, &self.server, plan.key);
+        let req = create_multipart(&self.client, &self.server, plan.key, token);
         let before = Entry {
             size: plan.id.0,
             mtime_ns: plan.id.1,
@@ -336,6 +338,7 @@ mod tests {
             code: Some(code.into()),
             status: Some(status),
             cause: None,
+            existing: None,
             message: format!("{code} (HTTP {status})"),
         };
         assert!(no_upload_begun(&coded("AccessDenied", 403)));
