@@ -304,11 +304,14 @@ impl<'c> Statements<'c> {
         Ok(Statements {
             // Same claim delivered again (instance and seq), or the same bytes from
             // the same path within the retention: a re-upload after a crash between
-            // the store's acknowledgement and the spool's finish.
+            // the store's acknowledgement and the spool's finish. A claimed file does
+            // not change, so the same claim has the same checksum too, and the search
+            // is a seek on (key, checksum) — unless the checksum algorithm was changed
+            // between the two uploads, when the second row counts as written.
             duplicate: conn.prepare(
-                "SELECT 1 FROM delivered WHERE key = ?1 AND server = ?2 AND \
-                 ((instance = ?3 AND seq = ?4) OR \
-                  (size = ?5 AND checksum = ?6 AND relative_path = ?7 AND delivered_at >= ?8)) \
+                "SELECT 1 FROM delivered WHERE key = ?1 AND checksum = ?6 AND server = ?2 \
+                 AND ((instance = ?3 AND seq = ?4) OR \
+                  (size = ?5 AND relative_path = ?7 AND delivered_at >= ?8)) \
                  LIMIT 1",
             )?,
             delivered: conn.prepare(
