@@ -231,3 +231,19 @@ fn immutable_uri(path: &Path) -> String {
     uri.push_str("?immutable=1");
     uri
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fallback for readers that may not create `-shm` opens odd names too.
+    #[test]
+    fn immutable_uri_opens_names_with_reserved_characters() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("odd ?#%é").join("ledger.sqlite");
+        open_writer(&path).expect("created");
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(immutable_uri(&path), flags).expect("opened");
+        assert_eq!(user_version(&conn).expect("read"), VERSION);
+    }
+}
