@@ -80,6 +80,11 @@ pub struct Config {
     pub lease_ttl: Duration,
     /// Bytes all part and single-PUT body buffers may hold at once (`max_buffer_memory`).
     pub max_buffer_memory: u64,
+    /// The daemon's own state outside the spool (`state_dir`): the delivery ledger
+    /// `ledger.sqlite` lives here. Applies at the next start.
+    pub state_dir: PathBuf,
+    /// Age after which rows of the delivery ledger are pruned (`ledger_retention`).
+    pub ledger_retention: Duration,
     /// Servers by name (= spool folder name).
     pub servers: BTreeMap<String, Server>,
     /// Where keys were written, for errors found later on this host.

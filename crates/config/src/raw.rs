@@ -128,6 +128,11 @@ section!(whole "top-level", "the file must be a mapping of top-level keys",
         lease_ttl: Dur,
         /// Bytes all body buffers may hold at once (16MiB–64GiB).
         max_buffer_memory: Size,
+        /// The daemon's own state, such as the delivery ledger (absolute; default
+        /// `/var/lib/outpost`).
+        state_dir: PathBuf,
+        /// Age after which ledger rows are pruned (1h–3650d).
+        ledger_retention: Dur,
         /// Server keys merged into every server.
         defaults: Defaults,
         /// Servers by name; resolved one by one over `defaults`.

@@ -177,6 +177,16 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let reason = format!("spool_dir {spool_dir:?} must be an absolute path");
         return Err(at(&["spool_dir"], reason));
     }
+    let state_dir = raw
+        .state_dir
+        .unwrap_or_else(|| PathBuf::from("/var/lib/outpost"));
+    if !state_dir.is_absolute() {
+        let reason = format!("state_dir {state_dir:?} must be an absolute path");
+        return Err(at(&["state_dir"], reason));
+    }
+    let ledger_retention = raw.ledger_retention.map_or(30 * DAY, |d| d.0);
+    in_range("ledger_retention", ledger_retention, HOUR, 3650 * DAY)
+        .map_err(|r| at(&["ledger_retention"], r))?;
     Ok(Config {
         spool_dir,
         listen: raw
@@ -189,6 +199,8 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         instance: raw.instance,
         lease_ttl,
         max_buffer_memory,
+        state_dir,
+        ledger_retention,
         servers,
         origin: Origin {
             file: path.to_owned(),

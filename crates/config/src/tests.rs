@@ -39,6 +39,8 @@ fn good_config_merges_defaults() {
     let c = parse(GOOD).expect("valid");
     assert_eq!(c.max_concurrent_uploads, 8);
     assert_eq!(c.shutdown_grace, Duration::from_secs(30));
+    assert_eq!(c.state_dir, Path::new("/var/lib/outpost"));
+    assert_eq!(c.ledger_retention, Duration::from_secs(30 * 86_400));
     let acme = &c.servers["acme"];
     assert_eq!(acme.region, "eu-west-1");
     assert_eq!(
@@ -180,6 +182,24 @@ fn errors_name_line_column_and_reason() {
             "lease_ttl must be between",
         ),
         (
+            "state_dir: var/lib/outpost\nservers:\n  a:\n    bucket: bkt\n",
+            1,
+            1,
+            "state_dir \"var/lib/outpost\" must be an absolute path",
+        ),
+        (
+            "ledger_retention: 59m\nservers:\n  a:\n    bucket: bkt\n",
+            1,
+            1,
+            "ledger_retention must be between 1h and 3650d",
+        ),
+        (
+            "servers:\n  a:\n    bucket: bkt\nledger_retention: 3651d\n",
+            4,
+            1,
+            "ledger_retention must be between 1h and 3650d",
+        ),
+        (
             "max_concurrent_uploads: 100000\nservers:\n  a:\n    bucket: bkt\n",
             1,
             1,
@@ -254,6 +274,17 @@ fn errors_name_line_column_and_reason() {
         assert!(!e.reason.contains('\n'), "one-line reason: {e}");
     }
     assert!(bad.is_empty(), "wrong locations:\n{}", bad.join("\n"));
+}
+
+#[test]
+fn state_dir_and_ledger_retention_as_written() {
+    let c =
+        parse("state_dir: /srv/outpost\nledger_retention: 1h\nservers:\n  a:\n    bucket: bkt\n")
+            .expect("valid");
+    assert_eq!(c.state_dir, Path::new("/srv/outpost"));
+    assert_eq!(c.ledger_retention, Duration::from_secs(3600));
+    let c = parse("ledger_retention: 3650d\nservers:\n  a:\n    bucket: bkt\n").expect("valid");
+    assert_eq!(c.ledger_retention, Duration::from_secs(3650 * 86_400));
 }
 
 #[test]

@@ -1,0 +1,397 @@
+//! The writer thread: the only code that writes the ledger. It takes one message, then
+//! everything already queued (up to `max_batch`), stores the rows in one transaction
+//! and then answers every acknowledgement — so a lone row is committed at once and a
+//! burst shares one commit. Between batches it prunes in small steps. A database error
+//! fails the rows of its transaction (their acknowledgements say so, [`Shared::errors`]
+//! counts them), is logged once when writes start failing and once when they work
+//! again, and never stops the thread.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, Statement, TransactionBehavior, params};
+use tokio::sync::oneshot;
+
+use crate::LedgerError;
+use crate::row::{Delivered, Failed, Outcome, Requeued, Row, UnixMillis, now_millis};
+
+/// Answers one message.
+pub(crate) type Reply = oneshot::Sender<Result<(), LedgerError>>;
+
+/// Rows deleted per prune transaction: short enough that rows waiting behind it are
+/// committed within milliseconds.
+const PRUNE_STEP: i64 = 1000;
+/// Automatic pruning runs at most this often.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// What the writer is asked to do.
+pub(crate) enum Msg {
+    /// Store a row (boxed: the queue's slots stay small).
+    Row(Box<Row>, Reply),
+    /// Delete rows older than `cutoff`, answering once all are gone.
+    Prune(UnixMillis, Reply),
+    /// Answer once everything queued before is committed (or failed).
+    Sync(Reply),
+    /// Look at the retention again (`set_retention`).
+    Wake,
+}
+
+/// State shared between the [`crate::Ledger`] handle and its writer.
+#[derive(Default)]
+pub(crate) struct Shared {
+    /// Rows a database error kept out of the ledger, plus failed prune steps.
+    pub errors: AtomicU64,
+    /// Rows never queued: the queue was full or the writer gone.
+    pub dropped: AtomicU64,
+    /// `ledger_retention` in milliseconds; 0 until the daemon sets it (no pruning).
+    pub retention_ms: AtomicU64,
+    /// Whether rows are being dropped now: logged once when it starts and ends.
+    pub dropping: AtomicBool,
+}
+
+/// One prune in progress: tables are done one after the other.
+struct Prune {
+    /// Rows older than this go.
+    cutoff: UnixMillis,
+    /// Index into [`TABLES`] of the table being pruned.
+    table: usize,
+    /// Who waits for the end (none for the automatic prune).
+    reply: Option<Reply>,
+}
+
+/// Each table and its time column.
+const TABLES: [(&str, &str); 3] = [
+    ("delivered", "delivered_at"),
+    ("failed", "at"),
+    ("requeued", "at"),
+];
+
+pub(crate) struct Writer {
+    conn: Connection,
+    shared: Arc<Shared>,
+    /// The file, for log lines.
+    path: PathBuf,
+    /// Messages taken at most per transaction.
+    max_batch: usize,
+    /// Whether the last write failed: errors are logged when this changes.
+    failing: bool,
+    /// Rows lost since writes started failing, for the recovery's log line.
+    lost: u64,
+    /// Prunes waiting or in progress, oldest first.
+    prunes: VecDeque<Prune>,
+    /// When the next automatic prune may start.
+    next_auto: Instant,
+}
+
+impl Writer {
+    pub(crate) fn new(
+        conn: Connection,
+        shared: Arc<Shared>,
+        path: PathBuf,
+        max_batch: usize,
+    ) -> Self {
+        Writer {
+            conn,
+            shared,
+            path,
+            max_batch: max_batch.max(1),
+            failing: false,
+            lost: 0,
+            prunes: VecDeque::new(),
+            next_auto: Instant::now(),
+        }
+    }
+
+    /// Serves `rx` until every sender is gone and the queue is empty.
+    pub(crate) fn run(mut self, rx: Receiver<Msg>) {
+        loop {
+            // With a prune in progress, queued rows go first and pruning goes on when
+            // none wait; otherwise sleep until a message or the next automatic prune.
+            let first = if self.prunes.is_empty() {
+                match rx.recv_timeout(self.until_auto_prune()) {
+                    Ok(m) => Some(m),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match rx.try_recv() {
+                    Ok(m) => Some(m),
+                    Err(TryRecvError::Empty) => None,
+                    Err(TryRecvError::Disconnected) => break,
+                }
+            };
+            if let Some(first) = first {
+                let mut batch = vec![first];
+                while batch.len() < self.max_batch {
+                    match rx.try_recv() {
+                        Ok(m) => batch.push(m),
+                        Err(_) => break,
+                    }
+                }
+                self.handle(batch);
+            }
+            self.schedule_auto_prune();
+            self.prune_step();
+        }
+        // Keeps the planner's statistics fresh for the next readers; cheap.
+        if let Err(e) = self.conn.execute_batch("PRAGMA optimize") {
+            tracing::debug!(error = %e, "delivery ledger: PRAGMA optimize failed");
+        }
+    }
+
+    /// Stores the rows of `batch` in one transaction, then answers every message.
+    fn handle(&mut self, batch: Vec<Msg>) {
+        let mut rows: Vec<(Box<Row>, Reply)> = Vec::with_capacity(batch.len());
+        let mut syncs = Vec::new();
+        for m in batch {
+            match m {
+                Msg::Row(row, reply) => rows.push((row, reply)),
+                Msg::Prune(cutoff, reply) => self.prunes.push_back(Prune {
+                    cutoff,
+                    table: 0,
+                    reply: Some(reply),
+                }),
+                Msg::Sync(reply) => syncs.push(reply),
+                Msg::Wake => {}
+            }
+        }
+        if !rows.is_empty() {
+            let retention = self.retention_ms();
+            let results = match write(&mut self.conn, &rows, retention) {
+                Ok(per_row) => per_row,
+                Err(e) => {
+                    let e = Arc::new(e);
+                    rows.iter().map(|_| Err(e.clone())).collect()
+                }
+            };
+            let mut first_error = None;
+            for ((_, reply), result) in rows.into_iter().zip(results) {
+                let answer = result.map_err(|e| {
+                    first_error.get_or_insert_with(|| e.clone());
+                    LedgerError::Write(e)
+                });
+                if answer.is_err() {
+                    self.shared.errors.fetch_add(1, Ordering::Relaxed);
+                    self.lost += 1;
+                }
+                // The caller may have stopped waiting: nothing to do then.
+                let _ = reply.send(answer);
+            }
+            self.note(first_error.as_deref());
+        }
+        for reply in syncs {
+            let _ = reply.send(Ok(()));
+        }
+    }
+
+    /// Logs a change between working and failing writes.
+    fn note(&mut self, error: Option<&rusqlite::Error>) {
+        match (error, self.failing) {
+            (Some(e), false) => {
+                self.failing = true;
+                tracing::error!(
+                    path = %self.path.display(),
+                    error = %e,
+                    "delivery ledger: writes fail; deliveries go on but are not recorded \
+                     (outpost_ledger_errors_total counts the rows)"
+                );
+            }
+            (None, true) => {
+                tracing::info!(
+                    path = %self.path.display(),
+                    lost = self.lost,
+                    "delivery ledger: writes work again"
+                );
+                self.failing = false;
+                self.lost = 0;
+            }
+            _ => {}
+        }
+    }
+
+    fn retention_ms(&self) -> i64 {
+        i64::try_from(self.shared.retention_ms.load(Ordering::Relaxed)).unwrap_or(i64::MAX)
+    }
+
+    fn until_auto_prune(&self) -> Duration {
+        if self.retention_ms() == 0 {
+            return PRUNE_EVERY;
+        }
+        self.next_auto.saturating_duration_since(Instant::now())
+    }
+
+    /// Queues the automatic prune when the retention is set and its minute has come.
+    fn schedule_auto_prune(&mut self) {
+        let retention = self.retention_ms();
+        if retention == 0 || Instant::now() < self.next_auto {
+            return;
+        }
+        self.next_auto = Instant::now() + PRUNE_EVERY;
+        self.prunes.push_back(Prune {
+            cutoff: now_millis().saturating_sub(retention),
+            table: 0,
+            reply: None,
+        });
+    }
+
+    /// Deletes one step of the oldest prune; answers it once its last table is done.
+    fn prune_step(&mut self) {
+        let Some(p) = self.prunes.front_mut() else {
+            return;
+        };
+        let (table, column) = TABLES[p.table];
+        let sql = format!(
+            "DELETE FROM {table} WHERE id IN \
+             (SELECT id FROM {table} WHERE {column} < ?1 ORDER BY {column} LIMIT ?2)"
+        );
+        match self.conn.execute(&sql, params![p.cutoff, PRUNE_STEP]) {
+            Ok(n) if n as i64 >= PRUNE_STEP => {}
+            Ok(_) if p.table + 1 < TABLES.len() => p.table += 1,
+            Ok(_) => {
+                if let Some(reply) = self.prunes.pop_front().and_then(|p| p.reply) {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                self.shared.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(path = %self.path.display(), error = %e, "delivery ledger: pruning failed; tried again in a minute");
+                if let Some(reply) = self.prunes.pop_front().and_then(|p| p.reply) {
+                    let _ = reply.send(Err(LedgerError::Write(Arc::new(e))));
+                }
+            }
+        }
+    }
+}
+
+/// Stores `rows` in one transaction: the outer error fails them all (the transaction
+/// could not begin or commit), else each row's own result.
+fn write(
+    conn: &mut Connection,
+    rows: &[(Box<Row>, Reply)],
+    retention: i64,
+) -> rusqlite::Result<Vec<Result<(), Arc<rusqlite::Error>>>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut results = Vec::with_capacity(rows.len());
+    {
+        let mut st = Statements::prepare(&tx)?;
+        for (row, _) in rows {
+            let r = match &**row {
+                Row::Delivered(d) => st.delivered(d, retention),
+                Row::Failed(f) => st.failed(f),
+                Row::Requeued(r) => st.requeued(r),
+            };
+            results.push(r.map_err(Arc::new));
+        }
+    }
+    tx.commit()?;
+    Ok(results)
+}
+
+/// The statements of one transaction (prepared once per batch).
+struct Statements<'c> {
+    duplicate: Statement<'c>,
+    delivered: Statement<'c>,
+    failed: Statement<'c>,
+    requeued: Statement<'c>,
+}
+
+impl<'c> Statements<'c> {
+    fn prepare(conn: &'c Connection) -> rusqlite::Result<Self> {
+        Ok(Statements {
+            // Same claim delivered again (instance and seq), or the same bytes from
+            // the same path within the retention: a re-upload after a crash between
+            // the store's acknowledgement and the spool's finish. A claimed file does
+            // not change, so the same claim has the same checksum too, and the search
+            // is a seek on (key, checksum) — unless the checksum algorithm was changed
+            // between the two uploads, when the second row counts as written.
+            duplicate: conn.prepare(
+                "SELECT 1 FROM delivered WHERE key = ?1 AND checksum = ?6 AND server = ?2 \
+                 AND ((instance = ?3 AND seq = ?4) OR \
+                  (size = ?5 AND relative_path = ?7 AND delivered_at >= ?8)) \
+                 LIMIT 1",
+            )?,
+            delivered: conn.prepare(
+                "INSERT INTO delivered (server, bucket, key, size, checksum_algorithm, checksum, \
+                 store_checksum, etag, version_id, relative_path, dropped_at, first_attempt, \
+                 delivered_at, attempts, duration_ms, mode, outcome, instance, seq, batch) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
+                 ?17, ?18, ?19, ?20)",
+            )?,
+            failed: conn.prepare(
+                "INSERT INTO failed (server, bucket, key, relative_path, reason, record_path, at, \
+                 attempts, instance) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?,
+            requeued: conn
+                .prepare("INSERT INTO requeued (server, relative_path, at) VALUES (?1, ?2, ?3)")?,
+        })
+    }
+
+    fn delivered(&mut self, d: &Delivered, retention: i64) -> rusqlite::Result<()> {
+        let size = i64::try_from(d.size).unwrap_or(i64::MAX);
+        let seq = i64::try_from(d.seq).unwrap_or(i64::MAX);
+        let window = if retention == 0 { i64::MAX } else { retention };
+        let outcome = if d.outcome == Outcome::Written
+            && self.duplicate.exists(params![
+                d.key,
+                d.server,
+                d.instance,
+                seq,
+                size,
+                d.checksum,
+                d.relative_path,
+                d.delivered_at.saturating_sub(window),
+            ])? {
+            Outcome::AlreadyPresent
+        } else {
+            d.outcome
+        };
+        self.delivered.execute(params![
+            d.server,
+            d.bucket,
+            d.key,
+            size,
+            d.checksum_algorithm,
+            d.checksum,
+            d.store_checksum,
+            d.etag,
+            d.version_id,
+            d.relative_path,
+            d.dropped_at,
+            d.first_attempt,
+            d.delivered_at,
+            d.attempts,
+            i64::try_from(d.duration_ms).unwrap_or(i64::MAX),
+            d.mode.as_str(),
+            outcome.as_str(),
+            d.instance,
+            seq,
+            d.batch,
+        ])?;
+        Ok(())
+    }
+
+    fn failed(&mut self, f: &Failed) -> rusqlite::Result<()> {
+        self.failed.execute(params![
+            f.server,
+            f.bucket,
+            f.key,
+            f.relative_path,
+            f.reason,
+            f.record_path,
+            f.at,
+            f.attempts,
+            f.instance,
+        ])?;
+        Ok(())
+    }
+
+    fn requeued(&mut self, r: &Requeued) -> rusqlite::Result<()> {
+        self.requeued
+            .execute(params![r.server, r.relative_path, r.at])?;
+        Ok(())
+    }
+}
