@@ -104,8 +104,14 @@ pub fn config_yaml(dir: &TestDir, port: u16, servers: &str) -> String {
 
 /// A whole config with `shutdown_grace` and other top-level keys (`top`, YAML lines).
 fn config_text(dir: &TestDir, port: u16, grace: &str, top: &str, servers: &str) -> String {
+    // Each test's ledger in its own folder (unless the test names one).
+    let state = if top.contains("state_dir:") {
+        String::new()
+    } else {
+        format!("state_dir: {}\n", dir.path().join("state").display())
+    };
     format!(
-        "spool_dir: {}\nlisten: 127.0.0.1:{port}\nshutdown_grace: {grace}\nrescan_interval: 2s\n{top}servers:\n{servers}",
+        "spool_dir: {}\nlisten: 127.0.0.1:{port}\nshutdown_grace: {grace}\nrescan_interval: 2s\n{state}{top}servers:\n{servers}",
         dir.spool().display()
     )
 }

@@ -14,13 +14,14 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use outpost_config::Config;
+use outpost_ledger::Ledger;
 use outpost_scheduler::{Command, Scheduler};
 use outpost_uploader::Destination;
 use outpost_watcher::{
     Discovery, DiscoveryHandle, FailedFiles, Spool, SpoolError, default_instance, run_discovery,
 };
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -128,6 +129,22 @@ fn spool_exit(e: &SpoolError) -> u8 {
     }
 }
 
+/// The delivery ledger in `state_dir`, with its retention. A ledger that cannot be
+/// opened is logged and done without: deliveries never wait for it.
+fn open_ledger(cfg: &Config) -> Option<Arc<Ledger>> {
+    let path = outpost_ledger::path_in(&cfg.state_dir);
+    match Ledger::open(&path) {
+        Ok(l) => {
+            l.set_retention(cfg.ledger_retention);
+            Some(Arc::new(l))
+        }
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "cannot open the delivery ledger; delivering without it (`outpost deliveries` and `audit` will not know these deliveries)");
+            None
+        }
+    }
+}
+
 impl Daemon {
     /// Opens the spool, builds every destination, binds the endpoint, starts the
     /// dispatcher, hands it the claims of the last run, then starts discovery and the
@@ -174,10 +191,15 @@ impl Daemon {
         let events = Events {
             metrics: metrics.clone(),
         };
+        let ledger = open_ledger(&cfg);
+        let manifests = Arc::new(Notify::new());
         let worker = Arc::new(Worker {
             spool: spool.clone(),
             dests: RwLock::new(dests),
             events: events.clone(),
+            ledger: ledger.clone(),
+            instance: instance.clone(),
+            manifests: manifests.clone(),
         });
         let tasks = TaskTracker::new();
         let scheduler =
@@ -203,12 +225,13 @@ impl Daemon {
             );
         }
         for c in claims {
-            let _ = tx.send(Job::add(c)).await;
+            let _ = tx.send(Job::resumed(c)).await;
         }
         let background = CancellationToken::new();
         let http_state = Arc::new(HttpState {
             metrics: metrics.clone(),
             stats: stats.clone(),
+            ledger: ledger.clone(),
             ready: Default::default(),
         });
         tasks.spawn(serve(listener, http_state.clone(), background.clone()));
@@ -259,6 +282,11 @@ impl Daemon {
         tasks.spawn(crate::background::live_state(
             spool.clone(),
             stats,
+            background.clone(),
+        ));
+        tasks.spawn(crate::manifests::run(
+            worker.clone(),
+            manifests,
             background.clone(),
         ));
         tasks.spawn(crate::background::lease(
@@ -341,6 +369,10 @@ impl Daemon {
             );
         }
         self.spool.remove_live();
+        // What is queued for the ledger is committed before the process ends.
+        if let Some(ledger) = &self.worker.ledger {
+            let _ = tokio::time::timeout(Duration::from_secs(5), ledger.sync()).await;
+        }
         tracing::info!("stopped");
     }
 }

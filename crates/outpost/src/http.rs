@@ -36,6 +36,8 @@ pub struct HttpState {
     pub metrics: Metrics,
     /// Live totals copied into the gauges at each scrape.
     pub stats: outpost_scheduler::Stats,
+    /// The delivery ledger, whose error counts are copied at each scrape.
+    pub ledger: Option<std::sync::Arc<outpost_ledger::Ledger>>,
     /// Set once the configuration is loaded and the start-up scan is done.
     pub ready: AtomicBool,
 }
@@ -108,6 +110,9 @@ fn route(state: &HttpState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     match path {
         "/metrics" => {
             state.metrics.refresh(&state.stats);
+            if let Some(l) = &state.ledger {
+                state.metrics.refresh_ledger(l);
+            }
             answer(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",

@@ -4,11 +4,12 @@
 mod background;
 mod commands;
 mod daemon;
+mod delivered;
 mod events;
 mod http;
 mod logging;
-#[allow(dead_code)] // reason: wired into the worker by the lead (issue 13 §3)
 mod manifest;
+mod manifests;
 mod metrics;
 mod policy;
 mod preflight;

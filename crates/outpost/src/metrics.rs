@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// Removes every series of one server from one vector (all its label sets).
@@ -62,6 +62,11 @@ pub struct Metrics {
     pub last_success: GaugeVec,
     /// Seconds from an attempt's start to S3's acknowledgement.
     pub duration: HistogramVec,
+    /// `outpost_ledger_errors_total`: ledger rows a database error lost, and failed
+    /// prune steps (copied from the ledger at each scrape).
+    pub ledger_errors: IntCounter,
+    /// `outpost_ledger_dropped_total`: ledger rows never queued (queue full, writer gone).
+    pub ledger_dropped: IntCounter,
     /// One sweep per vector with a `server` label.
     sweeps: Arc<Vec<Sweep>>,
     /// Servers removed by a reload (and not added again): their series are dropped
@@ -121,7 +126,22 @@ impl Metrics {
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
+        let plain = |name: &str, help: &str| -> prometheus::Result<IntCounter> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let ledger_errors = plain(
+            "outpost_ledger_errors_total",
+            "Delivery-ledger rows lost to a database error, and failed prune steps (deliveries go on).",
+        )?;
+        let ledger_dropped = plain(
+            "outpost_ledger_dropped_total",
+            "Delivery-ledger rows never queued (queue full or writer gone).",
+        )?;
         let mut metrics = Metrics {
+            ledger_errors,
+            ledger_dropped,
             files_uploaded: counter(
                 "outpost_files_uploaded_total",
                 "Files acknowledged by S3.",
@@ -221,6 +241,16 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(server.to_owned());
+    }
+
+    /// Copies the ledger's error counts into their counters.
+    pub fn refresh_ledger(&self, ledger: &outpost_ledger::Ledger) {
+        for (c, now) in [
+            (&self.ledger_errors, ledger.errors()),
+            (&self.ledger_dropped, ledger.dropped()),
+        ] {
+            c.inc_by(now.saturating_sub(c.get()));
+        }
     }
 
     /// Copies the scheduler's live totals into the gauges; drops the series of removed

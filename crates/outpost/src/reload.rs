@@ -86,7 +86,8 @@ impl Daemon {
             rescan_interval,
             instance,
             lease_ttl,
-            max_buffer_memory
+            max_buffer_memory,
+            state_dir
         );
         let problems = host_problems(&new, &self.path);
         if !problems.is_empty() {
@@ -194,12 +195,17 @@ impl Daemon {
         match tokio::task::block_in_place(|| self.spool.recover_servers(&added)) {
             Ok(claims) => {
                 for c in claims {
-                    let _ = self.scheduler.send(Job::add(c)).await;
+                    let _ = self.scheduler.send(Job::resumed(c)).await;
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, "SIGHUP: cannot read earlier claims of added servers")
             }
+        }
+        if new.ledger_retention != current.ledger_retention
+            && let Some(ledger) = &self.worker.ledger
+        {
+            ledger.set_retention(new.ledger_retention);
         }
         self.discovery.reconfigure(rules(&new));
         tracing::info!(added = ?added, changed = ?changed, removed = ?removed, "SIGHUP: configuration reloaded");

@@ -2,55 +2,94 @@
 //! success finishes it in the spool; a file that can never go is moved to `.failed/`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Instant, SystemTime};
 
-use outpost_config::AfterUpload;
+use outpost_ledger::Ledger;
 use outpost_scheduler::{History, Item, Outcome, Work};
-use outpost_uploader::{Destination, ErrorClass, Journal, UploadError};
-use outpost_watcher::{Claim, FailReason, FailRecord, Spool, rfc3339};
+use outpost_uploader::{Destination, ErrorClass, Journal, UploadError, UploadOptions};
+use outpost_watcher::{Claim, FailReason, Spool};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::delivered::{Ended, existing_object};
 use crate::events::{Events, Next};
 
-/// A claimed file as the scheduler sees it.
+/// A claimed file as the scheduler sees it, with what its attempts learn about it.
 #[derive(Debug, Clone)]
-pub struct Job(pub Arc<Claim>);
+pub struct Job {
+    /// The claim.
+    pub claim: Arc<Claim>,
+    /// Shared by the scheduler's copies of this job.
+    state: Arc<JobState>,
+}
+
+/// What attempts of one job learn and later attempts need.
+#[derive(Debug, Default)]
+struct JobState {
+    /// The file may already be at its key: an attempt's final request got no answer,
+    /// or the claim was resumed after a restart or taken over (`overwrite: never` then
+    /// counts an unreadable object already there as ours).
+    maybe_sent: AtomicBool,
+    /// When its first attempt of this run started (the ledger's `first_attempt`).
+    first_attempt: OnceLock<SystemTime>,
+}
 
 impl Job {
-    /// The scheduler's command adding a claim.
+    /// The scheduler's command adding a claim discovery just made.
     pub fn add(c: Claim) -> outpost_scheduler::Command<Job> {
+        Self::command(c, false)
+    }
+
+    /// The scheduler's command adding a claim resumed after a restart or taken over from
+    /// a dead daemon: it may have been sent already.
+    pub fn resumed(c: Claim) -> outpost_scheduler::Command<Job> {
+        Self::command(c, true)
+    }
+
+    fn command(c: Claim, maybe_sent: bool) -> outpost_scheduler::Command<Job> {
+        let state = JobState {
+            maybe_sent: AtomicBool::new(maybe_sent),
+            ..JobState::default()
+        };
         outpost_scheduler::Command::Add {
             server: c.server.clone(),
-            item: Job(Arc::new(c)),
+            item: Job {
+                claim: Arc::new(c),
+                state: Arc::new(state),
+            },
         }
+    }
+
+    /// When this run first attempted it.
+    pub(crate) fn first_attempt(&self) -> SystemTime {
+        *self.state.first_attempt.get_or_init(SystemTime::now)
     }
 }
 
 impl Item for Job {
     fn order_key(&self) -> &str {
-        &self.0.rel
+        &self.claim.rel
     }
     fn seq(&self) -> u64 {
-        self.0.seq
+        self.claim.seq
     }
     fn size(&self) -> u64 {
-        self.0.size
+        self.claim.size
     }
     fn dropped_at(&self) -> SystemTime {
-        self.0.dropped_at()
+        self.claim.dropped_at()
     }
     fn group(&self) -> &str {
-        self.0.rel.rsplit_once('/').map_or("", |x| x.0)
+        self.claim.rel.rsplit_once('/').map_or("", |x| x.0)
     }
     fn name(&self) -> &str {
-        self.0
-            .rel
-            .rsplit_once('/')
-            .map_or(self.0.rel.as_str(), |x| x.1)
+        let rel = &self.claim.rel;
+        rel.rsplit_once('/').map_or(rel.as_str(), |x| x.1)
     }
     fn taken_over(&self) -> bool {
-        self.0.taken
+        self.claim.taken
     }
 }
 
@@ -119,6 +158,12 @@ pub struct Worker {
     pub dests: RwLock<HashMap<String, Destination>>,
     /// Logs and metrics.
     pub events: Events,
+    /// The delivery ledger; `None` when it could not be opened (deliveries go on).
+    pub ledger: Option<Arc<Ledger>>,
+    /// This daemon's instance name (ledger rows).
+    pub instance: String,
+    /// Wakes the manifest loop when a delivery completed a batch.
+    pub manifests: Arc<Notify>,
 }
 
 /// Runs file-system work (opens, renames, fsyncs) on the blocking pool, so a slow disk
@@ -131,58 +176,12 @@ pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + '
 }
 
 impl Worker {
-    /// Deletes or archives a delivered claim, off the runtime's threads.
-    async fn finish(
-        &self,
-        claim: &Claim,
-        archive: bool,
-    ) -> Result<Option<std::path::PathBuf>, outpost_watcher::SpoolError> {
-        let (spool, c) = (self.spool.clone(), claim.clone());
-        blocking(move || spool.finish(&c, archive)).await
-    }
-
-    fn dest(&self, server: &str) -> Option<Destination> {
+    pub(crate) fn dest(&self, server: &str) -> Option<Destination> {
         self.dests
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(server)
             .cloned()
-    }
-
-    /// Moves a claim to `.failed/` with its record (fsyncs: off the runtime's threads);
-    /// logs and counts it.
-    async fn fail(
-        &self,
-        dest: &Destination,
-        claim: &Claim,
-        reason: &str,
-        history: Option<&History>,
-        why: &str,
-    ) {
-        let record = FailRecord {
-            server: claim.server.clone(),
-            relative_path: claim.rel.clone(),
-            file: String::new(),
-            reason: reason.to_owned(),
-            bucket: dest.server.bucket.clone(),
-            key: dest.server.key_for(&claim.rel),
-            attempts: history.map_or(1, |h| h.attempts),
-            first_attempt: history.map(|h| rfc3339(h.first_attempt)),
-            last_attempt: Some(rfc3339(
-                history.map_or_else(SystemTime::now, |h| h.last_attempt),
-            )),
-            last_error: why.to_owned(),
-            failed_at: rfc3339(SystemTime::now()),
-            file_bytes: None,
-            relative_path_bytes: None,
-        };
-        let (spool, c) = (self.spool.clone(), claim.clone());
-        match blocking(move || spool.fail(&c, record)).await {
-            Ok(path) => self.events.failed(&claim.server, reason, &path, why),
-            Err(e) => {
-                tracing::error!(server = %claim.server, rel = %claim.rel, error = %e, "cannot move file to .failed; it stays claimed and is retried after restart")
-            }
-        }
     }
 }
 
@@ -194,10 +193,11 @@ impl Work<Job> for Worker {
         attempt: u32,
         stop: CancellationToken,
     ) -> Outcome {
-        let claim = &job.0;
+        let claim = &job.claim;
         let Some(dest) = self.dest(server) else {
             return Outcome::Retry(format!("server {server} has no destination"));
         };
+        job.first_attempt();
         let key = dest.server.key_for(&claim.rel);
         let journal = ClaimJournal {
             spool: &self.spool,
@@ -205,7 +205,7 @@ impl Work<Job> for Worker {
             events: &self.events,
         };
         let opened = {
-            let (spool, c) = (self.spool.clone(), job.0.clone());
+            let (spool, c) = (self.spool.clone(), job.claim.clone());
             blocking(move || spool.open_claimed(&c)).await
         };
         let file = match opened {
@@ -220,9 +220,8 @@ impl Work<Job> for Worker {
                 }
                 ErrorClass::Unreadable => {
                     dest.abort_recorded(&journal).await;
-                    let why = e.to_string();
-                    self.fail(&dest, claim, FailReason::Unreadable.as_str(), None, &why)
-                        .await;
+                    let ended = Ended::new(FailReason::Unreadable, None, e.to_string());
+                    self.fail(&dest, claim, ended).await;
                     return Outcome::Failed;
                 }
                 class => {
@@ -236,19 +235,25 @@ impl Work<Job> for Worker {
             },
         };
         let started = Instant::now();
-        let opts = outpost_uploader::UploadOptions::default();
+        let opts = UploadOptions {
+            maybe_sent: job.state.maybe_sent.load(Ordering::Relaxed),
+            measure: dest
+                .server
+                .manifest
+                .as_ref()
+                .is_some_and(|m| crate::manifest::needs_md5_and_lines(m.format)),
+            token: None,
+        };
         match dest.upload(file, &claim.rel, &journal, &opts, &stop).await {
             Ok(up) => {
-                let archive = dest.server.after_upload == AfterUpload::Archive;
-                if let Err(e) = self.finish(claim, archive).await {
-                    // Delivered; the claim stays and is published again after a restart
-                    // (at-least-once), so say so loudly.
-                    tracing::error!(server, rel = %claim.rel, error = %e, "uploaded but cannot finish the file in the spool");
-                }
-                self.events.uploaded(server, &key, &up, started.elapsed());
+                self.delivered(&dest, job, &up, attempt, started.elapsed())
+                    .await;
                 Outcome::Done
             }
             Err(e) => {
+                if e.may_have_written() {
+                    job.state.maybe_sent.store(true, Ordering::Relaxed);
+                }
                 let next = match e.class {
                     ErrorClass::Interrupted => Next::Resume,
                     ErrorClass::Transient => retry_or_end(&dest, attempt),
@@ -276,14 +281,20 @@ impl Work<Job> for Worker {
                     | ErrorClass::Object
                     | ErrorClass::Exists) => {
                         let reason = match class {
-                            ErrorClass::Unreadable => FailReason::Unreadable.as_str(),
-                            ErrorClass::TooLarge => FailReason::TooLarge.as_str(),
-                            // overwrite: never, another object at the key (issue 13 §1).
-                            ErrorClass::Exists => "exists",
-                            _ => FailReason::Rejected.as_str(),
+                            ErrorClass::Unreadable => FailReason::Unreadable,
+                            ErrorClass::TooLarge => FailReason::TooLarge,
+                            // overwrite: never, another object at the key.
+                            ErrorClass::Exists => FailReason::Exists,
+                            _ => FailReason::Rejected,
                         };
                         dest.abort_recorded(&journal).await;
-                        self.fail(&dest, claim, reason, None, &e.to_string()).await;
+                        let ended = Ended {
+                            reason,
+                            history: None,
+                            why: e.to_string(),
+                            existing: e.existing.as_deref().map(existing_object),
+                        };
+                        self.fail(&dest, claim, ended).await;
                         Outcome::Failed
                     }
                 }
@@ -292,7 +303,7 @@ impl Work<Job> for Worker {
     }
 
     async fn give_up(&self, server: &str, job: Job, history: History) {
-        let claim = &job.0;
+        let claim = &job.claim;
         let Some(dest) = self.dest(server) else {
             // A reload removed the server: like its other claims, the file stays claimed
             // (with its multipart journal) and is attempted again, afresh, when the
@@ -323,7 +334,7 @@ impl Work<Job> for Worker {
                 ),
             )
         };
-        self.fail(&dest, claim, reason.as_str(), Some(&history), &why)
+        self.fail(&dest, claim, Ended::new(reason, Some(&history), why))
             .await;
     }
 }

@@ -16,8 +16,8 @@ mod spool;
 pub use discover::{Discovery, DiscoveryHandle, FailedFiles, ServerRule, run_discovery};
 pub use live::{LiveState, SpoolLive};
 pub use spool::{
-    BatchState, BatchWaiting, FailRecord, ServerStatus, Spool, SpoolError, default_instance,
-    rfc3339,
+    BatchState, BatchWaiting, ExistingObject, FailRecord, ServerStatus, Spool, SpoolError,
+    default_instance, rfc3339,
 };
 
 use std::path::PathBuf;
@@ -134,11 +134,13 @@ pub enum FailReason {
     /// The destination refused this file on every attempt while it accepted other
     /// files of the same server (e.g. a key under a customer's Deny).
     Refused,
+    /// `overwrite: never`: another object already holds the key (left untouched).
+    Exists,
 }
 
 impl FailReason {
     /// Every reason, so metrics can start at zero.
-    pub const ALL: [FailReason; 7] = [
+    pub const ALL: [FailReason; 8] = [
         FailReason::RetriesExhausted,
         FailReason::NameNotUtf8,
         FailReason::KeyTooLong,
@@ -146,6 +148,7 @@ impl FailReason {
         FailReason::Unreadable,
         FailReason::Rejected,
         FailReason::Refused,
+        FailReason::Exists,
     ];
     /// Metric label and record word.
     pub fn as_str(self) -> &'static str {
@@ -157,6 +160,7 @@ impl FailReason {
             FailReason::Unreadable => "unreadable",
             FailReason::Rejected => "rejected",
             FailReason::Refused => "refused",
+            FailReason::Exists => "exists",
         }
     }
 }

@@ -283,6 +283,7 @@ fn a_batch_with_a_failed_file_is_held_by_it_until_it_is_requeued() {
         failed_at: "2024-01-01T00:00:00Z".into(),
         file_bytes: None,
         relative_path_bytes: None,
+        existing_object: None,
     };
     spool.fail(&got[1].0, record).expect("fail");
     let st = Spool::status(tmp.path(), "r", &Completion::Rename).expect("status");

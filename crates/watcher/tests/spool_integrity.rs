@@ -24,6 +24,7 @@ fn record(rel: &str, file: &str) -> FailRecord {
         failed_at: "2026-11-29T00:00:00Z".into(),
         file_bytes: None,
         relative_path_bytes: None,
+        existing_object: None,
     }
 }
 

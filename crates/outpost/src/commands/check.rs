@@ -59,6 +59,22 @@ pub fn check(path: &Path) -> u8 {
                 " (created at start)"
             }
         );
+        if s.overwrite != outpost_config::Overwrite::Always || s.manifest.is_some() {
+            let manifest = s.manifest.as_ref().map(ToString::to_string);
+            say!(
+                "server {}: {}{}",
+                s.name,
+                s.overwrite,
+                manifest.map(|m| format!(", {m}")).unwrap_or_default()
+            );
+        }
+        if s.overwrite == outpost_config::Overwrite::Never && s.endpoint.is_some() {
+            say!(
+                "warning: server {}: overwrite: never needs a store that honours If-None-Match (radosgw ignores it on CompleteMultipartUpload); `outpost verify {}` checks it",
+                s.name,
+                s.name
+            );
+        }
         if s.expected_bucket_owner.is_none() {
             say!(
                 "warning: server {}: no expected_bucket_owner; a mistyped or re-owned bucket name would receive the data",

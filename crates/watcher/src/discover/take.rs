@@ -73,6 +73,7 @@ impl State {
             failed_at: rfc3339(SystemTime::now()),
             file_bytes: None,
             relative_path_bytes: None,
+            existing_object: None,
         };
         match self.d.spool.fail_in_place(server, rel, record) {
             Ok(dest) => {

@@ -59,7 +59,7 @@ pub(crate) use batch_record::batch_name_ok;
 pub use error::SpoolError;
 use error::io;
 pub use offline::{BatchWaiting, ServerStatus};
-pub use record::{FailRecord, rfc3339};
+pub use record::{ExistingObject, FailRecord, rfc3339};
 
 /// Open folders of one server.
 struct ServerDirs {

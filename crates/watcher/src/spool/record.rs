@@ -44,6 +44,22 @@ pub struct FailRecord {
     /// `relative_path`'s exact bytes, %-escaped, when it is not UTF-8.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relative_path_bytes: Option<String>,
+    /// Reason `exists`: the object already at the key, which was left untouched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub existing_object: Option<ExistingObject>,
+}
+
+/// The object that already held a key (`overwrite: never`), as the store described it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExistingObject {
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its ETag, as the store sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// Its Last-Modified (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
 }
 
 /// Formats a time as RFC 3339 UTC, whole seconds (`2024-02-29T23:59:59Z`): sub-second
