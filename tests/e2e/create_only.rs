@@ -230,6 +230,17 @@ fn kill9_loop_with_overwrite_never_delivers_every_file_and_fails_none() {
     });
     assert!(done, "spool did not drain; log:\n{}", d.log_text());
     assert_eq!(d.stop(), Some(0));
-    assert!(dir.failed().is_empty(), "in .failed: {:?}", dir.failed());
+    let records: Vec<String> = dir
+        .failed()
+        .iter()
+        .filter(|p| p.to_string_lossy().ends_with(".error.json"))
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .collect();
+    assert!(
+        dir.failed().is_empty(),
+        "in .failed: {:?} {records:?}; log:\n{}",
+        dir.failed(),
+        d.log_text()
+    );
     assert_all_delivered(&client, &bucket, &files);
 }
