@@ -80,7 +80,7 @@ pub fn audit(path: &Path, server: &str, since: &str) -> u8 {
     }
     if tally.not_readable > 0 {
         say!(
-            "note: HeadObject answered 403 for {} object(s). Without s3:ListBucket on the bucket S3 answers 403, not 404, for a missing key, so these are missing or not readable; the optional audit part of `outpost policy {server}` (s3:GetObject on the prefix, s3:ListBucket on the bucket) lets audit tell them apart.",
+            "note: HeadObject answered 403 for {} object(s). Without s3:ListBucket on the bucket S3 answers 403, not 404, for a missing key, so these are missing or not readable; the optional audit part of `outpost policy {server}` (s3:GetObject on the prefix, s3:ListBucket on the bucket) lets audit tell them apart. A ListBucket limited by an s3:prefix condition does not: HeadObject carries no prefix.",
             tally.not_readable
         );
     }
