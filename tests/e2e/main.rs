@@ -10,6 +10,7 @@ mod faults;
 mod flow;
 mod hostile;
 mod integrity;
+mod ledger_cli;
 mod manifests;
 mod ops;
 mod ordering;

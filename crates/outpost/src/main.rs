@@ -1,5 +1,5 @@
 //! `outpost`: the command line (SPEC §3) — `run`, `check`, `status`, `requeue`, `verify`,
-//! `policy`.
+//! `policy`, `deliveries`, `audit`.
 
 mod background;
 mod commands;
@@ -100,6 +100,39 @@ enum Command {
         #[arg(long, conflicts_with = "files")]
         all: bool,
     },
+    /// What the delivery ledger holds: deliveries, failures and requeues, newest first.
+    /// Works with the daemon running or stopped.
+    Deliveries {
+        /// Configuration file [default: $OUTPOST_CONFIG, then /etc/outpost/outpost.yaml].
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+        /// Only this server (default: all).
+        server: Option<String>,
+        /// How far back: 30m, 24h, 7d … or `all`.
+        #[arg(long, default_value = "24h")]
+        since: String,
+        /// Only keys starting with PREFIX (the server's prefix included).
+        #[arg(long, value_name = "PREFIX")]
+        key: Option<String>,
+        /// Only failed files.
+        #[arg(long)]
+        failed: bool,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check SERVER's delivered objects against the ledger (HeadObject each): identical,
+    /// missing, changed or not readable. Exit 0 only when every one is identical.
+    Audit {
+        /// Configuration file [default: $OUTPOST_CONFIG, then /etc/outpost/outpost.yaml].
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+        /// The server.
+        server: String,
+        /// How far back: 30m, 24h, 7d … or `all`.
+        #[arg(long, default_value = "7d")]
+        since: String,
+    },
 }
 
 fn config_path(c: Option<PathBuf>) -> PathBuf {
@@ -121,6 +154,28 @@ fn main() -> ExitCode {
             files,
             all,
         } => commands::requeue(&config_path(config), &server, &files, all),
+        Command::Deliveries {
+            config,
+            server,
+            since,
+            key,
+            failed,
+            json,
+        } => commands::deliveries(
+            &config_path(config),
+            &commands::DeliveriesArgs {
+                server,
+                since,
+                key,
+                failed,
+                json,
+            },
+        ),
+        Command::Audit {
+            config,
+            server,
+            since,
+        } => commands::audit(&config_path(config), &server, &since),
     };
     ExitCode::from(code)
 }

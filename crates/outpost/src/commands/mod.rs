@@ -1,15 +1,19 @@
-//! The one-shot commands — `check`, `status`, `requeue`, `verify`, `policy` — each loads
-//! the configuration, does its one job and returns the exit code. Their output goes
-//! through [`say!`], which stops writing when the reader has gone (`outpost check | head
-//! -1`) instead of panicking on the broken pipe; the command still exits with its own
-//! code.
+//! The one-shot commands — `check`, `status`, `requeue`, `verify`, `policy`,
+//! `deliveries`, `audit` — each loads the configuration, does its one job and returns
+//! the exit code. Their output goes through [`say!`], which stops writing when the
+//! reader has gone (`outpost check | head -1`) instead of panicking on the broken pipe;
+//! the command still exits with its own code.
 
+mod audit;
 mod check;
+mod deliveries;
 mod probe;
 mod requeue;
 mod status;
 
+pub use audit::audit;
 pub use check::check;
+pub use deliveries::{DeliveriesArgs, deliveries};
 pub use probe::{policy, verify};
 pub use requeue::requeue;
 pub use status::status;
@@ -63,6 +67,19 @@ fn server<'a>(cfg: &'a Config, path: &Path, name: &str) -> Result<&'a Server, u8
             "outpost: server {name:?} is not configured in {}",
             path.display()
         );
+        1
+    })
+}
+
+/// The ledger rows `filter` selects, newest first, from the ledger of `cfg.state_dir`;
+/// a missing, unreadable or newer ledger is the one-line error a user sees (exit 1).
+fn ledger_rows(
+    cfg: &Config,
+    filter: &outpost_ledger::Filter,
+) -> Result<Vec<outpost_ledger::Row>, u8> {
+    let path = outpost_ledger::path_in(&cfg.state_dir);
+    outpost_ledger::query(&path, filter).map_err(|e| {
+        eprintln!("outpost: {e}");
         1
     })
 }
