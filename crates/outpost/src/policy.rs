@@ -138,9 +138,9 @@ pub fn parts(server: &Server, account: &str) -> Value {
 
 /// The optional parts `outpost audit` needs to read delivered objects back: `s3:GetObject`
 /// on the prefix (HeadObject; with `overwrite: never` it also proves that an object
-/// already there is this very file), and `s3:ListBucket` on the bucket, limited to the
-/// prefix — without it S3 answers 403, not 404, for a missing key, so `audit` cannot
-/// tell "missing" from "not readable". Marked `"optional": true`.
+/// already there is this very file), and `s3:ListBucket` on the bucket — without it S3
+/// answers 403, not 404, for a missing key, so `audit` cannot tell "missing" from "not
+/// readable". Marked `"optional": true`.
 fn audit_parts(server: &Server, account: &str, publisher: &str) -> Vec<Value> {
     let statements = |principal: Option<&str>| {
         let mut read = json!({
@@ -149,12 +149,14 @@ fn audit_parts(server: &Server, account: &str, publisher: &str) -> Vec<Value> {
             "Action": "s3:GetObject",
             "Resource": format!("arn:aws:s3:::{}/{}*", server.bucket, server.prefix),
         });
+        // Not limited by an `s3:prefix` condition: HeadObject carries no prefix, so a
+        // limited grant never applies to it and a missing key still answers 403
+        // (observed on radosgw).
         let mut list = json!({
             "Sid": "OutpostAuditList",
             "Effect": "Allow",
             "Action": "s3:ListBucket",
             "Resource": format!("arn:aws:s3:::{}", server.bucket),
-            "Condition": {"StringLike": {"s3:prefix": format!("{}*", server.prefix)}},
         });
         if let Some(p) = principal {
             read["Principal"] = json!({"AWS": p});
@@ -211,16 +213,16 @@ mod tests {
             .collect();
         assert_eq!(required.len(), 2);
         // Audit's permissions come apart, marked optional: read on the prefix, list on the
-        // bucket limited to the prefix.
+        // bucket (unconditioned: HeadObject has no prefix to match).
         let audit = parts
             .iter()
             .find(|p| p["optional"] == true)
             .expect("audit part");
-        assert_eq!(audit["document"]["Statement"][0]["Action"], "s3:GetObject");
-        assert_eq!(
-            audit["document"]["Statement"][1]["Condition"]["StringLike"]["s3:prefix"],
-            "p/*"
-        );
+        let st = &audit["document"]["Statement"];
+        assert_eq!(st[0]["Action"], "s3:GetObject");
+        assert_eq!(st[0]["Resource"], "arn:aws:s3:::bkt/p/*");
+        assert_eq!(st[1]["Action"], "s3:ListBucket");
+        assert!(st[1].get("Condition").is_none());
         let allow = &parts[0]["document"]["Statement"][0];
         assert_eq!(allow["Principal"]["AWS"], "arn:aws:iam::975822914085:root");
         assert_eq!(allow["Resource"], "arn:aws:s3:::bkt/p/*");
