@@ -73,9 +73,10 @@ fn kill9_loop_loses_nothing() {
         dir.failed()
     );
     assert_all_delivered(&oc, &bucket, &files);
+    let (rows, again) = ledger_covers(&launch, &files);
     let open = uploads_left(&oc, &bucket);
     eprintln!(
-        "crash loop: {killed} kills, {} files checked byte-identical, 0 lost, 0 failed, {open} multipart uploads left open",
+        "crash loop: {killed} kills, {} files checked byte-identical, 0 lost, 0 failed, {open} multipart uploads left open; ledger: {rows} delivered rows, every file has one, {again} re-uploads marked already_present",
         files.len()
     );
     if open > 0 {
@@ -405,4 +406,50 @@ fn kill9_while_a_create_is_in_flight_leaves_no_upload_open() {
         0,
         "the upload the killed daemon's create began was left open; log:\n{log}"
     );
+}
+
+/// The ledger after a crash loop: every delivered file has a `delivered` row for its
+/// key with its size (no delivery without a row), and a file's rows beyond its first
+/// are re-uploads marked `already_present`. Returns (delivered rows, re-uploads).
+fn ledger_covers(launch: &Launch, files: &[(String, Vec<u8>)]) -> (usize, usize) {
+    let (code, out, err) = outpost(
+        &[
+            "deliveries",
+            "-c",
+            launch.cfg_str(),
+            "--since",
+            "all",
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let mut by_key: std::collections::HashMap<String, Vec<serde_json::Value>> =
+        std::collections::HashMap::new();
+    for line in out.lines().filter(|l| !l.trim().is_empty()) {
+        let row: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        if row["kind"] == "delivered" {
+            let key = row["key"].as_str().expect("key").to_owned();
+            by_key.entry(key).or_default().push(row);
+        }
+    }
+    let rows = by_key.values().map(Vec::len).sum();
+    let mut again = 0;
+    for (rel, bytes) in files {
+        let key = format!("pre/{rel}");
+        let list = by_key
+            .get(&key)
+            .unwrap_or_else(|| panic!("{key} was delivered but has no ledger row"));
+        assert!(
+            list.iter().all(|r| r["size"] == bytes.len() as u64),
+            "{key}: {list:?}"
+        );
+        let written = list.iter().filter(|r| r["outcome"] == "written").count();
+        assert_eq!(
+            written, 1,
+            "{key}: one row written, the others already_present: {list:?}"
+        );
+        again += list.len() - 1;
+    }
+    (rows, again)
 }
