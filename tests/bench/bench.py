@@ -83,14 +83,22 @@ class Server:
 class Outpost:
     """A release outpost daemon on its own spool."""
 
-    def __init__(self, work, server, bucket, servers=1, part=8 * MIB, conc=8, uploads=16, archive=False, log="warn"):
+    def __init__(self, work, server, bucket, servers=1, part=8 * MIB, conc=8, uploads=16, archive=False, log="warn",
+                 ledger=True):
         self.log_level = log
         self.work = Path(work)
         self.work.mkdir(parents=True, exist_ok=True)
         self.spool = self.work / "spool"
         self.port = free_port()
         names = ["acme"] + [f"s{i:03}" for i in range(1, servers)]
+        # Without a ledger: a state_dir below a regular file cannot be opened, and the
+        # daemon delivers without one (as it would with a broken disk there).
+        state = self.work / "state"
+        if not ledger:
+            (self.work / "no-ledger").write_text("")
+            state = self.work / "no-ledger" / "state"
         lines = [f"spool_dir: {self.spool}", f"listen: 127.0.0.1:{self.port}", f"max_concurrent_uploads: {uploads}",
+                 f"state_dir: {state}",
                  "defaults:", f"  endpoint: {server.endpoint}", "  path_style: true", f"  checksum: {server.checksum}",
                  f"  max_concurrent_uploads: {uploads}",
                  f"  multipart: {{ threshold: 16MiB, part_size: {part // MIB}MiB, concurrency: {conc} }}",
@@ -337,6 +345,43 @@ def bench_small(server, work, n=3000, size=16 * 1024, conc=16):
     return n / t_out, n / t_aws, n / t_rc
 
 
+def bench_ledger(server, work, n=3000, size=16 * 1024, conc=16):
+    """(g) the delivery ledger's cost: the small-file drain rate with the ledger and
+    without it (state_dir unopenable), interleaved; then the ledger crate's own figures
+    over 1,000,000 rows (size, insert rate, `--since 24h` query)."""
+    bucket = server.bucket(f"bench-ledger-{int(time.time())}")
+    src = Path(work) / "ledger-src"
+    src.mkdir(exist_ok=True)
+    payload = os.urandom(size)
+    for i in range(n):
+        (src / f"f{i:05}.bin").write_bytes(payload)
+    rates = {True: [], False: []}
+    for i in range(REPEAT):
+        for with_ledger in (True, False):
+            op = Outpost(Path(work) / f"op-ledger-{with_ledger}-{i}", server, bucket, uploads=conc,
+                         ledger=with_ledger).start()
+            op.ready()
+            staged = op.spool / ".staged"
+            shutil.copytree(src, staged)
+            t = time.perf_counter()
+            os.rename(staged, op.spool / "acme" / f"l{i}-{int(with_ledger)}")
+            op.wait_uploaded(n, poll=0.01)
+            rates[with_ledger].append(n / (time.perf_counter() - t))
+            op.stop()
+    shutil.rmtree(src)
+    out = subprocess.run(["cargo", "run", "--release", "--quiet", "--example", "ledger_bench", "-p", "outpost-ledger",
+                          "--", "1000000"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    figures = {}
+    for line in out.splitlines():
+        if line.startswith("file after close:"):
+            figures["size"] = line.split("=")[-1].strip()
+        elif line.startswith("inserted"):
+            figures["insert"] = line.split(":")[-1].strip()
+        elif line.startswith("query --since 24h ") and "since" not in figures:
+            figures["since"] = line.split("best")[-1].strip()
+    return statistics.median(rates[True]), statistics.median(rates[False]), figures
+
+
 def bench_latency(server, work, n=200, size=64 * 1024):
     """(c) drop-to-acknowledged latency of single files at idle, and the floor: a PUT of
     the same object from an already connected client (boto3)."""
@@ -441,7 +486,7 @@ def main():
         ratio = ours / peer if better == "higher" else peer / ours
         rows.append((name, f"{ours:.2f}{unit}", peer_name, f"{peer:.2f}{unit}", f"{ratio:.2f}x"))
 
-    only = set(os.environ.get("BENCH_ONLY", "a,b,c,d,e,f").split(","))
+    only = set(os.environ.get("BENCH_ONLY", "a,b,c,d,e,f,g").split(","))
     print(f"bench on {kind} at {server.endpoint}; {machine()}; median of {REPEAT}", flush=True)
     if "d" in only and "a" not in only:
         only.add("a")
@@ -489,8 +534,14 @@ def main():
         rows.append(("(f) 100,000 pending: RSS after scan / peak", f"{rss / MIB:.0f} / {hwm / MIB:.0f} MiB", "target", "< 200 MiB", ""))
         rows.append(("(f) 100,000 pending: drain rate", f"{drain:.0f} files/s", "", "", ""))
         print(rows[-1], flush=True)
+    if "g" in only:
+        with_l, without, figures = bench_ledger(server, work)
+        row("(g) 3,000 x 16 KiB with the ledger, files/s", with_l, "without the ledger", without)
+        rows.append(("(g) ledger: 1,000,000 rows", figures.get("size", "?"), "insert rate",
+                     figures.get("insert", "?"), f"--since 24h: {figures.get('since', '?')}"))
+        print(rows[-2], rows[-1], flush=True)
     shutil.rmtree(work, ignore_errors=True)
-    if only != set("abcdef"):
+    if only != set("abcdefg"):
         print("\n".join(" | ".join(str(c) for c in r) for r in rows))
         return
 
