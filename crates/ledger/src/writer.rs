@@ -160,8 +160,7 @@ impl Writer {
             }
         }
         if !rows.is_empty() {
-            let retention = self.retention_ms();
-            let results = match write(&mut self.conn, &rows, retention) {
+            let results = match write(&mut self.conn, &rows) {
                 Ok(per_row) => per_row,
                 Err(e) => {
                     let e = Arc::new(e);
@@ -272,7 +271,6 @@ impl Writer {
 fn write(
     conn: &mut Connection,
     rows: &[(Box<Row>, Reply)],
-    retention: i64,
 ) -> rusqlite::Result<Vec<Result<(), Arc<rusqlite::Error>>>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(rows.len());
@@ -280,7 +278,7 @@ fn write(
         let mut st = Statements::prepare(&tx)?;
         for (row, _) in rows {
             let r = match &**row {
-                Row::Delivered(d) => st.delivered(d, retention),
+                Row::Delivered(d) => st.delivered(d),
                 Row::Failed(f) => st.failed(f),
                 Row::Requeued(r) => st.requeued(r),
             };
@@ -302,17 +300,16 @@ struct Statements<'c> {
 impl<'c> Statements<'c> {
     fn prepare(conn: &'c Connection) -> rusqlite::Result<Self> {
         Ok(Statements {
-            // Same claim delivered again (instance and seq), or the same bytes from
-            // the same path within the retention: a re-upload after a crash between
-            // the store's acknowledgement and the spool's finish. A claimed file does
-            // not change, so the same claim has the same checksum too, and the search
-            // is a seek on (key, checksum) — unless the checksum algorithm was changed
-            // between the two uploads, when the second row counts as written.
+            // The same claim delivered again (instance and seq): a re-upload after a
+            // crash between the store's acknowledgement and the spool's finish. A
+            // claimed file does not change, so the same claim has the same checksum too,
+            // and the search is a seek on (key, checksum) — unless the checksum
+            // algorithm was changed between the two uploads, when the second row counts
+            // as written. Another claim of the same bytes (dropped again, or taken over
+            // by another daemon) is a write of its own, never guessed to be a duplicate.
             duplicate: conn.prepare(
-                "SELECT 1 FROM delivered WHERE key = ?1 AND checksum = ?6 AND server = ?2 \
-                 AND ((instance = ?3 AND seq = ?4) OR \
-                  (size = ?5 AND relative_path = ?7 AND delivered_at >= ?8)) \
-                 LIMIT 1",
+                "SELECT 1 FROM delivered WHERE key = ?1 AND checksum = ?5 AND server = ?2 \
+                 AND instance = ?3 AND seq = ?4 LIMIT 1",
             )?,
             delivered: conn.prepare(
                 "INSERT INTO delivered (server, bucket, key, size, checksum_algorithm, checksum, \
@@ -330,21 +327,14 @@ impl<'c> Statements<'c> {
         })
     }
 
-    fn delivered(&mut self, d: &Delivered, retention: i64) -> rusqlite::Result<()> {
+    fn delivered(&mut self, d: &Delivered) -> rusqlite::Result<()> {
         let size = i64::try_from(d.size).unwrap_or(i64::MAX);
         let seq = i64::try_from(d.seq).unwrap_or(i64::MAX);
-        let window = if retention == 0 { i64::MAX } else { retention };
         let outcome = if d.outcome == Outcome::Written
-            && self.duplicate.exists(params![
-                d.key,
-                d.server,
-                d.instance,
-                seq,
-                size,
-                d.checksum,
-                d.relative_path,
-                d.delivered_at.saturating_sub(window),
-            ])? {
+            && self
+                .duplicate
+                .exists(params![d.key, d.server, d.instance, seq, d.checksum])?
+        {
             Outcome::AlreadyPresent
         } else {
             d.outcome

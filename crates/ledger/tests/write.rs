@@ -83,7 +83,8 @@ fn a_second_row_of_the_same_delivery_is_already_present() {
     let first = delivered("acme", "out/a.csv", 1, now - 60_000);
     // The same claim again (crash after the store's acknowledgement).
     let same_claim = delivered("acme", "out/a.csv", 1, now - 50_000);
-    // Another daemon took the claim over: other seq, same bytes from the same path.
+    // Another daemon took the claim over: another claim (other instance and seq), a
+    // write of its own.
     let mut taken_over = delivered("acme", "out/a.csv", 1, now - 40_000);
     taken_over.instance = "host-b".into();
     taken_over.seq = 99;
@@ -120,7 +121,7 @@ fn a_second_row_of_the_same_delivery_is_already_present() {
         ("acme:out/old.csv:3", Outcome::Written),
         ("acme:out/a.csv:1", Outcome::Written),
         ("acme:out/a.csv:1", Outcome::AlreadyPresent),
-        ("acme:out/a.csv:99", Outcome::AlreadyPresent),
+        ("acme:out/a.csv:99", Outcome::Written),
         ("acme:out/a.csv:2", Outcome::Written),
         ("beta:out/a.csv:1", Outcome::Written),
         ("acme:out/old.csv:3", Outcome::Written),

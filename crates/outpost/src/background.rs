@@ -127,7 +127,7 @@ pub async fn lease(
         .await
         .unwrap_or_default();
         for c in taken {
-            let _ = scheduler.send(Job::resumed(c)).await;
+            let _ = scheduler.send(Job::add(c)).await;
         }
     }
 }

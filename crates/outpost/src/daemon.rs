@@ -225,7 +225,7 @@ impl Daemon {
             );
         }
         for c in claims {
-            let _ = tx.send(Job::resumed(c)).await;
+            let _ = tx.send(Job::add(c)).await;
         }
         let background = CancellationToken::new();
         let http_state = Arc::new(HttpState {

@@ -65,7 +65,9 @@ fn checksum_of(up: &Uploaded) -> (&'static str, String) {
 }
 
 impl Worker {
-    /// S3 acknowledged `job`'s file (`up`) on `attempt`, which took `took`.
+    /// S3 acknowledged `job`'s file (`up`) on `attempt`, which took `took`. An error
+    /// (the facts its batch's manifest needs could not be kept) leaves the file claimed,
+    /// to be sent again: its manifest must never miss it.
     pub(crate) async fn delivered(
         &self,
         dest: &Destination,
@@ -73,7 +75,7 @@ impl Worker {
         up: &Uploaded,
         attempt: u32,
         took: Duration,
-    ) {
+    ) -> Result<(), String> {
         let claim = &job.claim;
         let server = claim.server.as_str();
         let key = dest.server.key_for(&claim.rel);
@@ -84,7 +86,9 @@ impl Worker {
         let batch = match dest.server.manifest {
             Some(_) => {
                 let (spool, s, r) = (self.spool.clone(), server.to_owned(), claim.rel.clone());
-                blocking(move || spool.batch_of(&s, &r)).await
+                blocking(move || spool.batch_of(&s, &r))
+                    .await
+                    .map_err(|e| format!("cannot read its batch's record: {e}"))?
             }
             None => None,
         };
@@ -110,12 +114,11 @@ impl Worker {
                 claim.rel.clone(),
                 b.clone(),
             );
-            match blocking(move || spool.batch_file_delivered(&s, &bn, &r, &facts)).await {
-                Ok(true) => self.manifests.notify_one(),
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::error!(server, rel = %claim.rel, batch = %b, error = %e, "cannot keep the file's facts for its batch manifest; the manifest waits (the file is delivered)")
-                }
+            let complete = blocking(move || spool.batch_file_delivered(&s, &bn, &r, &facts))
+                .await
+                .map_err(|e| format!("cannot keep its facts for batch {b}'s manifest: {e}"))?;
+            if complete {
+                self.manifests.notify_one();
             }
         }
         if let Some(ledger) = &self.ledger {
@@ -151,6 +154,9 @@ impl Worker {
             // Committed before the spool forgets the file, so a kill -9 cannot leave a
             // delivery without its row; a slow or broken ledger only costs the wait.
             let _ = tokio::time::timeout(LEDGER_WAIT, ledger.record(row)).await;
+        } else {
+            // No ledger this run (it could not be opened): the row is lost, and counted.
+            self.events.metrics.ledger_dropped.inc();
         }
         let archive = dest.server.after_upload == AfterUpload::Archive;
         if let Err(e) = self.finish(claim, archive).await {
@@ -159,6 +165,7 @@ impl Worker {
             tracing::error!(server, rel = %claim.rel, error = %e, "uploaded but cannot finish the file in the spool");
         }
         self.events.uploaded(server, &key, up, took);
+        Ok(())
     }
 
     /// Deletes or archives a delivered claim, off the runtime's threads.
@@ -199,6 +206,9 @@ impl Worker {
         let (spool, c) = (self.spool.clone(), claim.clone());
         match blocking(move || spool.fail(&c, record)).await {
             Ok(path) => {
+                if self.ledger.is_none() {
+                    self.events.metrics.ledger_dropped.inc();
+                }
                 if let Some(ledger) = &self.ledger {
                     // Best effort, not waited for: the file is safe in `.failed/`.
                     drop(ledger.record(Failed {

@@ -96,11 +96,9 @@ async fn upload(worker: &Worker, dest: &Destination, batch: &str) {
     let size = body.len() as u64;
     let started = Instant::now();
     // The same facts render the same bytes, hence the same token: a manifest already up
-    // (a crash before the batch was forgotten, or another daemon) counts as ours.
-    let opts = UploadOptions {
-        maybe_sent: true,
-        ..UploadOptions::default()
-    };
+    // (a crash before the batch was forgotten, or another daemon) counts as ours when
+    // its token can be read.
+    let opts = UploadOptions::default();
     let up = match dest.put_bytes(&rel, body, &opts).await {
         Ok(up) => up,
         Err(e) => {

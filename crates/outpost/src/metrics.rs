@@ -65,7 +65,8 @@ pub struct Metrics {
     /// `outpost_ledger_errors_total`: ledger rows a database error lost, and failed
     /// prune steps (copied from the ledger at each scrape).
     pub ledger_errors: IntCounter,
-    /// `outpost_ledger_dropped_total`: ledger rows never queued (queue full, writer gone).
+    /// `outpost_ledger_dropped_total`: ledger rows never queued (queue full, writer gone,
+    /// or no ledger this run). Moved by the ledger's own count and by the worker.
     pub ledger_dropped: IntCounter,
     /// One sweep per vector with a `server` label.
     sweeps: Arc<Vec<Sweep>>,
@@ -243,7 +244,8 @@ impl Metrics {
             .insert(server.to_owned());
     }
 
-    /// Copies the ledger's error counts into their counters.
+    /// Copies the ledger's error counts into their counters (with a ledger, every
+    /// dropped row is the ledger's to count).
     pub fn refresh_ledger(&self, ledger: &outpost_ledger::Ledger) {
         for (c, now) in [
             (&self.ledger_errors, ledger.errors()),

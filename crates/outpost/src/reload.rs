@@ -195,7 +195,7 @@ impl Daemon {
         match tokio::task::block_in_place(|| self.spool.recover_servers(&added)) {
             Ok(claims) => {
                 for c in claims {
-                    let _ = self.scheduler.send(Job::resumed(c)).await;
+                    let _ = self.scheduler.send(Job::add(c)).await;
                 }
             }
             Err(e) => {

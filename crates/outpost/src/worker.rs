@@ -2,7 +2,6 @@
 //! success finishes it in the spool; a file that can never go is moved to `.failed/`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Instant, SystemTime};
 
@@ -28,36 +27,19 @@ pub struct Job {
 /// What attempts of one job learn and later attempts need.
 #[derive(Debug, Default)]
 struct JobState {
-    /// The file may already be at its key: an attempt's final request got no answer,
-    /// or the claim was resumed after a restart or taken over (`overwrite: never` then
-    /// counts an unreadable object already there as ours).
-    maybe_sent: AtomicBool,
     /// When its first attempt of this run started (the ledger's `first_attempt`).
     first_attempt: OnceLock<SystemTime>,
 }
 
 impl Job {
-    /// The scheduler's command adding a claim discovery just made.
+    /// The scheduler's command adding a claim (new, resumed after a restart, or taken
+    /// over from a dead daemon).
     pub fn add(c: Claim) -> outpost_scheduler::Command<Job> {
-        Self::command(c, false)
-    }
-
-    /// The scheduler's command adding a claim resumed after a restart or taken over from
-    /// a dead daemon: it may have been sent already.
-    pub fn resumed(c: Claim) -> outpost_scheduler::Command<Job> {
-        Self::command(c, true)
-    }
-
-    fn command(c: Claim, maybe_sent: bool) -> outpost_scheduler::Command<Job> {
-        let state = JobState {
-            maybe_sent: AtomicBool::new(maybe_sent),
-            ..JobState::default()
-        };
         outpost_scheduler::Command::Add {
             server: c.server.clone(),
             item: Job {
                 claim: Arc::new(c),
-                state: Arc::new(state),
+                state: Arc::new(JobState::default()),
             },
         }
     }
@@ -236,7 +218,6 @@ impl Work<Job> for Worker {
         };
         let started = Instant::now();
         let opts = UploadOptions {
-            maybe_sent: job.state.maybe_sent.load(Ordering::Relaxed),
             measure: dest
                 .server
                 .manifest
@@ -245,15 +226,19 @@ impl Work<Job> for Worker {
             token: None,
         };
         match dest.upload(file, &claim.rel, &journal, &opts, &stop).await {
-            Ok(up) => {
-                self.delivered(&dest, job, &up, attempt, started.elapsed())
-                    .await;
-                Outcome::Done
-            }
-            Err(e) => {
-                if e.may_have_written() {
-                    job.state.maybe_sent.store(true, Ordering::Relaxed);
+            Ok(up) => match self
+                .delivered(&dest, job, &up, attempt, started.elapsed())
+                .await
+            {
+                Ok(()) => Outcome::Done,
+                Err(why) => {
+                    // Sent, but its batch's manifest could not learn of it: sent again
+                    // (create-only counts its own object as delivered).
+                    tracing::error!(server, rel = %claim.rel, error = %why, "delivered, but kept claimed to be sent again");
+                    Outcome::Retry(why)
                 }
+            },
+            Err(e) => {
                 let next = match e.class {
                     ErrorClass::Interrupted => Next::Resume,
                     ErrorClass::Transient => retry_or_end(&dest, attempt),

@@ -111,16 +111,6 @@ impl UploadError {
         }
     }
 
-    /// Whether the object may have been written although this attempt failed: the
-    /// final request (PutObject, CompleteMultipartUpload) was sent and its answer was
-    /// lost, cut or a server error. The caller passes this on to the file's next
-    /// attempts as [`crate::UploadOptions::maybe_sent`].
-    pub fn may_have_written(&self) -> bool {
-        matches!(self.op, "PutObject" | "CompleteMultipartUpload")
-            && self.status.is_none_or(|s| s >= 500)
-            && self.class == ErrorClass::Transient
-    }
-
     /// Classifies a local I/O error reading the file.
     pub fn io(op: &'static str, e: &std::io::Error) -> Self {
         let class = match e.kind() {

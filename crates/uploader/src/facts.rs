@@ -15,13 +15,6 @@ use crate::PartChecksum;
 /// What the caller tells an upload beyond the file itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UploadOptions {
-    /// This file may have been sent before: an earlier attempt of this run reached the
-    /// final request (PutObject or CompleteMultipartUpload, see
-    /// [`crate::UploadError::may_have_written`]), or the claim was recovered or taken
-    /// over after a restart. With `overwrite: never`, an object already at the key whose
-    /// metadata cannot be read (HeadObject refused, no `s3:GetObject`) then counts as
-    /// ours; without it, as a conflict.
-    pub maybe_sent: bool,
     /// Also compute the file's MD5 and line count while reading (manifest format
     /// `aam-info`); off by default, as it costs a sequential pass.
     pub measure: bool,

@@ -106,9 +106,7 @@ impl Destination {
                     entry.state = entry.state.forget_upload();
                     entry.persist(journal)?;
                     let (op, size) = ("CompleteMultipartUpload", plan.id.0);
-                    let found = self
-                        .after_412(op, key, &f.token, size, f.opts.maybe_sent)
-                        .await?;
+                    let found = self.after_412(op, key, &f.token, size).await?;
                     journal.clear();
                     return Ok(Completed::AlreadyPresent(found));
                 }

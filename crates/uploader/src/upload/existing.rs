@@ -55,20 +55,24 @@ pub(super) fn precondition_failed(e: &UploadError) -> bool {
     e.status == Some(412) || e.code.as_deref() == Some("PreconditionFailed")
 }
 
-/// The decision after a 412, given what HeadObject answered, this file's `token` and
-/// `size`, and whether the file may have been sent before.
-pub(super) fn decide(
-    head: Result<Head, UploadError>,
-    token: &str,
-    size: u64,
-    maybe_sent: bool,
-) -> Found {
+/// The decision after a 412, given what HeadObject answered and this file's `token`
+/// and `size`. Only the token proves an object is ours: without `s3:GetObject`
+/// (HeadObject refused) a 412 is a conflict — the file waits in `.failed/`, never
+/// deleted on a guess. An object of our size that shows no token yet is looked at again
+/// (a store may make an object visible before its metadata: moto does), not judged.
+pub(super) fn decide(head: Result<Head, UploadError>, token: &str, size: u64) -> Found {
     match head {
         Ok(Head::Present(o)) if o.token.as_deref() == Some(token) && o.size == size => {
             Found::Ours(Some(o))
         }
+        Ok(Head::Present(o)) if o.token.is_none() && o.size == size => {
+            Found::Retry(UploadError::new(
+                ErrorClass::Transient,
+                "HeadObject",
+                "the object that answered 412 PreconditionFailed shows no outpost token yet; looking again",
+            ))
+        }
         Ok(Head::Present(o)) => Found::Conflict(Some(o)),
-        Ok(Head::NotReadable { .. }) if maybe_sent => Found::Ours(None),
         Ok(Head::NotReadable { .. }) => Found::Conflict(None),
         Ok(Head::Missing) => Found::Retry(UploadError::new(
             ErrorClass::Transient,
@@ -153,10 +157,9 @@ impl Destination {
         key: &str,
         token: &str,
         size: u64,
-        maybe_sent: bool,
     ) -> Result<Option<ObjectInfo>, UploadError> {
         let head = self.head(key).await;
-        match decide(head, token, size, maybe_sent) {
+        match decide(head, token, size) {
             Found::Ours(o) => {
                 tracing::info!(bucket = %self.server.bucket, key, "overwrite: never: the object at the key is this very file (an earlier attempt completed); counted as delivered");
                 Ok(o)
@@ -190,56 +193,43 @@ mod tests {
     #[test]
     fn a_412_is_ours_only_for_this_very_file() {
         let ours = object(Some("tok"), 5);
-        // (what HeadObject answered, maybe sent before, expected)
+        // (what HeadObject answered, expected)
         let cases = [
             (
                 Ok(Head::Present(ours.clone())),
-                false,
-                Found::Ours(Some(ours.clone())),
-            ),
-            (
-                Ok(Head::Present(ours.clone())),
-                true,
                 Found::Ours(Some(ours.clone())),
             ),
             // Another version of the file, another file, an object not ours.
             (
                 Ok(Head::Present(object(Some("other"), 5))),
-                true,
                 Found::Conflict(Some(object(Some("other"), 5))),
             ),
             (
-                Ok(Head::Present(object(None, 5))),
-                true,
-                Found::Conflict(Some(object(None, 5))),
+                Ok(Head::Present(object(None, 6))),
+                Found::Conflict(Some(object(None, 6))),
             ),
             (
                 Ok(Head::Present(object(Some("tok"), 6))),
-                true,
                 Found::Conflict(Some(object(Some("tok"), 6))),
             ),
-            // Not readable: ours only when this file may have been sent before.
-            (
-                Ok(Head::NotReadable { code: None }),
-                true,
-                Found::Ours(None),
-            ),
-            (
-                Ok(Head::NotReadable { code: None }),
-                false,
-                Found::Conflict(None),
-            ),
+            // Not readable: never proof, whatever happened before (a restart, a lost
+            // answer): the file waits in .failed/, never deleted on a guess.
+            (Ok(Head::NotReadable { code: None }), Found::Conflict(None)),
         ];
-        for (head, maybe_sent, want) in cases {
-            let what = format!("{head:?} {maybe_sent}");
-            let got = decide(head, "tok", 5, maybe_sent);
+        for (head, want) in cases {
+            let what = format!("{head:?}");
+            let got = decide(head, "tok", 5);
             assert_eq!(format!("{got:?}"), format!("{want:?}"), "{what}");
         }
-        let gone = decide(Ok(Head::Missing), "tok", 5, true);
+        // Our size without a token yet (a store showing the object before its
+        // metadata): looked at again, not judged.
+        let early = decide(Ok(Head::Present(object(None, 5))), "tok", 5);
+        assert!(matches!(early, Found::Retry(e) if e.class == ErrorClass::Transient));
+        let gone = decide(Ok(Head::Missing), "tok", 5);
         assert!(matches!(gone, Found::Retry(e) if e.class == ErrorClass::Transient));
         let failed = UploadError::new(ErrorClass::Transient, "HeadObject", "timed out");
         assert!(matches!(
-            decide(Err(failed), "tok", 5, true),
+            decide(Err(failed), "tok", 5),
             Found::Retry(e) if e.message == "timed out"
         ));
     }
@@ -249,7 +239,6 @@ mod tests {
         let e = conflict("PutObject", "p/a.csv", Some(object(Some("x"), 3)));
         assert_eq!(e.class, ErrorClass::Exists);
         assert!(!e.class.is_retryable());
-        assert!(!e.may_have_written());
         assert_eq!(e.existing.as_deref().map(|o| o.size), Some(3));
         assert!(
             e.message
@@ -261,17 +250,5 @@ mod tests {
         assert!(precondition_failed(&e));
         let lost = UploadError::new(ErrorClass::Transient, "PutObject", "timed out");
         assert!(!precondition_failed(&lost));
-        assert!(lost.may_have_written());
-        let slow = UploadError {
-            status: Some(503),
-            ..lost.clone()
-        };
-        assert!(slow.may_have_written());
-        let denied = UploadError {
-            status: Some(403),
-            class: ErrorClass::Refused,
-            ..lost
-        };
-        assert!(!denied.may_have_written());
     }
 }

@@ -32,7 +32,6 @@ impl Destination {
             key: &key,
             size: bytes.len() as u64,
             token: &token,
-            maybe_sent: opts.maybe_sent,
             journal: None,
         };
         self.put_object(&t, ByteStream::from(bytes), sums, UploadMode::Single, None)

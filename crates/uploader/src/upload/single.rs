@@ -39,8 +39,6 @@ pub(super) struct Target<'a> {
     pub size: u64,
     /// The `x-amz-meta-outpost-file` token (`overwrite: never`).
     pub token: &'a str,
-    /// The caller says this body may have been sent before.
-    pub maybe_sent: bool,
     /// The claim's journal, asked right before the request (the fence); none for a
     /// manifest.
     pub journal: Option<&'a dyn Journal>,
@@ -53,7 +51,6 @@ impl<'a> Target<'a> {
             key: f.key,
             size: f.id.0,
             token: &f.token,
-            maybe_sent: f.opts.maybe_sent,
             journal: Some(f.journal),
         }
     }
@@ -160,9 +157,7 @@ impl Destination {
                 Ok(up)
             }
             Err(e) if s.overwrite == Overwrite::Never && precondition_failed(&e) => {
-                let found = self
-                    .after_412("PutObject", t.key, t.token, t.size, t.maybe_sent)
-                    .await?;
+                let found = self.after_412("PutObject", t.key, t.token, t.size).await?;
                 Ok(up.already_present(found))
             }
             Err(e) => Err(e),

@@ -165,13 +165,15 @@ impl Spool {
         self.batch_record(server, batch)?.ok_or_else(e)
     }
 
-    /// The batch whose record lists the file `rel` of `server`, if any.
-    pub fn batch_of(&self, server: &str, rel: &str) -> Option<String> {
-        let (batch, _) = rel.split_once('/')?;
-        let listed = self
-            .with_known(server, batch, |k| k.index.contains_key(rel))
-            .ok()??;
-        listed.then(|| batch.to_owned())
+    /// The batch whose record lists the file `rel` of `server`, if any. A record that
+    /// cannot be read now (EIO, descriptors, a stale handle) is an error, never "no
+    /// batch": the caller must not forget a file its batch's manifest still needs.
+    pub fn batch_of(&self, server: &str, rel: &str) -> Result<Option<String>, SpoolError> {
+        let Some((batch, _)) = rel.split_once('/') else {
+            return Ok(None);
+        };
+        let listed = self.with_known(server, batch, |k| k.index.contains_key(rel))?;
+        Ok((listed == Some(true)).then(|| batch.to_owned()))
     }
 
     /// Keeps the facts of the delivered file `rel` of `batch` durably (written, fsynced):
