@@ -78,6 +78,14 @@ pub(super) fn no_upload_begun(e: &UploadError) -> bool {
         && e.status.is_none_or(|s| s < 500)
 }
 
+/// The store answered (HTTP 2xx) but not with parts outpost can read — moto does so for
+/// an upload a killed daemon's Complete was finishing. Asking again gets the same
+/// answer: the upload is treated as gone (aborted, then started afresh; with
+/// `overwrite: never` a 412 over its own object then counts as delivered).
+fn answered_unreadably(e: &UploadError) -> bool {
+    e.code.is_none() && e.status.is_some_and(|s| (200..300).contains(&s))
+}
+
 impl Destination {
     /// Starts the multipart upload of `plan`, or resumes the one its journal records.
     pub(super) async fn start_or_resume(
@@ -174,7 +182,8 @@ impl Destination {
                 }
                 Err(e)
                     if e.class == ErrorClass::Transient
-                        && e.code.as_deref() != Some("NoSuchUpload") =>
+                        && e.code.as_deref() != Some("NoSuchUpload")
+                        && !answered_unreadably(&e) =>
                 {
                     // Not known to be gone: keep the journal and try again later.
                     return Err(e);
@@ -328,6 +337,20 @@ mod tests {
         assert_eq!(kept[&3].e_tag(), Some("e3"));
         assert_eq!(kept[&3].checksum_crc32_c(), Some("c"));
         assert_eq!(plan.missing(&kept).collect::<Vec<_>>(), [2]);
+    }
+
+    #[test]
+    fn an_unreadable_answer_to_list_parts_means_the_upload_is_gone() {
+        let answered = |status: u16, code: Option<&str>| UploadError {
+            status: Some(status),
+            code: code.map(str::to_owned),
+            ..UploadError::new(ErrorClass::Transient, "ListParts", "error")
+        };
+        assert!(answered_unreadably(&answered(200, None)));
+        assert!(!answered_unreadably(&answered(503, None)));
+        assert!(!answered_unreadably(&answered(200, Some("InternalError"))));
+        let lost = UploadError::new(ErrorClass::Transient, "ListParts", "timed out");
+        assert!(!answered_unreadably(&lost));
     }
 
     #[test]
