@@ -4,11 +4,12 @@
 //! batches completed before it and manifests whose upload failed. One manifest at a time;
 //! a batch is forgotten by the spool only after its manifest was acknowledged.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use outpost_ledger::{Delivered, Mode, Outcome, unix_millis};
-use outpost_uploader::{Destination, UploadOptions, WriteOutcome};
+use outpost_uploader::{Destination, ErrorClass, UploadOptions, WriteOutcome};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -21,6 +22,8 @@ const EVERY: Duration = Duration::from_secs(30);
 /// Runs until `stop`: uploads the manifest of every complete batch of every server
 /// that has `manifest` set.
 pub async fn run(worker: Arc<Worker>, nudge: Arc<Notify>, stop: CancellationToken) {
+    // Batches whose manifest key holds another object (said once each at ERROR).
+    let mut conflicts = HashSet::new();
     loop {
         let servers: Vec<Destination> = worker
             .dests
@@ -36,7 +39,7 @@ pub async fn run(worker: Arc<Worker>, nudge: Arc<Notify>, stop: CancellationToke
                 if stop.is_cancelled() {
                     return;
                 }
-                upload(&worker, &dest, &batch).await;
+                upload(&worker, &dest, &batch, &mut conflicts).await;
             }
         }
         tokio::select! {
@@ -49,7 +52,12 @@ pub async fn run(worker: Arc<Worker>, nudge: Arc<Notify>, stop: CancellationToke
 
 /// Renders and uploads the manifest of the complete `batch`, records it, and lets the
 /// spool forget the batch. A failure leaves the batch as it is, for the next round.
-async fn upload(worker: &Worker, dest: &Destination, batch: &str) {
+async fn upload(
+    worker: &Worker,
+    dest: &Destination,
+    batch: &str,
+    conflicts: &mut HashSet<(String, String)>,
+) {
     let s = &dest.server;
     let Some(manifest) = s.manifest.as_ref() else {
         return;
@@ -101,6 +109,14 @@ async fn upload(worker: &Worker, dest: &Destination, batch: &str) {
     let opts = UploadOptions::default();
     let up = match dest.put_bytes(&rel, body, &opts).await {
         Ok(up) => up,
+        Err(e) if e.class == ErrorClass::Exists => {
+            // overwrite: never and another object at the manifest's key (a batch folder
+            // name used again): nothing is overwritten; said once, tried each round.
+            if conflicts.insert((server.to_owned(), batch.to_owned())) {
+                tracing::error!(server, batch, key = %object_key, error = %e, "the batch's manifest cannot be written: another object holds its key (overwrite: never; batch folder names must not repeat). Remove that object, or the batch's record under .outpost/.batches/, to go on");
+            }
+            return;
+        }
         Err(e) => {
             tracing::warn!(server, batch, key = %object_key, class = e.class.as_str(), error = %e, "manifest upload failed; retried in the next round");
             return;
