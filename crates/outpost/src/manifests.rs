@@ -151,8 +151,13 @@ async fn upload(
         };
         let _ = tokio::time::timeout(Duration::from_secs(2), ledger.record(row)).await;
     }
-    let (spool, sv, b) = (worker.spool.clone(), server.to_owned(), batch.to_owned());
-    if let Err(e) = blocking(move || spool.batch_done(&sv, &b)).await {
+    let (spool, sv, b, id) = (
+        worker.spool.clone(),
+        server.to_owned(),
+        batch.to_owned(),
+        state.id.clone(),
+    );
+    if let Err(e) = blocking(move || spool.batch_done(&sv, &b, &id)).await {
         tracing::error!(server, batch, error = %e, "manifest uploaded, but the batch cannot be forgotten; it is uploaded again later");
     }
     tracing::info!(server, batch, key = %object_key, files = facts.len(), "batch manifest uploaded");

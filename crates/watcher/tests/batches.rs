@@ -252,7 +252,12 @@ fn facts_are_kept_and_a_complete_batch_is_found_after_a_restart() {
     assert!(st.complete());
     assert_eq!(st.delivered["b3/a.csv"], b"{\"a\":1}");
     assert_eq!(st.delivered["b3/b.csv"], b"{\"b\":2}");
-    spool.batch_done("r", "b3").expect("done");
+    let id = spool
+        .batch_state("r", "b3")
+        .expect("read")
+        .expect("state")
+        .id;
+    spool.batch_done("r", "b3", &id).expect("done");
     assert!(spool.batches_complete("r").is_empty());
     assert_eq!(spool.batch_state("r", "b3").expect("state"), None);
     let left: Vec<_> = std::fs::read_dir(tmp.path().join(".outpost/.batches/r"))
@@ -325,7 +330,18 @@ fn a_late_file_waits_for_the_next_batch() {
         1,
         "a late file joined a recorded batch"
     );
-    h.spool.batch_done("r", "b5").expect("done");
+    let id = h
+        .spool
+        .batch_state("r", "b5")
+        .expect("read")
+        .expect("state")
+        .id;
+    assert!(h.spool.batch_done("r", "b5", "another-id").is_ok());
+    assert!(
+        h.spool.batch_state("r", "b5").expect("read").is_some(),
+        "not another's to forget"
+    );
+    h.spool.batch_done("r", "b5", &id).expect("done");
     let got = h.wait_claimed(2);
     assert_eq!(got[1].0.rel, "b5/late.csv");
     assert_eq!(got[1].1, Some(vec!["b5/late.csv".to_owned()]));

@@ -287,11 +287,16 @@ impl Spool {
 
     /// Forgets `batch` of `server` once its manifest was uploaded: the record first (the
     /// batch is done), then its facts.
-    pub fn batch_done(&self, server: &str, batch: &str) -> Result<(), SpoolError> {
+    pub fn batch_done(&self, server: &str, batch: &str, id: &str) -> Result<(), SpoolError> {
         let path = self.batches_path(server);
         let Some(rec) = self.batch_record(server, batch)? else {
             return Ok(());
         };
+        if rec.id != id {
+            // Another daemon finished that batch, and the folder's next batch of the
+            // same name was recorded since: not ours to forget.
+            return Ok(());
+        }
         let dir = open_batches(&self.root_fd, server).map_err(io("open batch folder", &path))?;
         match fsx::unlink_at(&dir, OsStr::new(&record_name(batch))) {
             Ok(()) => {}

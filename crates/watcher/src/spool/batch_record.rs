@@ -67,6 +67,9 @@ pub(crate) fn batch_name_ok(batch: &str) -> bool {
 /// What is known of one batch: its files, the facts of those delivered, those missing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BatchState {
+    /// The record's id: [`crate::Spool::batch_done`] forgets this batch only, never a
+    /// newer one of the same name recorded meanwhile.
+    pub id: String,
     /// Relative paths (`<batch>/…`), sorted.
     pub files: Vec<String>,
     /// The facts of each delivered file, by relative path.
@@ -148,6 +151,7 @@ pub(super) fn read_facts(dir: &OwnedFd, rec: &Record, n: usize) -> Option<Vec<u8
 /// The state of `rec`'s batch from the facts beside it in `dir`.
 pub(super) fn state_of(dir: &OwnedFd, rec: &Record) -> BatchState {
     let mut st = BatchState {
+        id: rec.id.clone(),
         files: rec.files.clone(),
         ..BatchState::default()
     };
