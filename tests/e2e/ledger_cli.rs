@@ -506,3 +506,75 @@ fn requeue_records_requeued_rows_in_an_existing_ledger() {
     assert_eq!(requeued[0]["server"], "acme");
     assert_eq!(requeued[0]["relative_path"], "sub/two.csv");
 }
+
+/// The daemon's own rows: what it delivered is in `deliveries`, and `audit` finds
+/// exactly the object the bucket's owner deleted and the one they rewrote.
+#[test]
+fn audit_of_the_daemons_own_deliveries_finds_the_deleted_and_the_rewritten() {
+    let store = Store::s3s();
+    let Running {
+        dir,
+        daemon: mut d,
+        bucket,
+        client,
+        launch,
+    } = acme(&store).tag("own-audit").start();
+    for i in 0..4 {
+        dir.drop_file("acme", &format!("day/f{i}.csv"), &data(1000 + i, i as u64));
+    }
+    d.wait_uploaded("acme", 4.0, 60);
+    assert_eq!(d.stop(), Some(0));
+    let cfg = launch.cfg_str().to_owned();
+    // The daemon's identity (the store's keys in its environment).
+    let keys = [
+        ("AWS_ACCESS_KEY_ID", store.key.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", store.secret.as_str()),
+    ];
+    let (code, out, err) = outpost(&["deliveries", "-c", &cfg, "--json"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let delivered: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .filter(|r: &serde_json::Value| r["kind"] == "delivered")
+        .collect();
+    assert_eq!(delivered.len(), 4, "{out}");
+    let (code, out, err) = outpost(&["audit", "-c", &cfg, "acme"], &keys);
+    assert_eq!(code, 0, "all identical: {out}{err}");
+    rt().block_on(async {
+        client
+            .delete_object()
+            .bucket(&bucket)
+            .key("pre/day/f1.csv")
+            .send()
+            .await
+            .expect("delete");
+        client
+            .put_object()
+            .bucket(&bucket)
+            .key("pre/day/f2.csv")
+            .body(b"rewritten by the owner".to_vec().into())
+            .send()
+            .await
+            .expect("rewrite");
+    });
+    let (code, out, err) = outpost(&["audit", "-c", &cfg, "acme"], &keys);
+    assert_eq!(code, 1, "{out}{err}");
+    let flagged: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("MISSING") || l.starts_with("CHANGED"))
+        .collect();
+    assert_eq!(flagged.len(), 2, "exactly two: {out}");
+    assert!(
+        flagged
+            .iter()
+            .any(|l| l.starts_with("MISSING") && l.contains("pre/day/f1.csv")),
+        "{out}"
+    );
+    assert!(
+        flagged
+            .iter()
+            .any(|l| l.starts_with("CHANGED") && l.contains("pre/day/f2.csv")),
+        "{out}"
+    );
+    assert!(out.contains("4 checked"), "{out}");
+}
