@@ -124,7 +124,7 @@ pub fn human_age(ms: i64) -> String {
 }
 
 /// `s` with control characters escaped (`\n`, `\u{1b}`), the rest as written.
-fn printable(s: &str) -> String {
+pub fn printable(s: &str) -> String {
     if !s.chars().any(char::is_control) {
         return s.to_owned();
     }

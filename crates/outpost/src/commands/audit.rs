@@ -165,7 +165,11 @@ use compare::{Verdict, judge};
 
 /// The line for an object that is not identical.
 fn describe(d: &Delivered, v: &Verdict) -> Option<String> {
-    let at = format!("s3://{}/{}", d.bucket, printable(&d.key));
+    let at = format!(
+        "s3://{}/{}",
+        d.bucket,
+        outpost_ledger::render::printable(&d.key)
+    );
     let delivered = format_rfc3339(d.delivered_at);
     Some(match v {
         Verdict::Identical => return None,
@@ -189,7 +193,10 @@ fn describe(d: &Delivered, v: &Verdict) -> Option<String> {
             "NOT READABLE  {at}: HeadObject 403 {} (delivered {delivered})",
             code.as_deref().unwrap_or("Forbidden")
         ),
-        Verdict::Failed(e) => format!("FAILED        {at}: {}", printable(e)),
+        Verdict::Failed(e) => format!(
+            "FAILED        {at}: {}",
+            outpost_ledger::render::printable(e)
+        ),
     })
 }
 
@@ -213,20 +220,6 @@ impl Tally {
             Verdict::Failed(_) => self.failed += 1,
         }
     }
-}
-
-/// `s` with control characters escaped, so that a hostile key cannot drive the
-/// terminal.
-fn printable(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -23,6 +23,13 @@ use crate::rules::{in_progress, marker_target};
 use crate::spool::MarkerSeen;
 
 impl State {
+    /// Whether this is the first report of `batch` of `server` in this run (its
+    /// problems are said once).
+    fn first_report(&mut self, server: &str, batch: &str) -> bool {
+        self.reported
+            .insert((server.to_owned(), PathBuf::from(batch)))
+    }
+
     /// Handles the regular file `rel` of a server with batches if it belongs to a batch
     /// (a file in a folder, or a folder's marker): true when handled here.
     pub(super) fn consider_batch(&mut self, rule: &ServerRule, rel: &Path) -> bool {
@@ -71,10 +78,7 @@ impl State {
         let rec = match self.d.spool.batch_record(server, batch) {
             Ok(r) => r,
             Err(e) => {
-                if self
-                    .reported
-                    .insert((server.to_owned(), PathBuf::from(batch)))
-                {
+                if self.first_report(server, batch) {
                     tracing::error!(server, batch, error = %e, "cannot read the batch record; the batch's files stay in the spool");
                 }
                 return;
@@ -147,10 +151,7 @@ impl State {
                         rec
                     }
                     Err(e) => {
-                        if self
-                            .reported
-                            .insert((server.to_owned(), PathBuf::from(batch)))
-                        {
+                        if self.first_report(server, batch) {
                             tracing::error!(server, batch, error = %e, "cannot record the batch; its files stay in the spool");
                         }
                         return;
@@ -158,10 +159,7 @@ impl State {
                 }
             }
             Err(e) => {
-                if self
-                    .reported
-                    .insert((server.to_owned(), PathBuf::from(batch)))
-                {
+                if self.first_report(server, batch) {
                     tracing::error!(server, batch, error = %e, "cannot read the batch record; the batch's files stay in the spool");
                 }
                 return;
