@@ -260,6 +260,9 @@ impl Spool {
             .collect();
         let mut ids = std::collections::HashSet::new();
         let mut out = Vec::new();
+        // An unreadable record hides no other batch; it only keeps every facts folder
+        // (one of them may be its own).
+        let mut unreadable = false;
         for batch in recorded(&dir) {
             match read_record(&dir, &batch) {
                 Ok(Some(rec)) => {
@@ -272,10 +275,12 @@ impl Spool {
                 Err(e) => {
                     let path = self.batches_path(server).join(record_name(&batch));
                     tracing::error!(server, path = %path.display(), error = %e, "cannot read a batch record; its batch gets no manifest until it is repaired or removed");
-                    // Unreadable: keep every facts folder, it may be this one's.
-                    return out;
+                    unreadable = true;
                 }
             }
+        }
+        if unreadable {
+            return out;
         }
         for f in folders {
             if !f.to_str().is_some_and(|f| ids.contains(f)) {
