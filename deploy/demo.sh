@@ -47,6 +47,7 @@ PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print
 cat > "$WORK/outpost.yaml" <<YAML
 spool_dir: $WORK/spool
 listen: 127.0.0.1:$PORT
+state_dir: $WORK/state
 servers:
   acme:
     bucket: customer-data
