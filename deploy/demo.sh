@@ -95,6 +95,9 @@ for o in s3.list_objects_v2(Bucket="customer-data").get("Contents", []):
 print("incomplete multipart uploads:", len(s3.list_multipart_uploads(Bucket="customer-data").get("Uploads", [])))
 PY
 
+say "publisher: what the ledger says was delivered (outpost deliveries)"
+"$BIN" deliveries -c "$WORK/outpost.yaml"
+
 say "metrics (GET /metrics)"
 curl -s "http://127.0.0.1:$PORT/metrics" | grep -E '^outpost_(files_uploaded_total|bytes_uploaded_total|queue_files|files_failed_total\{reason="retries_exhausted"|upload_errors_total\{class="transient"|build_info)'
 
