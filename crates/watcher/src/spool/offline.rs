@@ -107,9 +107,23 @@ impl Spool {
                         .iter()
                         .map(|(r, n, _)| (r.clone(), n.clone()))
                         .collect();
+                    // Files of a recorded batch are claimed whole, without markers of
+                    // their own (manifest servers).
+                    let batches: HashSet<String> = open_batches(&root_fd, server)
+                        .map(|d| recorded(&d).into_iter().collect())
+                        .unwrap_or_default();
+                    let in_batch = |rel: &Path| {
+                        rel.components().next().is_some_and(|c| {
+                            c.as_os_str().to_str().is_some_and(|b| batches.contains(b))
+                        })
+                    };
                     for (rel, name, stat) in &files {
                         if crate::rules::marker_target(name.as_bytes(), suffix).is_some() {
                             continue; // a marker, not data
+                        }
+                        if in_batch(rel) {
+                            add(stat, &mut st);
+                            continue;
                         }
                         // The daemon's own rule, asked of the files seen here.
                         let sibling = |n: &OsStr| {
@@ -257,5 +271,25 @@ mod tests {
         assert_eq!(st.waiting_for_marker, 1);
         let st = Spool::status(root, "s", &outpost_config::Completion::Rename).expect("status");
         assert_eq!((st.pending_files, st.waiting_for_marker), (5, 0));
+    }
+
+    /// Under the marker rule, the files of a recorded batch are claimed whole, without
+    /// markers of their own: pending, not waiting for a marker.
+    #[test]
+    fn files_of_a_recorded_batch_do_not_wait_for_markers() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path();
+        let spool = Spool::open(root, "i1", &["s".into()]).expect("open");
+        std::fs::create_dir_all(root.join("s/b1")).expect("mkdir");
+        for f in ["s/b1/x.csv", "s/b1/y.csv", "s/b1.ready", "s/loose.csv"] {
+            std::fs::write(root.join(f), b"xy").expect("write");
+        }
+        let files = vec!["b1/x.csv".to_owned(), "b1/y.csv".to_owned()];
+        spool.record_batch("s", "b1", files, None).expect("record");
+        let marker = outpost_config::Completion::Marker {
+            suffix: ".ready".into(),
+        };
+        let st = Spool::status(root, "s", &marker).expect("status");
+        assert_eq!((st.pending_files, st.waiting_for_marker), (2, 1));
     }
 }
