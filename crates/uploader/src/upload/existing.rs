@@ -39,6 +39,11 @@ macro_rules! stored_checksums {
 }
 pub(crate) use stored_checksums;
 
+/// How often an object of our size without a token is looked at before it is judged a
+/// conflict, and the pause between looks.
+const TOKEN_LOOKS: u32 = 5;
+const TOKEN_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What a 412 means for this file.
 #[derive(Debug)]
 pub(super) enum Found {
@@ -46,6 +51,9 @@ pub(super) enum Found {
     Ours(Option<ObjectInfo>),
     /// Another object is there: a conflict.
     Conflict(Option<ObjectInfo>),
+    /// An object of our size without a token: perhaps ours with its metadata not visible
+    /// yet (moto makes an object visible before its metadata). Looked at again.
+    NoTokenYet(ObjectInfo),
     /// Nothing can be said now (the object went away, HeadObject failed): try again.
     Retry(UploadError),
 }
@@ -65,13 +73,7 @@ pub(super) fn decide(head: Result<Head, UploadError>, token: &str, size: u64) ->
         Ok(Head::Present(o)) if o.token.as_deref() == Some(token) && o.size == size => {
             Found::Ours(Some(o))
         }
-        Ok(Head::Present(o)) if o.token.is_none() && o.size == size => {
-            Found::Retry(UploadError::new(
-                ErrorClass::Transient,
-                "HeadObject",
-                "the object that answered 412 PreconditionFailed shows no outpost token yet; looking again",
-            ))
-        }
+        Ok(Head::Present(o)) if o.token.is_none() && o.size == size => Found::NoTokenYet(o),
         Ok(Head::Present(o)) => Found::Conflict(Some(o)),
         Ok(Head::NotReadable { .. }) => Found::Conflict(None),
         Ok(Head::Missing) => Found::Retry(UploadError::new(
@@ -158,15 +160,23 @@ impl Destination {
         token: &str,
         size: u64,
     ) -> Result<Option<ObjectInfo>, UploadError> {
-        let head = self.head(key).await;
-        match decide(head, token, size) {
-            Found::Ours(o) => {
-                tracing::info!(bucket = %self.server.bucket, key, "overwrite: never: the object at the key is this very file (an earlier attempt completed); counted as delivered");
-                Ok(o)
+        // An object of our size without a token may be ours with its metadata not
+        // visible yet: looked at a few more times, then judged a conflict (another
+        // tool's copy of the same bytes is not proof either).
+        for look in 1..=TOKEN_LOOKS {
+            let head = self.head(key).await;
+            match decide(head, token, size) {
+                Found::Ours(o) => {
+                    tracing::info!(bucket = %self.server.bucket, key, "overwrite: never: the object at the key is this very file (an earlier attempt completed); counted as delivered");
+                    return Ok(o);
+                }
+                Found::Conflict(o) => return Err(conflict(op, key, o)),
+                Found::NoTokenYet(_) if look < TOKEN_LOOKS => tokio::time::sleep(TOKEN_PAUSE).await,
+                Found::NoTokenYet(o) => return Err(conflict(op, key, Some(o))),
+                Found::Retry(e) => return Err(e),
             }
-            Found::Conflict(o) => Err(conflict(op, key, o)),
-            Found::Retry(e) => Err(e),
         }
+        Err(conflict(op, key, None))
     }
 }
 
@@ -222,9 +232,9 @@ mod tests {
             assert_eq!(format!("{got:?}"), format!("{want:?}"), "{what}");
         }
         // Our size without a token yet (a store showing the object before its
-        // metadata): looked at again, not judged.
+        // metadata): looked at again, not judged at once.
         let early = decide(Ok(Head::Present(object(None, 5))), "tok", 5);
-        assert!(matches!(early, Found::Retry(e) if e.class == ErrorClass::Transient));
+        assert!(matches!(early, Found::NoTokenYet(o) if o.size == 5));
         let gone = decide(Ok(Head::Missing), "tok", 5);
         assert!(matches!(gone, Found::Retry(e) if e.class == ErrorClass::Transient));
         let failed = UploadError::new(ErrorClass::Transient, "HeadObject", "timed out");
