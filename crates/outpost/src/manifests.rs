@@ -22,7 +22,8 @@ const EVERY: Duration = Duration::from_secs(30);
 /// Runs until `stop`: uploads the manifest of every complete batch of every server
 /// that has `manifest` set.
 pub async fn run(worker: Arc<Worker>, nudge: Arc<Notify>, stop: CancellationToken) {
-    // Batches whose manifest key holds another object (said once each at ERROR).
+    // Batches (server, record id) whose manifest key holds another object: said once
+    // each at ERROR — a later batch of the same name is said again.
     let mut conflicts = HashSet::new();
     loop {
         let servers: Vec<Destination> = worker
@@ -112,7 +113,7 @@ async fn upload(
         Err(e) if e.class == ErrorClass::Exists => {
             // overwrite: never and another object at the manifest's key (a batch folder
             // name used again): nothing is overwritten; said once, tried each round.
-            if conflicts.insert((server.to_owned(), batch.to_owned())) {
+            if conflicts.insert((server.to_owned(), state.id.clone())) {
                 tracing::error!(server, batch, key = %object_key, error = %e, "the batch's manifest cannot be written: another object holds its key (overwrite: never; batch folder names must not repeat). Remove that object, or the batch's record under .outpost/.batches/, to go on");
             }
             return;
