@@ -66,8 +66,9 @@ fn checksum_of(up: &Uploaded) -> (&'static str, String) {
 
 impl Worker {
     /// S3 acknowledged `job`'s file (`up`) on `attempt`, which took `took`. An error
-    /// (the facts its batch's manifest needs could not be kept) leaves the file claimed,
-    /// to be sent again: its manifest must never miss it.
+    /// (the facts its batch's manifest needs could not be kept) leaves the file claimed:
+    /// the worker tries this step again on the next attempt, without sending the file
+    /// again — its manifest must never miss it.
     pub(crate) async fn delivered(
         &self,
         dest: &Destination,

@@ -2,12 +2,12 @@
 //! success finishes it in the spool; a file that can never go is moved to `.failed/`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock, RwLock};
-use std::time::{Instant, SystemTime};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use outpost_ledger::Ledger;
 use outpost_scheduler::{History, Item, Outcome, Work};
-use outpost_uploader::{Destination, ErrorClass, Journal, UploadError, UploadOptions};
+use outpost_uploader::{Destination, ErrorClass, Journal, UploadError, UploadOptions, Uploaded};
 use outpost_watcher::{Claim, FailReason, Spool};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -29,6 +29,9 @@ pub struct Job {
 struct JobState {
     /// When its first attempt of this run started (the ledger's `first_attempt`).
     first_attempt: OnceLock<SystemTime>,
+    /// S3 acknowledged the file but what follows (its batch's facts) could not be done:
+    /// the next attempt takes up from there instead of sending the file again.
+    acked: Mutex<Option<(Uploaded, Duration)>>,
 }
 
 impl Job {
@@ -167,6 +170,29 @@ impl Worker {
     }
 }
 
+impl Worker {
+    /// What follows S3's acknowledgement of `up`; when it cannot be done (its batch's
+    /// facts), the file stays claimed and the next attempt takes up from here — the
+    /// file is not sent again.
+    async fn after_ack(
+        &self,
+        dest: &Destination,
+        job: &Job,
+        up: Uploaded,
+        attempt: u32,
+        took: Duration,
+    ) -> Outcome {
+        match self.delivered(dest, job, &up, attempt, took).await {
+            Ok(()) => Outcome::Done,
+            Err(why) => {
+                tracing::error!(server = %job.claim.server, rel = %job.claim.rel, error = %why, "delivered, but what follows failed; the file stays claimed and this step is tried again");
+                *job.state.acked.lock().unwrap_or_else(|e| e.into_inner()) = Some((up, took));
+                Outcome::Retry(why)
+            }
+        }
+    }
+}
+
 impl Work<Job> for Worker {
     async fn attempt(
         &self,
@@ -180,6 +206,15 @@ impl Work<Job> for Worker {
             return Outcome::Retry(format!("server {server} has no destination"));
         };
         job.first_attempt();
+        let acked = job
+            .state
+            .acked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some((up, took)) = acked {
+            return self.after_ack(&dest, job, up, attempt, took).await;
+        }
         let key = dest.server.key_for(&claim.rel);
         let journal = ClaimJournal {
             spool: &self.spool,
@@ -226,18 +261,10 @@ impl Work<Job> for Worker {
             token: None,
         };
         match dest.upload(file, &claim.rel, &journal, &opts, &stop).await {
-            Ok(up) => match self
-                .delivered(&dest, job, &up, attempt, started.elapsed())
-                .await
-            {
-                Ok(()) => Outcome::Done,
-                Err(why) => {
-                    // Sent, but its batch's manifest could not learn of it: sent again
-                    // (create-only counts its own object as delivered).
-                    tracing::error!(server, rel = %claim.rel, error = %why, "delivered, but kept claimed to be sent again");
-                    Outcome::Retry(why)
-                }
-            },
+            Ok(up) => {
+                self.after_ack(&dest, job, up, attempt, started.elapsed())
+                    .await
+            }
             Err(e) => {
                 let next = match e.class {
                     ErrorClass::Interrupted => Next::Resume,
