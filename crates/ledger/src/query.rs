@@ -134,12 +134,35 @@ const DELIVERED_COLUMNS: &str = "server, bucket, key, size, checksum_algorithm, 
     store_checksum, etag, version_id, relative_path, dropped_at, first_attempt, delivered_at, \
     attempts, duration_ms, mode, outcome, instance, seq, batch";
 
+/// The rows of one table that `filter` selects, newest first: the one query every kind
+/// of row goes through (`columns` of `table`, timed by `time`, `index` when one must be
+/// named), each turned into a [`Row`] by `map`.
+#[allow(clippy::too_many_arguments)] // reason: one query shape, said once; each argument is a part of it
+fn select(
+    conn: &Connection,
+    filter: &Filter,
+    since: Option<UnixMillis>,
+    table: &str,
+    columns: &str,
+    time: &str,
+    index: Option<&str>,
+    map: impl FnMut(&SqlRow<'_>) -> rusqlite::Result<Row>,
+) -> rusqlite::Result<Vec<Row>> {
+    let w = Where::new(filter, time, since);
+    let sql = format!(
+        "SELECT {columns} {}",
+        w.tail(table, index, time, filter.limit)
+    );
+    let mut st = conn.prepare(&sql)?;
+    let rows = st.query_map(rusqlite::params_from_iter(&w.params), map)?;
+    rows.collect()
+}
+
 fn delivered(
     conn: &Connection,
     filter: &Filter,
     since: Option<UnixMillis>,
 ) -> rusqlite::Result<Vec<Row>> {
-    let w = Where::new(filter, "delivered_at", since);
     // A key prefix is usually narrow (one customer's folder): its range decides, and
     // the few rows are sorted. Otherwise SQLite picks the time index that fits.
     let index = filter
@@ -147,15 +170,16 @@ fn delivered(
         .as_ref()
         .filter(|p| !p.is_empty())
         .map(|_| "delivered_key");
-    let sql = format!(
-        "SELECT {DELIVERED_COLUMNS} {}",
-        w.tail("delivered", index, "delivered_at", filter.limit)
-    );
-    let mut st = conn.prepare(&sql)?;
-    let rows = st.query_map(rusqlite::params_from_iter(&w.params), |r| {
-        delivered_row(r).map(Row::Delivered)
-    })?;
-    rows.collect()
+    select(
+        conn,
+        filter,
+        since,
+        "delivered",
+        DELIVERED_COLUMNS,
+        "delivered_at",
+        index,
+        |r| delivered_row(r).map(Row::Delivered),
+    )
 }
 
 fn delivered_row(r: &SqlRow<'_>) -> rusqlite::Result<Delivered> {
@@ -197,13 +221,8 @@ fn failed(
     filter: &Filter,
     since: Option<UnixMillis>,
 ) -> rusqlite::Result<Vec<Row>> {
-    let w = Where::new(filter, "at", since);
-    let sql = format!(
-        "SELECT server, bucket, key, relative_path, reason, record_path, at, attempts, instance {}",
-        w.tail("failed", None, "at", filter.limit)
-    );
-    let mut st = conn.prepare(&sql)?;
-    let rows = st.query_map(rusqlite::params_from_iter(&w.params), |r| {
+    let columns = "server, bucket, key, relative_path, reason, record_path, at, attempts, instance";
+    select(conn, filter, since, "failed", columns, "at", None, |r| {
         Ok(Row::Failed(Failed {
             server: r.get(0)?,
             bucket: r.get(1)?,
@@ -215,8 +234,7 @@ fn failed(
             attempts: r.get(7)?,
             instance: r.get(8)?,
         }))
-    })?;
-    rows.collect()
+    })
 }
 
 fn requeued(
@@ -224,20 +242,14 @@ fn requeued(
     filter: &Filter,
     since: Option<UnixMillis>,
 ) -> rusqlite::Result<Vec<Row>> {
-    let w = Where::new(filter, "at", since);
-    let sql = format!(
-        "SELECT server, relative_path, at {}",
-        w.tail("requeued", None, "at", filter.limit)
-    );
-    let mut st = conn.prepare(&sql)?;
-    let rows = st.query_map(rusqlite::params_from_iter(&w.params), |r| {
+    let columns = "server, relative_path, at";
+    select(conn, filter, since, "requeued", columns, "at", None, |r| {
         Ok(Row::Requeued(Requeued {
             server: r.get(0)?,
             relative_path: r.get(1)?,
             at: r.get(2)?,
         }))
-    })?;
-    rows.collect()
+    })
 }
 
 #[cfg(test)]
