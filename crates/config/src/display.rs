@@ -182,3 +182,43 @@ impl Display for Timeouts {
         )
     }
 }
+
+/// `webhook: { url: https://host/…, secret_file: … }`, `sqs: { queue_url: … }` or
+/// `sns: { topic_arn: … }`, after `name: …`. A webhook URL's path and query are not
+/// shown: hook URLs often carry a token.
+impl Display for crate::Target {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        use crate::TargetKind;
+        write!(f, "{{ name: {}, ", Scalar(&self.name))?;
+        match &self.kind {
+            TargetKind::Webhook { url, secret_file } => {
+                let (scheme, rest) = url.split_once("://").unwrap_or(("https", url));
+                let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+                let host = host.rsplit('@').next().unwrap_or_default();
+                write!(
+                    f,
+                    "webhook: {{ url: {}, secret_file: {} }}",
+                    Scalar(&format!("{scheme}://{host}/…")),
+                    Scalar(&secret_file.to_string_lossy())
+                )?;
+            }
+            TargetKind::Sqs {
+                queue_url, region, ..
+            } => write!(
+                f,
+                "sqs: {{ queue_url: {}, region: {} }}",
+                Scalar(queue_url),
+                Scalar(region)
+            )?,
+            TargetKind::Sns {
+                topic_arn, region, ..
+            } => write!(
+                f,
+                "sns: {{ topic_arn: {}, region: {} }}",
+                Scalar(topic_arn),
+                Scalar(region)
+            )?,
+        }
+        f.write_str(" }")
+    }
+}

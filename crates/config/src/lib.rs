@@ -14,6 +14,7 @@ mod display;
 mod glob;
 mod keys;
 mod locate;
+mod notify;
 mod raw;
 mod resolve;
 mod server;
@@ -27,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use glob::{Glob, Globs, glob_match};
+pub use notify::{Target, TargetKind};
 pub use settings::{
     AfterUpload, Checksum, Completion, Credentials, Manifest, ManifestFormat, Multipart, Overwrite,
     Retry, Sse, Timeouts,
@@ -160,6 +162,8 @@ pub struct Server {
     pub retry: Retry,
     /// Request timeouts.
     pub timeouts: Timeouts,
+    /// Where delivery notifications go (empty: none).
+    pub notify: Vec<Target>,
 }
 
 impl Server {

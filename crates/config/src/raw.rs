@@ -191,8 +191,61 @@ section!(by_key "server", "a server must be a mapping of server keys",
         retry: RawRetry,
         /// Merged key by key with `defaults`.
         timeouts: RawTimeouts,
+        /// Delivery notifications: a list of targets, taken whole (a server's list
+        /// replaces the one in `defaults`; `notify: []` turns them off).
+        notify: Vec<RawTarget>,
     }
 );
+
+section!(whole "notify target", "each `notify` entry must be a mapping with one of `webhook`, `sqs` or `sns`",
+    /// One entry of `notify`: exactly one of its kinds, and an optional name.
+    struct RawTarget {
+        /// Its label in metrics and `status` (default: its kind).
+        name: String,
+        /// An HTTP(S) POST, signed.
+        webhook: RawWebhook,
+        /// An SQS SendMessage.
+        sqs: RawQueue,
+        /// An SNS Publish.
+        sns: RawTopic,
+    }
+);
+
+section!(whole "webhook", "`webhook` must be a mapping with `url` and `secret_file`",
+    /// `webhook`.
+    struct RawWebhook {
+        /// `https://…` (or `http://…`).
+        url: String,
+        /// The HMAC key's file (mode 0600 or stricter); read by the notifier, never here.
+        secret_file: PathBuf,
+    }
+);
+
+section!(whole "sqs", "`sqs` must be a mapping with `queue_url`",
+    /// `sqs`.
+    struct RawQueue {
+        /// The queue's URL.
+        queue_url: String,
+        /// Its region (default: from the URL, else the server's).
+        region: String,
+        /// Custom endpoint (tests, VPC endpoints).
+        endpoint: String,
+    }
+);
+
+section!(whole "sns", "`sns` must be a mapping with `topic_arn`",
+    /// `sns`.
+    struct RawTopic {
+        /// The topic's ARN.
+        topic_arn: String,
+        /// Its region (default: from the ARN).
+        region: String,
+        /// Custom endpoint (tests, VPC endpoints).
+        endpoint: String,
+    }
+);
+
+crate::keys::whole!(Vec<RawTarget>);
 
 section!(whole "credentials", "`credentials` must be a mapping with `mode: ...`",
     /// `credentials`: all keys of all modes; which belong to which mode is checked when

@@ -118,6 +118,7 @@ pub(crate) fn resolve(name: &str, s: RawServer) -> Result<Server, Invalid> {
         );
     }
     let manifest = manifest(s.manifest, s.manifest_name, &completion)?;
+    let notify = crate::notify::targets(s.notify.unwrap_or_default(), &region)?;
     Ok(Server {
         name: name.to_owned(),
         bucket,
@@ -150,6 +151,7 @@ pub(crate) fn resolve(name: &str, s: RawServer) -> Result<Server, Invalid> {
         multipart,
         retry,
         timeouts,
+        notify,
     })
 }
 

@@ -14,6 +14,7 @@
 //! the table and JSON lines.
 
 mod error;
+mod outbox;
 mod query;
 pub mod render;
 mod row;
@@ -33,6 +34,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::oneshot;
 
 pub use error::LedgerError;
+pub use outbox::{Backlog, Notice, OutboxReader, Pending, Update};
 pub use query::{Filter, query, query_at};
 pub use row::{
     Delivered, Failed, Mode, Outcome, Requeued, Row, UnixMillis, format_rfc3339, now_millis,
@@ -125,8 +127,15 @@ impl Ledger {
     /// committed, or at once with [`LedgerError::QueueFull`] / [`LedgerError::WriterGone`]
     /// (the row is then counted in [`Ledger::dropped`]).
     pub fn record(&self, row: impl Into<Row>) -> Ack {
+        self.record_with(row, Vec::new())
+    }
+
+    /// [`Ledger::record`], with the notifications of a delivery written in the same
+    /// transaction (none when the row is a re-upload of a claim already recorded: its
+    /// notifications were written with the first row).
+    pub fn record_with(&self, row: impl Into<Row>, notices: Vec<Notice>) -> Ack {
         let (reply, ack) = oneshot::channel();
-        match self.send(Msg::Row(Box::new(row.into()), reply)) {
+        match self.send(Msg::Row(Box::new((row.into(), notices)), reply)) {
             Ok(()) => {
                 if self.shared.dropping.load(Ordering::Relaxed)
                     && self.shared.dropping.swap(false, Ordering::Relaxed)
@@ -145,7 +154,7 @@ impl Ledger {
         }
     }
 
-    fn send(&self, msg: Msg) -> Result<(), LedgerError> {
+    pub(crate) fn send(&self, msg: Msg) -> Result<(), LedgerError> {
         let queue = self.queue.as_ref().ok_or(LedgerError::WriterGone)?;
         queue.try_send(msg).map_err(|e| match e {
             TrySendError::Full(_) => LedgerError::QueueFull,
@@ -223,11 +232,11 @@ enum AckState {
 }
 
 impl Ack {
-    fn ready(r: Result<(), LedgerError>) -> Ack {
+    pub(crate) fn ready(r: Result<(), LedgerError>) -> Ack {
         Ack(AckState::Ready(Some(r)))
     }
 
-    fn waiting(rx: oneshot::Receiver<Result<(), LedgerError>>) -> Ack {
+    pub(crate) fn waiting(rx: oneshot::Receiver<Result<(), LedgerError>>) -> Ack {
         Ack(AckState::Waiting(rx))
     }
 

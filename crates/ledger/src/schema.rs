@@ -80,6 +80,23 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX requeued_time ON requeued (at);
     ",
+    // 2: the notification outbox (`outbox.rs`): one row per delivery and target until
+    // it is sent. `next_at` is when it is due; `created_at` the delivery's time.
+    "
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        server TEXT NOT NULL,
+        target TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_at INTEGER NOT NULL,
+        last_error TEXT
+    );
+    CREATE INDEX outbox_due ON outbox (next_at);
+    CREATE INDEX outbox_created ON outbox (created_at);
+    CREATE INDEX outbox_target ON outbox (server, target);
+    ",
 ];
 
 /// How long a statement waits for another connection's lock before failing (a reader's

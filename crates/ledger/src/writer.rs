@@ -17,6 +17,7 @@ use rusqlite::{Connection, Statement, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
 use crate::LedgerError;
+use crate::outbox::{Notice, OutboxStatements, Update};
 use crate::row::{Delivered, Failed, Outcome, Requeued, Row, UnixMillis, now_millis};
 
 /// Answers one message.
@@ -30,8 +31,10 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// What the writer is asked to do.
 pub(crate) enum Msg {
-    /// Store a row (boxed: the queue's slots stay small).
-    Row(Box<Row>, Reply),
+    /// Store a row and its notifications (boxed: the queue's slots stay small).
+    Row(Box<(Row, Vec<Notice>)>, Reply),
+    /// The results of sending notifications.
+    Outbox(Vec<Update>, Reply),
     /// Delete rows older than `cutoff`, answering once all are gone.
     Prune(UnixMillis, Reply),
     /// Answer once everything queued before is committed (or failed).
@@ -64,10 +67,11 @@ struct Prune {
 }
 
 /// Each table and its time column.
-const TABLES: [(&str, &str); 3] = [
+const TABLES: [(&str, &str); 4] = [
     ("delivered", "delivered_at"),
     ("failed", "at"),
     ("requeued", "at"),
+    ("outbox", "created_at"),
 ];
 
 pub(crate) struct Writer {
@@ -145,11 +149,12 @@ impl Writer {
 
     /// Stores the rows of `batch` in one transaction, then answers every message.
     fn handle(&mut self, batch: Vec<Msg>) {
-        let mut rows: Vec<(Box<Row>, Reply)> = Vec::with_capacity(batch.len());
+        let mut rows: Vec<(Message, Reply)> = Vec::with_capacity(batch.len());
         let mut syncs = Vec::new();
         for m in batch {
             match m {
-                Msg::Row(row, reply) => rows.push((row, reply)),
+                Msg::Row(row, reply) => rows.push((Message::Row(row), reply)),
+                Msg::Outbox(updates, reply) => rows.push((Message::Outbox(updates), reply)),
                 Msg::Prune(cutoff, reply) => self.prunes.push_back(Prune {
                     cutoff,
                     table: 0,
@@ -270,23 +275,35 @@ impl Writer {
 /// could not begin or commit), else each row's own result.
 fn write(
     conn: &mut Connection,
-    rows: &[(Box<Row>, Reply)],
+    rows: &[(Message, Reply)],
 ) -> rusqlite::Result<Vec<Result<(), Arc<rusqlite::Error>>>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(rows.len());
     {
         let mut st = Statements::prepare(&tx)?;
-        for (row, _) in rows {
-            let r = match &**row {
-                Row::Delivered(d) => st.delivered(d),
-                Row::Failed(f) => st.failed(f),
-                Row::Requeued(r) => st.requeued(r),
+        let mut outbox = OutboxStatements::prepare(&tx)?;
+        for (m, _) in rows {
+            let r = match m {
+                Message::Row(row) => match &**row {
+                    (Row::Delivered(d), notices) => st.delivered(d, notices, &mut outbox),
+                    (Row::Failed(f), _) => st.failed(f),
+                    (Row::Requeued(r), _) => st.requeued(r),
+                },
+                Message::Outbox(updates) => updates.iter().try_for_each(|u| outbox.update(u)),
             };
             results.push(r.map_err(Arc::new));
         }
     }
     tx.commit()?;
     Ok(results)
+}
+
+/// What one transaction stores for one message.
+enum Message {
+    /// A row and its notifications.
+    Row(Box<(Row, Vec<Notice>)>),
+    /// Results of sending notifications.
+    Outbox(Vec<Update>),
 }
 
 /// The statements of one transaction (prepared once per batch).
@@ -327,7 +344,14 @@ impl<'c> Statements<'c> {
         })
     }
 
-    fn delivered(&mut self, d: &Delivered) -> rusqlite::Result<()> {
+    /// A delivery and its notifications; a re-upload of a claim already recorded
+    /// (`already_present`) adds none: the first row's are there.
+    fn delivered(
+        &mut self,
+        d: &Delivered,
+        notices: &[Notice],
+        outbox: &mut OutboxStatements<'_>,
+    ) -> rusqlite::Result<()> {
         let size = i64::try_from(d.size).unwrap_or(i64::MAX);
         let seq = i64::try_from(d.seq).unwrap_or(i64::MAX);
         let outcome = if d.outcome == Outcome::Written
@@ -361,6 +385,9 @@ impl<'c> Statements<'c> {
             seq,
             d.batch,
         ])?;
+        if !(d.outcome == Outcome::Written && outcome == Outcome::AlreadyPresent) {
+            outbox.insert(&d.server, d.delivered_at, notices)?;
+        }
         Ok(())
     }
 

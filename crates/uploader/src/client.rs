@@ -163,32 +163,27 @@ fn session_name() -> String {
 }
 
 fn read_secret(path: &std::path::Path) -> Result<String, UploadError> {
+    read_secret_file(path, "secret_access_key_file")
+}
+
+/// Reads a secret from `path` (the key `what` names it in messages): refused when
+/// readable by group or others, unreadable or empty; trimmed.
+pub fn read_secret_file(path: &std::path::Path, what: &str) -> Result<String, UploadError> {
     let refuse = |m: String| UploadError::new(ErrorClass::Refused, "credentials", m);
-    let md = std::fs::metadata(path).map_err(|e| {
-        refuse(format!(
-            "cannot read secret_access_key_file {}: {e}",
-            path.display()
-        ))
-    })?;
+    let md = std::fs::metadata(path)
+        .map_err(|e| refuse(format!("cannot read {what} {}: {e}", path.display())))?;
     if md.permissions().mode() & 0o077 != 0 {
         return Err(refuse(format!(
-            "secret_access_key_file {} is readable by group or others (mode {:o}); refusing it: chmod 600",
+            "{what} {} is readable by group or others (mode {:o}); refusing it: chmod 600",
             path.display(),
             md.permissions().mode() & 0o777
         )));
     }
-    let s = std::fs::read_to_string(path).map_err(|e| {
-        refuse(format!(
-            "cannot read secret_access_key_file {}: {e}",
-            path.display()
-        ))
-    })?;
+    let s = std::fs::read_to_string(path)
+        .map_err(|e| refuse(format!("cannot read {what} {}: {e}", path.display())))?;
     let s = s.trim().to_owned();
     if s.is_empty() {
-        return Err(refuse(format!(
-            "secret_access_key_file {} is empty",
-            path.display()
-        )));
+        return Err(refuse(format!("{what} {} is empty", path.display())));
     }
     Ok(s)
 }
@@ -212,6 +207,12 @@ async fn build_client(
         b = b.endpoint_url(ep.clone());
     }
     Ok((aws_sdk_s3::Client::from_conf(b.build()), stamp))
+}
+
+/// The SDK configuration of `server`'s identity (its assumed role, if any), for other
+/// AWS clients acting for it (notification queues and topics).
+pub async fn server_sdk_config(server: &Server) -> Result<aws_config::SdkConfig, UploadError> {
+    Ok(sdk_config(server).await?.0)
 }
 
 /// A client for ad-hoc probes (same settings as uploads).

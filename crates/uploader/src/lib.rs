@@ -21,7 +21,10 @@ pub use buffers::{
     set_budget as set_buffer_budget,
 };
 pub use checksum::PartChecksum;
-pub use client::{Destination, caller_account, check_secret_file, probe_client};
+pub use client::{
+    Destination, caller_account, check_secret_file, probe_client, read_secret_file,
+    server_sdk_config,
+};
 pub use error::{Cause, ErrorClass, UploadError};
 pub use facts::{
     Head, Measured, ObjectInfo, StoredChecksum, UploadMode, UploadOptions, Uploaded, WriteOutcome,

@@ -1,0 +1,193 @@
+//! `notify`: the delivery-notification targets of a server, resolved from the raw list
+//! (exactly one kind per entry, names unique within the server, URLs and ARNs well
+//! formed). The settings types live here too; sending is the `outpost-notify` crate's.
+//! A reader adds a kind of target here and in `raw.rs`.
+
+use std::path::PathBuf;
+
+use crate::raw::RawTarget;
+use crate::server::Invalid;
+
+/// One place a server's delivery notifications go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Label in metrics, logs and `status`: unique within the server.
+    pub name: String,
+    /// Where and how.
+    pub kind: TargetKind,
+}
+
+/// The kinds of notification target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetKind {
+    /// A POST of the event, signed with HMAC-SHA256 under the file's secret.
+    Webhook {
+        /// `https://…` or `http://…`.
+        url: String,
+        /// The HMAC key; read when the notifier starts and on SIGHUP, never printed.
+        secret_file: PathBuf,
+    },
+    /// SQS SendMessage with the server's credentials.
+    Sqs {
+        /// The queue's URL.
+        queue_url: String,
+        /// The queue's region: written, from the URL, or the server's.
+        region: String,
+        /// Custom endpoint.
+        endpoint: Option<String>,
+    },
+    /// SNS Publish with the server's credentials.
+    Sns {
+        /// The topic's ARN.
+        topic_arn: String,
+        /// The topic's region: written, or from the ARN.
+        region: String,
+        /// Custom endpoint.
+        endpoint: Option<String>,
+    },
+}
+
+impl TargetKind {
+    /// `webhook`, `sqs` or `sns`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TargetKind::Webhook { .. } => "webhook",
+            TargetKind::Sqs { .. } => "sqs",
+            TargetKind::Sns { .. } => "sns",
+        }
+    }
+}
+
+/// Refuses entry `i` of `notify` for `reason`.
+fn bad<T>(i: usize, reason: impl std::fmt::Display) -> Result<T, Invalid> {
+    Err((vec!["notify"], format!("notify entry {}: {reason}", i + 1)))
+}
+
+/// The targets of `raw` (a server's, over `defaults`), checked; `region` is the server's.
+pub(crate) fn targets(raw: Vec<RawTarget>, region: &str) -> Result<Vec<Target>, Invalid> {
+    let mut out: Vec<Target> = Vec::with_capacity(raw.len());
+    for (i, t) in raw.into_iter().enumerate() {
+        let kind = match (t.webhook, t.sqs, t.sns) {
+            (Some(w), None, None) => {
+                let Some(url) = w.url else {
+                    return bad(i, "`webhook` needs `url`");
+                };
+                if !(url.starts_with("https://") || url.starts_with("http://"))
+                    || url.len() <= "https://".len()
+                {
+                    return bad(
+                        i,
+                        format!("webhook url {url:?} must start with https:// (or http://)"),
+                    );
+                }
+                let Some(secret_file) = w.secret_file else {
+                    return bad(
+                        i,
+                        "`webhook` needs `secret_file` (a file, mode 0600, holding the HMAC key the receiver checks signatures with)",
+                    );
+                };
+                if !secret_file.is_absolute() {
+                    return bad(i, "webhook secret_file must be an absolute path");
+                }
+                TargetKind::Webhook { url, secret_file }
+            }
+            (None, Some(q), None) => {
+                let Some(queue_url) = q.queue_url else {
+                    return bad(i, "`sqs` needs `queue_url`");
+                };
+                if !(queue_url.starts_with("https://") || queue_url.starts_with("http://")) {
+                    return bad(
+                        i,
+                        format!(
+                            "sqs queue_url {queue_url:?} must be the queue's URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)"
+                        ),
+                    );
+                }
+                let region = q
+                    .region
+                    .or_else(|| region_of_queue(&queue_url))
+                    .unwrap_or_else(|| region.to_owned());
+                TargetKind::Sqs {
+                    queue_url,
+                    region,
+                    endpoint: q.endpoint,
+                }
+            }
+            (None, None, Some(s)) => {
+                let Some(topic_arn) = s.topic_arn else {
+                    return bad(i, "`sns` needs `topic_arn`");
+                };
+                let parts: Vec<&str> = topic_arn.split(':').collect();
+                if parts.len() != 6 || parts[0] != "arn" || parts[2] != "sns" || parts[5].is_empty()
+                {
+                    return bad(
+                        i,
+                        format!(
+                            "sns topic_arn {topic_arn:?} must be a topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"
+                        ),
+                    );
+                }
+                let region = s.region.unwrap_or_else(|| parts[3].to_owned()).to_owned();
+                TargetKind::Sns {
+                    topic_arn,
+                    region,
+                    endpoint: s.endpoint,
+                }
+            }
+            (None, None, None) => return bad(i, "needs one of `webhook`, `sqs` or `sns`"),
+            _ => {
+                return bad(
+                    i,
+                    "has more than one of `webhook`, `sqs` and `sns`; write one entry per target",
+                );
+            }
+        };
+        let name = t.name.unwrap_or_else(|| kind.as_str().to_owned());
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        {
+            return bad(
+                i,
+                format!("name {name:?} must be letters, digits, '_', '.' or '-'"),
+            );
+        }
+        if out.iter().any(|o| o.name == name) {
+            return bad(
+                i,
+                format!("a second target named {name:?}: give each target of one kind a `name`"),
+            );
+        }
+        out.push(Target { name, kind });
+    }
+    Ok(out)
+}
+
+/// The region in an AWS queue URL (`https://sqs.eu-west-1.amazonaws.com/…`).
+fn region_of_queue(url: &str) -> Option<String> {
+    let host = url.split("://").nth(1)?.split('/').next()?;
+    let mut labels = host.split('.');
+    (labels.next()? == "sqs")
+        .then(|| labels.next())
+        .flatten()
+        .filter(|r| !r.is_empty() && host.ends_with(".amazonaws.com"))
+        .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::region_of_queue;
+
+    #[test]
+    fn a_queue_url_names_its_region() {
+        assert_eq!(
+            region_of_queue("https://sqs.eu-west-1.amazonaws.com/123456789012/q").as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            region_of_queue("http://127.0.0.1:4566/123456789012/q"),
+            None
+        );
+    }
+}
