@@ -129,6 +129,14 @@ fn spool_exit(e: &SpoolError) -> u8 {
     }
 }
 
+/// The servers as the notifier sees them.
+pub(crate) fn notify_servers(cfg: &Config) -> outpost_notify::Servers {
+    cfg.servers
+        .iter()
+        .map(|(n, s)| (n.clone(), Arc::new(s.clone())))
+        .collect()
+}
+
 /// The delivery ledger in `state_dir`, with its retention. A ledger that cannot be
 /// opened is logged and done without: deliveries never wait for it.
 fn open_ledger(cfg: &Config) -> Option<Arc<Ledger>> {
@@ -193,6 +201,7 @@ impl Daemon {
         };
         let ledger = open_ledger(&cfg);
         let manifests = Arc::new(Notify::new());
+        let notifier = outpost_notify::Notifier::new(notify_servers(&cfg), metrics.notify.clone());
         let worker = Arc::new(Worker {
             spool: spool.clone(),
             dests: RwLock::new(dests),
@@ -200,6 +209,7 @@ impl Daemon {
             ledger: ledger.clone(),
             instance: instance.clone(),
             manifests: manifests.clone(),
+            notifier: notifier.clone(),
         });
         let tasks = TaskTracker::new();
         let scheduler =
@@ -289,6 +299,14 @@ impl Daemon {
             manifests,
             background.clone(),
         ));
+        if let Some(l) = &ledger {
+            tasks.spawn(outpost_notify::run(
+                notifier,
+                l.clone(),
+                l.path().to_owned(),
+                background.clone(),
+            ));
+        }
         tasks.spawn(crate::background::lease(
             spool.clone(),
             cfg.lease_ttl,

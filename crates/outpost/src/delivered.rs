@@ -153,8 +153,14 @@ impl Worker {
                 batch,
             };
             // Committed before the spool forgets the file, so a kill -9 cannot leave a
-            // delivery without its row; a slow or broken ledger only costs the wait.
-            let _ = tokio::time::timeout(LEDGER_WAIT, ledger.record(row)).await;
+            // delivery without its row (nor its notifications, written with it); a slow
+            // or broken ledger only costs the wait.
+            let notices = outpost_notify::notices(&dest.server, &row, None);
+            let notify = !notices.is_empty();
+            let _ = tokio::time::timeout(LEDGER_WAIT, ledger.record_with(row, notices)).await;
+            if notify {
+                self.notifier.nudge();
+            }
         } else {
             // No ledger this run (it could not be opened): the row is lost, and counted.
             self.events.metrics.ledger_dropped.inc();

@@ -150,7 +150,19 @@ async fn upload(
             seq: 0,
             batch: Some(batch.to_owned()),
         };
-        let _ = tokio::time::timeout(Duration::from_secs(2), ledger.record(row)).await;
+        // The batch's notification goes with its manifest's row.
+        let done = outpost_notify::BatchDone {
+            name: batch.to_owned(),
+            files: facts.len() as u64,
+            bytes: facts.iter().map(|f| f.size).sum(),
+        };
+        let notices = outpost_notify::notices(s, &row, Some(&done));
+        let notify = !notices.is_empty();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(2), ledger.record_with(row, notices)).await;
+        if notify {
+            worker.notifier.nudge();
+        }
     }
     let (spool, sv, b, id) = (
         worker.spool.clone(),

@@ -68,6 +68,8 @@ pub struct Metrics {
     /// `outpost_ledger_dropped_total`: ledger rows never queued (queue full, writer gone,
     /// or no ledger this run). Moved by the ledger's own count and by the worker.
     pub ledger_dropped: IntCounter,
+    /// The notification series (`server`, `target`).
+    pub notify: outpost_notify::Metrics,
     /// One sweep per vector with a `server` label.
     sweeps: Arc<Vec<Sweep>>,
     /// Servers removed by a reload (and not added again): their series are dropped
@@ -140,7 +142,40 @@ impl Metrics {
             "outpost_ledger_dropped_total",
             "Delivery-ledger rows never queued (queue full or writer gone).",
         )?;
+        let target_gauge = |name: &str, help: &str| -> prometheus::Result<GaugeVec> {
+            let g = GaugeVec::new(Opts::new(name, help), &["server", "target"])?;
+            registry.register(Box::new(g.clone()))?;
+            sweeps.borrow_mut().push(sweeper(g.clone()));
+            Ok(g)
+        };
+        let pending = IntGaugeVec::new(
+            Opts::new(
+                "outpost_notifications_pending",
+                "Delivery notifications waiting in the outbox, per target.",
+            ),
+            &["server", "target"],
+        )?;
+        registry.register(Box::new(pending.clone()))?;
+        sweeps.borrow_mut().push(sweeper(pending.clone()));
+        let notify = outpost_notify::Metrics {
+            sent: counter(
+                "outpost_notifications_sent_total",
+                "Delivery notifications a target accepted.",
+                &["server", "target"],
+            )?,
+            failed: counter(
+                "outpost_notification_failures_total",
+                "Attempts to send a delivery notification that failed (each is retried).",
+                &["server", "target"],
+            )?,
+            pending,
+            oldest_age: target_gauge(
+                "outpost_notification_oldest_pending_age_seconds",
+                "Age of the oldest delivery notification not yet sent, from its delivery.",
+            )?,
+        };
         let mut metrics = Metrics {
+            notify,
             ledger_errors,
             ledger_dropped,
             files_uploaded: counter(

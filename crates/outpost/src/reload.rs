@@ -169,6 +169,9 @@ impl Daemon {
         for name in added.iter().chain(changed.iter()) {
             let _ = self.scheduler.send(configure(&new.servers[name])).await;
         }
+        self.worker
+            .notifier
+            .set_servers(crate::daemon::notify_servers(&new));
         for name in &removed {
             let _ = self
                 .scheduler

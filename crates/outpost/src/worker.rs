@@ -145,6 +145,8 @@ pub struct Worker {
     pub events: Events,
     /// The delivery ledger; `None` when it could not be opened (deliveries go on).
     pub ledger: Option<Arc<Ledger>>,
+    /// Delivery notifications: nudged when a delivery's are recorded.
+    pub notifier: Arc<outpost_notify::Notifier>,
     /// This daemon's instance name (ledger rows).
     pub instance: String,
     /// Wakes the manifest loop when a delivery completed a batch.

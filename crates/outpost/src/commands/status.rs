@@ -15,6 +15,7 @@ pub fn status(path: &Path, json: bool) -> u8 {
         Err(code) => return code,
     };
     let live = Spool::read_live(&cfg.spool_dir);
+    let backlog = notification_backlog(&cfg);
     let mut rows = Vec::new();
     for s in cfg.servers.keys() {
         match Spool::status(&cfg.spool_dir, s, &cfg.servers[s].completion) {
@@ -42,6 +43,12 @@ pub fn status(path: &Path, json: bool) -> u8 {
                     "blocked_reason": live.blocked.get(s),
                     "held_reason": live.held.get(s),
                     "daemon_running": live.running,
+                    "notifications_waiting": backlog.iter().filter(|b| &b.server == s).map(|b| serde_json::json!({
+                        "target": b.target,
+                        "pending": b.count,
+                        "oldest_age_seconds": age_seconds(b.oldest),
+                        "last_error": b.last_error,
+                    })).collect::<Vec<_>>(),
                     "batches_waiting": st.batches_waiting.iter().map(|b| serde_json::json!({
                         "batch": b.batch,
                         "files": b.files,
@@ -88,7 +95,43 @@ pub fn status(path: &Path, json: bool) -> u8 {
             } + &batches(&st.batches_waiting)
         );
     }
+    for b in backlog
+        .iter()
+        .filter(|b| cfg.servers.contains_key(&b.server))
+    {
+        say!(
+            "notifications {}/{}: {} waiting, oldest {:.0}s{}",
+            b.server,
+            b.target,
+            b.count,
+            age_seconds(b.oldest),
+            b.last_error
+                .as_ref()
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default()
+        );
+    }
     0
+}
+
+/// The notifications waiting in the ledger's outbox (none without a ledger).
+fn notification_backlog(cfg: &outpost_config::Config) -> Vec<outpost_ledger::Backlog> {
+    let path = outpost_ledger::path_in(&cfg.state_dir);
+    if !path.exists() {
+        return Vec::new();
+    }
+    match outpost_ledger::OutboxReader::open(&path).and_then(|mut r| r.backlog()) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("outpost: cannot read the notification backlog: {e}");
+            Vec::new()
+        }
+    }
+}
+
+/// Seconds since `at` (Unix milliseconds).
+fn age_seconds(at: outpost_ledger::UnixMillis) -> f64 {
+    (outpost_ledger::now_millis().saturating_sub(at)).max(0) as f64 / 1000.0
 }
 
 /// The batches whose manifest waits, for the STATE column: the ones a failed file holds
