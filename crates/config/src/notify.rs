@@ -1,12 +1,63 @@
 //! `notify`: the delivery-notification targets of a server, resolved from the raw list
 //! (exactly one kind per entry, names unique within the server, URLs and ARNs well
-//! formed). The settings types live here too; sending is the `outpost-notify` crate's.
+//! formed). The raw sections of an entry and the settings types live here too; sending
+//! is the `outpost-notify` crate's.
 //! A reader adds a kind of target here and in `raw.rs`.
 
 use std::path::PathBuf;
 
-use crate::raw::RawTarget;
+use crate::keys::section;
 use crate::server::Invalid;
+
+section!(whole "notify target", "each `notify` entry must be a mapping with one of `webhook`, `sqs` or `sns`",
+    /// One entry of `notify`: exactly one of its kinds, and an optional name.
+    struct RawTarget {
+        /// Its label in metrics and `status` (default: its kind).
+        name: String,
+        /// An HTTP(S) POST, signed.
+        webhook: RawWebhook,
+        /// An SQS SendMessage.
+        sqs: RawQueue,
+        /// An SNS Publish.
+        sns: RawTopic,
+    }
+);
+
+section!(whole "webhook", "`webhook` must be a mapping with `url` and `secret_file`",
+    /// `webhook`.
+    struct RawWebhook {
+        /// `https://…` (or `http://…`).
+        url: String,
+        /// The HMAC key's file (mode 0600 or stricter); read by the notifier, never here.
+        secret_file: PathBuf,
+    }
+);
+
+section!(whole "sqs", "`sqs` must be a mapping with `queue_url`",
+    /// `sqs`.
+    struct RawQueue {
+        /// The queue's URL.
+        queue_url: String,
+        /// Its region (default: from the URL, else the server's).
+        region: String,
+        /// Custom endpoint (tests, VPC endpoints).
+        endpoint: String,
+    }
+);
+
+section!(whole "sns", "`sns` must be a mapping with `topic_arn`",
+    /// `sns`.
+    struct RawTopic {
+        /// The topic's ARN.
+        topic_arn: String,
+        /// Its region (default: from the ARN).
+        region: String,
+        /// Custom endpoint (tests, VPC endpoints).
+        endpoint: String,
+    }
+);
+
+crate::keys::whole!(Vec<RawTarget>);
 
 /// One place a server's delivery notifications go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,7 +228,92 @@ fn region_of_queue(url: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::region_of_queue;
+    use super::{TargetKind, region_of_queue};
+    use crate::Config;
+
+    fn srv(keys: &str) -> String {
+        format!("defaults:\n  region: eu-central-1\nservers:\n  a:\n    bucket: bkt\n{keys}")
+    }
+
+    #[test]
+    fn targets_as_written_with_their_defaults() {
+        let c = Config::parse(std::path::Path::new("t.yaml"), &srv(
+            "    notify:\n      - webhook: { url: \"https://h.example/x?t=1\", secret_file: /etc/s }\n      - { name: q2, sqs: { queue_url: \"https://sqs.us-west-2.amazonaws.com/1/q\" } }\n      - sqs: { queue_url: \"http://127.0.0.1:1/1/q\", endpoint: \"http://127.0.0.1:1\" }\n      - sns: { topic_arn: \"arn:aws:sns:ap-south-1:111122223333:t\" }\n",
+        ))
+        .expect("valid");
+        let t = &c.servers["a"].notify;
+        let names: Vec<&str> = t.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["webhook", "q2", "sqs", "sns"]);
+        let region = |k: &TargetKind| match k {
+            TargetKind::Sqs { region, .. } | TargetKind::Sns { region, .. } => region.clone(),
+            TargetKind::Webhook { .. } => String::new(),
+        };
+        assert_eq!(region(&t[1].kind), "us-west-2");
+        assert_eq!(region(&t[2].kind), "eu-central-1");
+        assert_eq!(region(&t[3].kind), "ap-south-1");
+        // `check` never shows a hook URL's path or query (tokens live there).
+        let shown = t[0].to_string();
+        assert!(
+            shown.contains("https://h.example/…") && !shown.contains("t=1"),
+            "{shown}"
+        );
+        assert!(
+            Config::parse(std::path::Path::new("t.yaml"), &srv(""))
+                .expect("valid")
+                .servers["a"]
+                .notify
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn bad_targets_are_refused_at_notify() {
+        for (keys, words) in [
+            ("    notify:\n      - {}\n", "needs one of"),
+            (
+                "    notify:\n      - webhook: { url: \"https://h/\", secret_file: /s }\n        sqs: { queue_url: \"https://q/\" }\n",
+                "more than one",
+            ),
+            (
+                "    notify:\n      - webhook: { url: \"ftp://h/\", secret_file: /s }\n",
+                "must start with https://",
+            ),
+            (
+                "    notify:\n      - webhook: { url: \"https://h/\" }\n",
+                "needs `secret_file`",
+            ),
+            (
+                "    notify:\n      - webhook: { url: \"https://h/\", secret_file: rel }\n",
+                "absolute",
+            ),
+            (
+                "    notify:\n      - sns: { topic_arn: \"arn:aws:sqs:r:1:t\" }\n",
+                "topic ARN",
+            ),
+            (
+                "    notify:\n      - sqs: { queue_url: \"https://a/1/q\" }\n      - sqs: { queue_url: \"https://a/1/r\" }\n",
+                "second target named \"sqs\"",
+            ),
+            (
+                "    notify:\n      - { name: \"a b\", sqs: { queue_url: \"https://a/1/q\" } }\n",
+                "letters, digits",
+            ),
+            (
+                "    notify:\n      - sqs: { queue_url: \"https://a/1/q\", qeue: x }\n",
+                "unknown key `qeue`",
+            ),
+        ] {
+            let e = Config::parse(std::path::Path::new("t.yaml"), &srv(keys))
+                .expect_err(keys)
+                .to_string();
+            assert!(e.contains(words), "{keys}: {e}");
+            // Located at `notify` (line 6) or, for a parse error, at the value (line 7).
+            assert!(
+                e.contains("t.yaml:6:") || e.contains("t.yaml:7:"),
+                "{keys}: {e}"
+            );
+        }
+    }
 
     #[test]
     fn a_queue_url_names_its_region() {

@@ -2,7 +2,8 @@
 //! (every key optional; defaults and ranges live in `resolve.rs` and `server.rs`). Values
 //! whose form is wrong (a size, a duration, a server name, a keyword) are refused while
 //! parsing, so the parser's own position applies. To add a key: add it to its section
-//! here, then resolve it where its section is resolved.
+//! here, then resolve it where its section is resolved. (The sections of one `notify`
+//! entry are declared beside their resolution, in `notify.rs`.)
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -193,59 +194,9 @@ section!(by_key "server", "a server must be a mapping of server keys",
         timeouts: RawTimeouts,
         /// Delivery notifications: a list of targets, taken whole (a server's list
         /// replaces the one in `defaults`; `notify: []` turns them off).
-        notify: Vec<RawTarget>,
+        notify: Vec<crate::notify::RawTarget>,
     }
 );
-
-section!(whole "notify target", "each `notify` entry must be a mapping with one of `webhook`, `sqs` or `sns`",
-    /// One entry of `notify`: exactly one of its kinds, and an optional name.
-    struct RawTarget {
-        /// Its label in metrics and `status` (default: its kind).
-        name: String,
-        /// An HTTP(S) POST, signed.
-        webhook: RawWebhook,
-        /// An SQS SendMessage.
-        sqs: RawQueue,
-        /// An SNS Publish.
-        sns: RawTopic,
-    }
-);
-
-section!(whole "webhook", "`webhook` must be a mapping with `url` and `secret_file`",
-    /// `webhook`.
-    struct RawWebhook {
-        /// `https://…` (or `http://…`).
-        url: String,
-        /// The HMAC key's file (mode 0600 or stricter); read by the notifier, never here.
-        secret_file: PathBuf,
-    }
-);
-
-section!(whole "sqs", "`sqs` must be a mapping with `queue_url`",
-    /// `sqs`.
-    struct RawQueue {
-        /// The queue's URL.
-        queue_url: String,
-        /// Its region (default: from the URL, else the server's).
-        region: String,
-        /// Custom endpoint (tests, VPC endpoints).
-        endpoint: String,
-    }
-);
-
-section!(whole "sns", "`sns` must be a mapping with `topic_arn`",
-    /// `sns`.
-    struct RawTopic {
-        /// The topic's ARN.
-        topic_arn: String,
-        /// Its region (default: from the ARN).
-        region: String,
-        /// Custom endpoint (tests, VPC endpoints).
-        endpoint: String,
-    }
-);
-
-crate::keys::whole!(Vec<RawTarget>);
 
 section!(whole "credentials", "`credentials` must be a mapping with `mode: ...`",
     /// `credentials`: all keys of all modes; which belong to which mode is checked when
