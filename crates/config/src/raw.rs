@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
 use crate::keys::{Field, keyword, not_a_mapping, section, whole};
-use crate::units::{parse_duration, parse_size};
+use crate::units::{parse_duration, parse_period, parse_size};
 
 /// A string value checked (and turned into `T`) where it is written, so that an error
 /// carries the position of the value.
@@ -57,6 +57,13 @@ checked_str!(
     Dur(Duration),
     "a duration like 30s",
     parse_duration
+);
+
+checked_str!(
+    /// A period that may be switched off: a duration like `6h`, or `0` (off: `None`).
+    OffDur(Option<Duration>),
+    "a duration like 6h, or 0 (off)",
+    parse_period
 );
 
 /// A key that counts as written even with an empty or null value: a key of another
@@ -185,6 +192,10 @@ section!(by_key "server", "a server must be a mapping of server keys",
         archive_retention: Dur,
         /// Files in flight for this server (1–1024).
         max_concurrent_uploads: Count<usize>,
+        /// The background `verify` probe's period (default 6h; `0` off).
+        verify_interval: OffDur,
+        /// Age of an open multipart upload of ours that the sweep aborts (default 24h).
+        orphan_age: OffDur,
         /// Merged key by key with `defaults`.
         multipart: RawMultipart,
         /// Merged key by key with `defaults`.
