@@ -11,13 +11,14 @@
 //! This file holds the handle. `row.rs` the row types and the time unit (Unix
 //! milliseconds), `schema.rs` the file, its settings and migrations, `writer.rs` the
 //! writer thread (group commit, duplicates, pruning), `query.rs` the reads, `render.rs`
-//! the table and JSON lines.
+//! the table and JSON lines, `uploads.rs` the multipart uploads outpost began.
 
 mod error;
 mod query;
 pub mod render;
 mod row;
 mod schema;
+mod uploads;
 mod writer;
 
 use std::future::Future;
@@ -39,6 +40,7 @@ pub use row::{
     unix_millis,
 };
 pub use schema::VERSION as SCHEMA_VERSION;
+pub use uploads::{OpenUpload, UploadMark, open_uploads};
 
 use writer::{Msg, Shared, Writer};
 
@@ -136,12 +138,17 @@ impl Ledger {
                 Ack::waiting(ack)
             }
             Err(e) => {
-                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-                if !self.shared.dropping.swap(true, Ordering::Relaxed) {
-                    tracing::error!(path = %self.path.display(), error = %e, "delivery ledger: rows are dropped; deliveries go on (outpost_ledger_dropped_total counts them)");
-                }
+                self.count_dropped();
                 Ack::ready(Err(e))
             }
+        }
+    }
+
+    /// Counts a row or mark never queued; logged when dropping starts.
+    fn count_dropped(&self) {
+        self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+        if !self.shared.dropping.swap(true, Ordering::Relaxed) {
+            tracing::error!(path = %self.path.display(), "delivery ledger: rows are dropped (queue full or writer gone); deliveries go on (outpost_ledger_dropped_total counts them)");
         }
     }
 

@@ -38,6 +38,8 @@ pub(crate) enum Msg {
     Sync(Reply),
     /// Look at the retention again (`set_retention`).
     Wake,
+    /// A multipart upload begun or ended (`uploads.rs`); unacknowledged.
+    Upload(crate::UploadMark),
 }
 
 /// State shared between the [`crate::Ledger`] handle and its writer.
@@ -64,10 +66,12 @@ struct Prune {
 }
 
 /// Each table and its time column.
-const TABLES: [(&str, &str); 3] = [
+const TABLES: [(&str, &str); 4] = [
     ("delivered", "delivered_at"),
     ("failed", "at"),
     ("requeued", "at"),
+    // Only ended uploads: an open one's `ended_at` is NULL, never older than the cutoff.
+    ("uploads", "ended_at"),
 ];
 
 pub(crate) struct Writer {
@@ -147,6 +151,7 @@ impl Writer {
     fn handle(&mut self, batch: Vec<Msg>) {
         let mut rows: Vec<(Box<Row>, Reply)> = Vec::with_capacity(batch.len());
         let mut syncs = Vec::new();
+        let mut marks = Vec::new();
         for m in batch {
             match m {
                 Msg::Row(row, reply) => rows.push((row, reply)),
@@ -157,7 +162,18 @@ impl Writer {
                 }),
                 Msg::Sync(reply) => syncs.push(reply),
                 Msg::Wake => {}
+                Msg::Upload(m) => marks.push(m),
             }
+        }
+        if !marks.is_empty() {
+            let r = crate::uploads::write(&mut self.conn, &marks);
+            if r.is_err() {
+                self.shared
+                    .errors
+                    .fetch_add(marks.len() as u64, Ordering::Relaxed);
+                self.lost += marks.len() as u64;
+            }
+            self.note(r.err().as_ref());
         }
         if !rows.is_empty() {
             let results = match write(&mut self.conn, &rows) {
