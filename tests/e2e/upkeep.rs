@@ -187,3 +187,44 @@ fn uploads(oc: &aws_sdk_s3::Client, bucket: &str) -> Vec<(String, String)> {
             .collect()
     })
 }
+
+/// SIGHUP applies `verify_interval`: off at start (no verdict series), on after a
+/// reload (a verdict comes), off again (the series go).
+#[test]
+fn sighup_switches_background_verification_on_and_off() {
+    let Running {
+        dir: _dir,
+        daemon: mut d,
+        launch,
+        ..
+    } = acme(&Store::rgw_publisher())
+        .tag("vhup")
+        .rgw_bucket(false)
+        .extra("    checksum: md5\n")
+        .start();
+    let ok = "outpost_destination_ok{server=\"acme\"}";
+    assert_eq!(d.metric(ok), None, "verified while off");
+    let text = std::fs::read_to_string(&launch.cfg).expect("config");
+    let hup = |text: &str| {
+        std::fs::write(&launch.cfg, text).expect("write config");
+        let _ = std::process::Command::new("kill")
+            .args(["-HUP", &d.child.id().to_string()])
+            .status();
+    };
+    hup(&text.replace(
+        "checksum: md5\n",
+        "checksum: md5\n    verify_interval: 1s\n",
+    ));
+    assert!(
+        wait_until(Duration::from_secs(60), || d.metric(ok) == Some(1.0)),
+        "no verdict after the reload; log:\n{}",
+        d.log_text()
+    );
+    hup(&text);
+    assert!(
+        wait_until(Duration::from_secs(60), || d.metric(ok).is_none()),
+        "verdict kept while off; log:\n{}",
+        d.log_text()
+    );
+    assert_eq!(d.stop(), Some(0));
+}

@@ -77,8 +77,14 @@ impl Upkeep {
         let why = failed
             .as_ref()
             .map(|(op, cause, fix)| format!("verify failed at {op}: {cause} (fix: {fix})"));
-        let before = self.findings().verified.insert(s.name.clone(), why);
-        let failed_before = before.as_ref().map(Option::is_some);
+        // Under the findings' lock, which a reload's `apply` takes too: a verdict of a
+        // verification switched off (or a server removed) meanwhile is dropped, not kept.
+        let mut f = self.findings();
+        let on = self.worker.dest(&s.name);
+        if on.is_none_or(|d| d.server.verify_interval.is_none()) {
+            return;
+        }
+        let failed_before = f.verified.insert(s.name.clone(), why).map(|w| w.is_some());
         self.worker.events.verified(
             &s.name,
             failed
