@@ -21,6 +21,7 @@ mod shared_spool;
 mod spool_rules;
 mod tidy;
 mod trust;
+mod upkeep;
 
 /// moto with IAM enforced, shared by the tests that need identities.
 pub fn cross_account_iam() -> cross_account::Iam {

@@ -149,7 +149,8 @@ fn http_endpoint_answers_bad_requests_and_survives_slow_clients() {
 }
 
 /// Every series of SPEC §5, as it must exist from start-up for a configured server.
-const SPEC_SERIES: [&str; 13] = [
+const SPEC_SERIES: [&str; 14] = [
+    "outpost_orphan_uploads_aborted_total{server=\"acme\"}",
     "outpost_files_uploaded_total{server=\"acme\"}",
     "outpost_bytes_uploaded_total{server=\"acme\"}",
     "outpost_upload_errors_total{class=\"transient\",server=\"acme\"}",
@@ -297,7 +298,7 @@ fn alert_rules_pass_promtool_check_and_their_unit_tests() {
         &["check", "rules", rules.to_str().expect("utf8")],
     );
     assert!(ok, "{out}");
-    assert!(out.contains("6 rules found"), "{out}");
+    assert!(out.contains("7 rules found"), "{out}");
     let tests = repo("deploy/prometheus/outpost.rules.test.yml");
     let (ok, out) = run(
         "promtool",

@@ -20,6 +20,7 @@ mod resolve;
 mod server;
 mod settings;
 mod units;
+mod values;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -154,6 +155,11 @@ pub struct Server {
     pub after_upload: AfterUpload,
     /// Age after which archived files are pruned.
     pub archive_retention: Option<Duration>,
+    /// How often the daemon runs the `verify` probe in the background; `None`: never.
+    pub verify_interval: Option<Duration>,
+    /// Age (from `Initiated`) after which an open multipart upload that outpost began
+    /// and nothing on the spool accounts for is aborted; `None`: never.
+    pub orphan_age: Option<Duration>,
     /// Files in flight for this server.
     pub max_concurrent_uploads: usize,
     /// Multipart settings.

@@ -119,6 +119,14 @@ pub(crate) fn resolve(name: &str, s: RawServer) -> Result<Server, Invalid> {
     }
     let manifest = manifest(s.manifest, s.manifest_name, &completion)?;
     let notify = crate::notify::targets(s.notify.unwrap_or_default(), &region)?;
+    let period = |key, v: Option<crate::raw::OffDur>, default: Duration, max: Duration| {
+        let d = v.map_or(Some(default), |d| d.0);
+        d.map(|d| ranged(&[key], d, Duration::from_secs(1), max))
+            .transpose()
+            .map(|_| d)
+    };
+    let verify_interval = period("verify_interval", s.verify_interval, 6 * HOUR, 30 * DAY)?;
+    let orphan_age = period("orphan_age", s.orphan_age, DAY, 365 * DAY)?;
     Ok(Server {
         name: name.to_owned(),
         bucket,
@@ -147,6 +155,8 @@ pub(crate) fn resolve(name: &str, s: RawServer) -> Result<Server, Invalid> {
             RawAfterUpload::Archive => AfterUpload::Archive,
         },
         archive_retention: s.archive_retention.map(|d| d.0),
+        verify_interval,
+        orphan_age,
         max_concurrent_uploads,
         multipart,
         retry,

@@ -59,6 +59,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A period that `0` (or any zero duration) switches off: `None`.
+pub fn parse_period(s: &str) -> Result<Option<Duration>, String> {
+    if s.trim() == "0" {
+        return Ok(None);
+    }
+    parse_duration(s).map(|d| (!d.is_zero()).then_some(d))
+}
+
 /// `d` in the largest unit of `parse_duration` that writes it exactly (`300s` is `5m`).
 pub fn format_duration(d: Duration) -> String {
     let s = d.as_secs();

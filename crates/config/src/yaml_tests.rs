@@ -244,3 +244,29 @@ fn settings_print_as_the_yaml_a_user_writes() {
     assert_eq!(format_size(64_000_000), "64MB");
     assert_eq!(format_size(17), "17");
 }
+
+#[test]
+fn verify_interval_and_orphan_age_default_merge_and_switch_off_with_zero() {
+    let hours = |h: u64| Some(Duration::from_secs(h * 3600));
+    let c = parse("servers: { a: { bucket: bkt } }\n").expect("parse");
+    assert_eq!(c.servers["a"].verify_interval, hours(6));
+    assert_eq!(c.servers["a"].orphan_age, hours(24));
+    let y = "defaults: { verify_interval: 0, orphan_age: 2h }\nservers:\n  a: { bucket: bkt }\n  b: { bucket: bkt, verify_interval: 1m, orphan_age: \"0s\" }\n";
+    let c = parse(y).expect("parse");
+    assert_eq!(c.servers["a"].verify_interval, None);
+    assert_eq!(c.servers["a"].orphan_age, hours(2));
+    assert_eq!(
+        c.servers["b"].verify_interval,
+        Some(Duration::from_secs(60))
+    );
+    assert_eq!(c.servers["b"].orphan_age, None);
+    let y = "servers:\n  a:\n    bucket: bkt\n    verify_interval: 500ms\n";
+    fails_at(
+        y,
+        "verify_interval",
+        0,
+        "verify_interval must be between 1s and 30d",
+    );
+    let y = "servers:\n  a:\n    bucket: bkt\n    orphan_age: soon\n";
+    fails_at(y, "soon", 0, "invalid duration");
+}

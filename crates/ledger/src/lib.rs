@@ -10,8 +10,9 @@
 //!
 //! This file holds the handle. `row.rs` the row types and the time unit (Unix
 //! milliseconds), `schema.rs` the file, its settings and migrations, `writer.rs` the
-//! writer thread (group commit, duplicates, pruning), `query.rs` the reads, `render.rs`
-//! the table and JSON lines.
+//! writer thread (group commit, pruning), `store.rs` one transaction (duplicates),
+//! `query.rs` the reads, `render.rs` the table and JSON lines, `outbox.rs` the
+//! notification outbox, `uploads.rs` the multipart uploads outpost began.
 
 mod error;
 mod outbox;
@@ -19,6 +20,8 @@ mod query;
 pub mod render;
 mod row;
 mod schema;
+mod store;
+mod uploads;
 mod writer;
 
 use std::future::Future;
@@ -41,6 +44,7 @@ pub use row::{
     unix_millis,
 };
 pub use schema::VERSION as SCHEMA_VERSION;
+pub use uploads::{OpenUpload, UploadMark, open_uploads};
 
 use writer::{Msg, Shared, Writer};
 
@@ -145,12 +149,17 @@ impl Ledger {
                 Ack::waiting(ack)
             }
             Err(e) => {
-                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-                if !self.shared.dropping.swap(true, Ordering::Relaxed) {
-                    tracing::error!(path = %self.path.display(), error = %e, "delivery ledger: rows are dropped; deliveries go on (outpost_ledger_dropped_total counts them)");
-                }
+                self.count_dropped();
                 Ack::ready(Err(e))
             }
+        }
+    }
+
+    /// Counts a row or mark never queued; logged when dropping starts.
+    fn count_dropped(&self) {
+        self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+        if !self.shared.dropping.swap(true, Ordering::Relaxed) {
+            tracing::error!(path = %self.path.display(), "delivery ledger: rows are dropped (queue full or writer gone); deliveries go on (outpost_ledger_dropped_total counts them)");
         }
     }
 

@@ -97,6 +97,23 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX outbox_created ON outbox (created_at);
     CREATE INDEX outbox_target ON outbox (server, target);
     ",
+    // 3: the multipart uploads outpost began (`uploads.rs`), for the orphan sweep.
+    "
+    CREATE TABLE uploads (
+        id INTEGER PRIMARY KEY,
+        server TEXT NOT NULL,
+        bucket TEXT NOT NULL,
+        key TEXT NOT NULL,
+        upload_id TEXT NOT NULL,
+        begun_at INTEGER NOT NULL,
+        ended_at INTEGER,
+        UNIQUE (bucket, upload_id)
+    );
+    -- The sweep's question: a server's open uploads in a bucket.
+    CREATE INDEX uploads_open ON uploads (server, bucket) WHERE ended_at IS NULL;
+    -- Pruning of ended uploads.
+    CREATE INDEX uploads_ended ON uploads (ended_at);
+    ",
 ];
 
 /// How long a statement waits for another connection's lock before failing (a reader's

@@ -13,12 +13,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, Statement, TransactionBehavior, params};
+use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
 use crate::LedgerError;
-use crate::outbox::{Notice, OutboxStatements, Update};
-use crate::row::{Delivered, Failed, Outcome, Requeued, Row, UnixMillis, now_millis};
+use crate::outbox::{Notice, Update};
+use crate::row::{Row, UnixMillis, now_millis};
+use crate::store::{Message, write};
 
 /// Answers one message.
 pub(crate) type Reply = oneshot::Sender<Result<(), LedgerError>>;
@@ -41,6 +42,8 @@ pub(crate) enum Msg {
     Sync(Reply),
     /// Look at the retention again (`set_retention`).
     Wake,
+    /// A multipart upload begun or ended (`uploads.rs`); unacknowledged.
+    Upload(crate::UploadMark),
 }
 
 /// State shared between the [`crate::Ledger`] handle and its writer.
@@ -67,11 +70,13 @@ struct Prune {
 }
 
 /// Each table and its time column.
-const TABLES: [(&str, &str); 4] = [
+const TABLES: [(&str, &str); 5] = [
     ("delivered", "delivered_at"),
     ("failed", "at"),
     ("requeued", "at"),
     ("outbox", "created_at"),
+    // Only ended uploads: an open one's `ended_at` is NULL, never older than the cutoff.
+    ("uploads", "ended_at"),
 ];
 
 pub(crate) struct Writer {
@@ -151,6 +156,7 @@ impl Writer {
     fn handle(&mut self, batch: Vec<Msg>) {
         let mut rows: Vec<(Message, Reply)> = Vec::with_capacity(batch.len());
         let mut syncs = Vec::new();
+        let mut marks = Vec::new();
         for m in batch {
             match m {
                 Msg::Row(row, reply) => rows.push((Message::Row(row), reply)),
@@ -162,7 +168,18 @@ impl Writer {
                 }),
                 Msg::Sync(reply) => syncs.push(reply),
                 Msg::Wake => {}
+                Msg::Upload(m) => marks.push(m),
             }
+        }
+        if !marks.is_empty() {
+            let r = crate::uploads::write(&mut self.conn, &marks);
+            if r.is_err() {
+                self.shared
+                    .errors
+                    .fetch_add(marks.len() as u64, Ordering::Relaxed);
+                self.lost += marks.len() as u64;
+            }
+            self.note(r.err().as_ref());
         }
         if !rows.is_empty() {
             let results = match write(&mut self.conn, &rows) {
@@ -268,147 +285,5 @@ impl Writer {
                 }
             }
         }
-    }
-}
-
-/// Stores `rows` in one transaction: the outer error fails them all (the transaction
-/// could not begin or commit), else each row's own result.
-fn write(
-    conn: &mut Connection,
-    rows: &[(Message, Reply)],
-) -> rusqlite::Result<Vec<Result<(), Arc<rusqlite::Error>>>> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut results = Vec::with_capacity(rows.len());
-    {
-        let mut st = Statements::prepare(&tx)?;
-        let mut outbox = OutboxStatements::prepare(&tx)?;
-        for (m, _) in rows {
-            let r = match m {
-                Message::Row(row) => match &**row {
-                    (Row::Delivered(d), notices) => st.delivered(d, notices, &mut outbox),
-                    (Row::Failed(f), _) => st.failed(f),
-                    (Row::Requeued(r), _) => st.requeued(r),
-                },
-                Message::Outbox(updates) => updates.iter().try_for_each(|u| outbox.update(u)),
-            };
-            results.push(r.map_err(Arc::new));
-        }
-    }
-    tx.commit()?;
-    Ok(results)
-}
-
-/// What one transaction stores for one message.
-enum Message {
-    /// A row and its notifications.
-    Row(Box<(Row, Vec<Notice>)>),
-    /// Results of sending notifications.
-    Outbox(Vec<Update>),
-}
-
-/// The statements of one transaction (prepared once per batch).
-struct Statements<'c> {
-    duplicate: Statement<'c>,
-    delivered: Statement<'c>,
-    failed: Statement<'c>,
-    requeued: Statement<'c>,
-}
-
-impl<'c> Statements<'c> {
-    fn prepare(conn: &'c Connection) -> rusqlite::Result<Self> {
-        Ok(Statements {
-            // The same claim delivered again (instance and seq): a re-upload after a
-            // crash between the store's acknowledgement and the spool's finish. A
-            // claimed file does not change, so the same claim has the same checksum too,
-            // and the search is a seek on (key, checksum) — unless the checksum
-            // algorithm was changed between the two uploads, when the second row counts
-            // as written. Another claim of the same bytes (dropped again, or taken over
-            // by another daemon) is a write of its own, never guessed to be a duplicate.
-            duplicate: conn.prepare(
-                "SELECT 1 FROM delivered WHERE key = ?1 AND checksum = ?5 AND server = ?2 \
-                 AND instance = ?3 AND seq = ?4 LIMIT 1",
-            )?,
-            delivered: conn.prepare(
-                "INSERT INTO delivered (server, bucket, key, size, checksum_algorithm, checksum, \
-                 store_checksum, etag, version_id, relative_path, dropped_at, first_attempt, \
-                 delivered_at, attempts, duration_ms, mode, outcome, instance, seq, batch) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-                 ?17, ?18, ?19, ?20)",
-            )?,
-            failed: conn.prepare(
-                "INSERT INTO failed (server, bucket, key, relative_path, reason, record_path, at, \
-                 attempts, instance) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?,
-            requeued: conn
-                .prepare("INSERT INTO requeued (server, relative_path, at) VALUES (?1, ?2, ?3)")?,
-        })
-    }
-
-    /// A delivery and its notifications; a re-upload of a claim already recorded
-    /// (`already_present`) adds none: the first row's are there.
-    fn delivered(
-        &mut self,
-        d: &Delivered,
-        notices: &[Notice],
-        outbox: &mut OutboxStatements<'_>,
-    ) -> rusqlite::Result<()> {
-        let size = i64::try_from(d.size).unwrap_or(i64::MAX);
-        let seq = i64::try_from(d.seq).unwrap_or(i64::MAX);
-        let outcome = if d.outcome == Outcome::Written
-            && self
-                .duplicate
-                .exists(params![d.key, d.server, d.instance, seq, d.checksum])?
-        {
-            Outcome::AlreadyPresent
-        } else {
-            d.outcome
-        };
-        self.delivered.execute(params![
-            d.server,
-            d.bucket,
-            d.key,
-            size,
-            d.checksum_algorithm,
-            d.checksum,
-            d.store_checksum,
-            d.etag,
-            d.version_id,
-            d.relative_path,
-            d.dropped_at,
-            d.first_attempt,
-            d.delivered_at,
-            d.attempts,
-            i64::try_from(d.duration_ms).unwrap_or(i64::MAX),
-            d.mode.as_str(),
-            outcome.as_str(),
-            d.instance,
-            seq,
-            d.batch,
-        ])?;
-        if !(d.outcome == Outcome::Written && outcome == Outcome::AlreadyPresent) {
-            outbox.insert(&d.server, d.delivered_at, notices)?;
-        }
-        Ok(())
-    }
-
-    fn failed(&mut self, f: &Failed) -> rusqlite::Result<()> {
-        self.failed.execute(params![
-            f.server,
-            f.bucket,
-            f.key,
-            f.relative_path,
-            f.reason,
-            f.record_path,
-            f.at,
-            f.attempts,
-            f.instance,
-        ])?;
-        Ok(())
-    }
-
-    fn requeued(&mut self, r: &Requeued) -> rusqlite::Result<()> {
-        self.requeued
-            .execute(params![r.server, r.relative_path, r.at])?;
-        Ok(())
     }
 }

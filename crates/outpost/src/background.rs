@@ -2,8 +2,8 @@
 //! state for `outpost status`, and the lease (renew ours, take over expired ones). Each
 //! runs on the daemon's task tracker until `stop` is cancelled.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use outpost_scheduler::{Command, Stats};
@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::sdnotify::notify;
+use crate::upkeep::Findings;
 use crate::worker::{Job, blocking};
 
 /// Waits for the next tick, or returns false once `stop` is cancelled.
@@ -60,13 +61,22 @@ pub async fn watchdog(
 }
 
 /// Once a second: writes what only the running daemon knows (files in flight, blocked
-/// and held servers) for `outpost status` when it changed, and tells systemd a status
+/// and held servers, failing verifications) for `outpost status` when it changed, and tells systemd a status
 /// line.
-pub async fn live_state(spool: Arc<Spool>, stats: Stats, stop: CancellationToken) {
+pub async fn live_state(
+    spool: Arc<Spool>,
+    stats: Stats,
+    findings: Arc<Mutex<Findings>>,
+    stop: CancellationToken,
+) {
     let mut last = LiveState::default();
     let mut t = tokio::time::interval(Duration::from_secs(1));
     while tick(&mut t, &stop).await {
-        let now = snapshot(&stats);
+        let mut now = snapshot(&stats);
+        now.verify_failed = findings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .verify_failed();
         if now == last {
             continue;
         }
@@ -94,6 +104,7 @@ fn snapshot(stats: &Stats) -> LiveState {
             .iter()
             .filter_map(|(k, v)| v.held.clone().map(|b| (k.clone(), b)))
             .collect(),
+        verify_failed: Default::default(),
     }
 }
 

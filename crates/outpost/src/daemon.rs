@@ -5,7 +5,8 @@
 //!
 //! Data flow: discovery (thread) --claims--> scheduler (task) --attempts--> worker
 //! tasks --> S3; a worker finishes or fails the file through the spool. The background
-//! loops (watchdog, live state, lease) are in `background.rs`.
+//! loops (watchdog, live state, lease) are in `background.rs`; verification and the
+//! orphan sweep in `upkeep/`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -83,6 +84,8 @@ pub struct Daemon {
     /// The dispatcher's commands (claims, server settings, failures).
     pub(crate) scheduler: mpsc::Sender<Command<Job>>,
     pub(crate) discovery: DiscoveryHandle,
+    /// The upkeep loop's settings (verification, orphan sweep): a reload sends them.
+    pub(crate) upkeep: tokio::sync::watch::Sender<crate::upkeep::Plan>,
     /// Every task of the daemon — the dispatcher, its attempts and give-ups, the HTTP
     /// endpoint, the background loops — so shutdown knows what is still running.
     tasks: TaskTracker,
@@ -289,11 +292,18 @@ impl Daemon {
             );
             tasks.spawn(crate::background::watchdog(every, d, b, t, s));
         }
+        let upkeep = Arc::new(crate::upkeep::Upkeep {
+            worker: worker.clone(),
+            findings: Arc::default(),
+        });
         tasks.spawn(crate::background::live_state(
             spool.clone(),
             stats,
+            upkeep.findings.clone(),
             background.clone(),
         ));
+        let (plans, plan_rx) = tokio::sync::watch::channel(crate::upkeep::plan(&cfg));
+        tasks.spawn(crate::upkeep::run(upkeep, plan_rx, background.clone()));
         tasks.spawn(crate::manifests::run(
             worker.clone(),
             manifests,
@@ -321,6 +331,7 @@ impl Daemon {
             metrics,
             scheduler: tx,
             discovery: disc,
+            upkeep: plans,
             tasks,
             shutdown,
             background,

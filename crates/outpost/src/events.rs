@@ -91,6 +91,77 @@ impl Events {
         tracing::error!(server, reason, path = %dest.display(), error = why, "file can never be published; moved to .failed (see its .error.json; `outpost requeue` puts it back)");
     }
 
+    /// A background verification of `server` ended: `failed` names the failing step,
+    /// its cause and the fix; `failed_before` says how the last one ended (`None`:
+    /// none yet). Logged only when the verdict changed.
+    pub fn verified(
+        &self,
+        server: &str,
+        failed: Option<(&str, &str, &str)>,
+        failed_before: Option<bool>,
+    ) {
+        let m = &self.metrics;
+        m.destination_ok
+            .with_label_values(&[server])
+            .set(i64::from(failed.is_none()));
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        m.verified_at.with_label_values(&[server]).set(now);
+        match (failed, failed_before) {
+            (Some((step, cause, fix)), None | Some(false)) => tracing::error!(
+                server,
+                step,
+                cause,
+                fix,
+                "destination verification failed: uploads to this server would be refused"
+            ),
+            (None, Some(true)) => tracing::info!(server, "destination verification passes again"),
+            (None, None) => tracing::debug!(server, "destination verified"),
+            _ => {}
+        }
+    }
+
+    /// Background verification of `server` was switched off (or the server removed):
+    /// its verdict series go.
+    pub fn verification_off(&self, server: &str) {
+        let _ = self.metrics.destination_ok.remove_label_values(&[server]);
+        let _ = self.metrics.verified_at.remove_label_values(&[server]);
+    }
+
+    /// The orphan sweep aborted an upload outpost began and nothing accounts for.
+    pub fn orphan_aborted(&self, server: &str, key: &str, upload_id: &str, began: Option<i64>) {
+        self.metrics
+            .orphans_aborted
+            .with_label_values(&[server])
+            .inc();
+        tracing::info!(
+            server,
+            key,
+            upload_id,
+            initiated_unix = began,
+            "aborted an orphaned multipart upload outpost began (older than orphan_age, no claim working on it)"
+        );
+    }
+
+    /// The store refused to list `server`'s multipart uploads: the orphan sweep skips it
+    /// (logged once until listing works again).
+    pub fn listing_refused(&self, server: &str, why: &str) {
+        tracing::warn!(
+            server,
+            error = why,
+            "orphan sweep: listing multipart uploads is refused; orphaned uploads are left to the bucket's lifecycle rule (allow s3:ListBucketMultipartUploads to let outpost abort them)"
+        );
+    }
+
+    /// Listing works again after a refusal.
+    pub fn listing_allowed(&self, server: &str) {
+        tracing::info!(
+            server,
+            "orphan sweep: listing multipart uploads works again"
+        );
+    }
+
     /// A multipart upload outpost began may stay open: an abort failed, or the uploads
     /// of a key could not be listed after a kill or a lost answer.
     pub fn multipart_abort_failed(&self, server: &str, key: &str, why: &str) {

@@ -15,6 +15,7 @@ mod policy;
 mod preflight;
 mod reload;
 mod sdnotify;
+mod upkeep;
 mod worker;
 
 use std::path::PathBuf;

@@ -60,6 +60,15 @@ pub struct Metrics {
     pub blocked: IntGaugeVec,
     /// Unix time of the server's last acknowledged upload.
     pub last_success: GaugeVec,
+    /// `outpost_destination_ok{server}`: 1 when the last background verification
+    /// passed, 0 when it failed; absent before the first (and with it off).
+    pub destination_ok: IntGaugeVec,
+    /// `outpost_destination_verified_timestamp_seconds{server}`: Unix time the last
+    /// background verification ended, whatever its verdict.
+    pub verified_at: GaugeVec,
+    /// `outpost_orphan_uploads_aborted_total{server}`: orphaned multipart uploads of
+    /// ours the sweep aborted.
+    pub orphans_aborted: IntCounterVec,
     /// Seconds from an attempt's start to S3's acknowledgement.
     pub duration: HistogramVec,
     /// `outpost_ledger_errors_total`: ledger rows a database error lost, and failed
@@ -229,6 +238,19 @@ impl Metrics {
                 "outpost_last_success_timestamp_seconds",
                 "Unix time of the last acknowledged file since start (0 before the first).",
             )?,
+            destination_ok: igauge(
+                "outpost_destination_ok",
+                "1 when the last background verification of the destination passed, 0 when it failed.",
+            )?,
+            verified_at: fgauge(
+                "outpost_destination_verified_timestamp_seconds",
+                "Unix time the last background verification ended, whatever its result.",
+            )?,
+            orphans_aborted: counter(
+                "outpost_orphan_uploads_aborted_total",
+                "Multipart uploads outpost began and left open (older than orphan_age, no claim working on them) that the sweep aborted.",
+                &["server"],
+            )?,
             duration,
             registry,
             sweeps: Arc::default(),
@@ -261,6 +283,7 @@ impl Metrics {
             }
         }
         self.multipart_abort_failures.with_label_values(&[server]);
+        self.orphans_aborted.with_label_values(&[server]);
         self.queue_files.with_label_values(&[server]);
         self.queue_bytes.with_label_values(&[server]);
         self.in_flight.with_label_values(&[server]);

@@ -211,6 +211,7 @@ impl Daemon {
             ledger.set_retention(new.ledger_retention);
         }
         self.discovery.reconfigure(rules(&new));
+        self.upkeep.send_replace(crate::upkeep::plan(&new));
         tracing::info!(added = ?added, changed = ?changed, removed = ?removed, "SIGHUP: configuration reloaded");
         self.cfg = new;
     }

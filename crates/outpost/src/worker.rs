@@ -105,6 +105,8 @@ struct ClaimJournal<'a> {
     spool: &'a Spool,
     claim: &'a Claim,
     events: &'a Events,
+    /// Where the uploads begun and ended are recorded (the orphan sweep's knowledge).
+    ledger: Option<&'a Ledger>,
 }
 
 /// The journal is read and written (with fsyncs) from inside an upload; the runtime is
@@ -132,6 +134,16 @@ impl Journal for ClaimJournal<'_> {
     }
     fn still_ours(&self) -> bool {
         tokio::task::block_in_place(|| self.spool.holds(self.claim))
+    }
+    fn upload_begun(&self, bucket: &str, key: &str, upload_id: &str) {
+        if let Some(l) = self.ledger {
+            l.upload_begun(&self.claim.server, bucket, key, upload_id);
+        }
+    }
+    fn upload_ended(&self, bucket: &str, upload_id: &str) {
+        if let Some(l) = self.ledger {
+            l.upload_ended(bucket, upload_id);
+        }
     }
 }
 
@@ -222,6 +234,7 @@ impl Work<Job> for Worker {
             spool: &self.spool,
             claim,
             events: &self.events,
+            ledger: self.ledger.as_deref(),
         };
         let opened = {
             let (spool, c) = (self.spool.clone(), job.claim.clone());
@@ -329,6 +342,7 @@ impl Work<Job> for Worker {
             spool: &self.spool,
             claim,
             events: &self.events,
+            ledger: self.ledger.as_deref(),
         };
         dest.abort_recorded(&journal).await;
         let (reason, why) = if history.refused {

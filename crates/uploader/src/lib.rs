@@ -31,8 +31,9 @@ pub use facts::{
     bytes_token, file_token,
 };
 pub use upload::{FILE_META, MpuRecord, part_size_for};
+pub use upload::{ListedUpload, recorded_upload};
 pub use verify::{
-    CONDITIONAL_COMPLETE, CONDITIONAL_WRITE, CONDITIONAL_WRITES_IGNORED, Step, VERIFY_KEY,
+    CONDITIONAL_COMPLETE, CONDITIONAL_WRITE, CONDITIONAL_WRITES_IGNORED, Step, VERIFY_KEY, fix,
 };
 
 /// Durable storage for the multipart journal of one file (kept by the spool beside the
@@ -51,6 +52,11 @@ pub trait Journal: Send + Sync {
     /// Clean-up that failed: an upload may stay open until the bucket's lifecycle rule
     /// removes it (counted, logged at WARN).
     fn abort_failed(&self, key: &str, why: &str);
+    /// CreateMultipartUpload returned `upload_id` for `key` in `bucket`: the daemon
+    /// records it (the ledger), so its orphan sweep knows the upload is outpost's.
+    fn upload_begun(&self, _bucket: &str, _key: &str, _upload_id: &str) {}
+    /// The upload was completed or aborted, or the store no longer has it.
+    fn upload_ended(&self, _bucket: &str, _upload_id: &str) {}
     /// Whether this daemon still holds the file: asked right before the request that
     /// makes an object visible (PutObject, CompleteMultipartUpload). A daemon that was
     /// paused past its lease and whose claim another daemon took over must not publish

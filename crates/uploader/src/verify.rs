@@ -72,6 +72,26 @@ impl Step {
     }
 }
 
+/// The operator's fix for the failing `step` of a probe that took `steps` on `server`:
+/// what `outpost verify` prints and the daemon's background verification logs and
+/// shows in `outpost status`.
+pub fn fix(steps: &[Step], step: &Step, server: &outpost_config::Server) -> String {
+    let Err(e) = &step.result else {
+        return String::new();
+    };
+    if step.op != "PutObject"
+        && e.class == ErrorClass::Refused
+        && steps.first().is_some_and(|f| f.result.is_ok())
+    {
+        format!(
+            "single PUTs are allowed but multipart is refused: the bucket policy must allow s3:PutObject without an s3:x-amz-acl condition on parts (plus s3:AbortMultipartUpload, s3:ListMultipartUploadParts) — run `outpost policy {}` and send it to the customer",
+            server.name
+        )
+    } else {
+        e.explain(server)
+    }
+}
+
 /// Whether `e` answers a conditional write on an existing key.
 fn is_412(e: &UploadError) -> bool {
     e.status == Some(412) || e.code.as_deref() == Some("PreconditionFailed")

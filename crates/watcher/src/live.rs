@@ -1,6 +1,6 @@
 //! The running daemon's live state, `.outpost/<instance>/live.json`: what only the
 //! daemon knows (files in flight, why a server is blocked or its `publish_last` files
-//! are held), written by it about once a second and read by `outpost status`, which
+//! are held, why its background verification fails), written by it about once a second and read by `outpost status`, which
 //! merges every instance on the spool whose process is still alive.
 //!
 //! Touch this file to add a field to `status`; the file's place and modes are the
@@ -31,6 +31,9 @@ pub struct LiveState {
     /// Why `publish_last` files of a server wait, per server.
     #[serde(default)]
     pub held: HashMap<String, String>,
+    /// Why the last background verification failed, per server whose last one did.
+    #[serde(default)]
+    pub verify_failed: HashMap<String, String>,
 }
 
 /// What every running daemon on a spool reports, merged.
@@ -44,6 +47,8 @@ pub struct SpoolLive {
     pub blocked: HashMap<String, String>,
     /// Why `publish_last` files of a server wait (any daemon's reason).
     pub held: HashMap<String, String>,
+    /// Why a server's last background verification failed (any daemon's reason).
+    pub verify_failed: HashMap<String, String>,
 }
 
 impl Spool {
@@ -76,6 +81,7 @@ impl Spool {
             }
             out.blocked.extend(s.blocked);
             out.held.extend(s.held);
+            out.verify_failed.extend(s.verify_failed);
         }
         out
     }

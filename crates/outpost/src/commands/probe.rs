@@ -82,17 +82,7 @@ pub fn verify(path: &Path, only: &[String]) -> u8 {
                         s.bucket,
                         e.message
                     );
-                    let fix = if step.op != "PutObject"
-                        && e.class == outpost_uploader::ErrorClass::Refused
-                        && steps.first().is_some_and(|f| f.result.is_ok())
-                    {
-                        format!(
-                            "single PUTs are allowed but multipart is refused: the bucket policy must allow s3:PutObject without an s3:x-amz-acl condition on parts (plus s3:AbortMultipartUpload, s3:ListMultipartUploadParts) — run `outpost policy {}` and send it to the customer",
-                            s.name
-                        )
-                    } else {
-                        e.explain(s)
-                    };
+                    let fix = outpost_uploader::fix(&steps, step, s);
                     say!("{}:   fix: {fix}", s.name);
                 }
             }

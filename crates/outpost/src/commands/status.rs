@@ -42,6 +42,7 @@ pub fn status(path: &Path, json: bool) -> u8 {
                     "blocked": live.blocked.contains_key(s),
                     "blocked_reason": live.blocked.get(s),
                     "held_reason": live.held.get(s),
+                    "verify_failed_reason": live.verify_failed.get(s),
                     "daemon_running": live.running,
                     "notifications_waiting": backlog.iter().filter(|b| &b.server == s).map(|b| serde_json::json!({
                         "target": b.target,
@@ -87,7 +88,10 @@ pub fn status(path: &Path, json: bool) -> u8 {
                 (false, _, _) => "daemon not running".to_owned(),
                 (true, Some(why), _) => format!("BLOCKED: {why}"),
                 (true, None, Some(why)) => format!("HELD: {why}"),
-                (true, None, None) => "ok".to_owned(),
+                (true, None, None) => match live.verify_failed.get(&s) {
+                    Some(why) => format!("VERIFY FAILED: {why}"),
+                    None => "ok".to_owned(),
+                },
             } + &if st.waiting_for_marker > 0 {
                 format!(" ({} waiting for marker)", st.waiting_for_marker)
             } else {

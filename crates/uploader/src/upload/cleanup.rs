@@ -10,7 +10,7 @@ use crate::{Destination, ErrorClass, Journal, UploadError};
 
 /// One upload as ListMultipartUploads shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Listed {
+pub struct Listed {
     /// Its key.
     pub key: String,
     /// Its upload id.
@@ -55,6 +55,12 @@ pub(crate) fn orphans(
         .collect()
 }
 
+/// The upload a saved multipart journal records (`None`: none, or a damaged journal):
+/// the orphan sweep never aborts an upload a journal on the spool records.
+pub fn recorded_upload(journal: &[u8]) -> Option<String> {
+    Entry::parse(journal).and_then(|e| e.state.upload_id().map(str::to_owned))
+}
+
 /// Runs `op` up to 6 times while it fails transiently (NoSuchUpload is an answer, not a
 /// failure), 100 ms … 1.6 s apart: for clean-up calls that must not be left undone.
 pub(crate) async fn quick_retries<T, F, Fut>(mut op: F) -> Result<T, UploadError>
@@ -79,10 +85,9 @@ where
 }
 
 impl Destination {
-    /// Aborts an upload, retrying transient failures a few times: an upload left open
-    /// costs the customer storage until their lifecycle rule runs. A failure is reported
-    /// through `journal` (counted, WARN).
-    pub(crate) async fn abort(&self, key: &str, upload_id: &str, journal: &dyn Journal) {
+    /// Aborts an upload, retrying transient failures a few times: `Ok(false)` when the
+    /// store no longer had it (the orphan sweep calls it directly).
+    pub async fn abort_unrecorded(&self, key: &str, upload_id: &str) -> Result<bool, UploadError> {
         let r = quick_retries(|| async {
             self.client
                 .abort_multipart_upload()
@@ -96,10 +101,23 @@ impl Destination {
         })
         .await;
         match r {
-            Ok(_) => {
-                tracing::info!(bucket = %self.server.bucket, key, upload_id, "aborted multipart upload")
+            Ok(_) => Ok(true),
+            Err(e) if e.code.as_deref() == Some("NoSuchUpload") => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Aborts an upload, retrying transient failures a few times: an upload left open
+    /// costs the customer storage until their lifecycle rule runs. A failure is reported
+    /// through `journal` (counted, WARN); an end, to `journal` too.
+    pub(crate) async fn abort(&self, key: &str, upload_id: &str, journal: &dyn Journal) {
+        match self.abort_unrecorded(key, upload_id).await {
+            Ok(aborted) => {
+                journal.upload_ended(&self.server.bucket, upload_id);
+                if aborted {
+                    tracing::info!(bucket = %self.server.bucket, key, upload_id, "aborted multipart upload");
+                }
             }
-            Err(e) if e.code.as_deref() == Some("NoSuchUpload") => {}
             Err(e) => journal.abort_failed(key, &format!("cannot abort upload {upload_id}: {e}")),
         }
     }
@@ -120,8 +138,8 @@ impl Destination {
         );
     }
 
-    /// Every upload of `key` (ListMultipartUploads, all pages).
-    async fn list_uploads(&self, key: &str) -> Result<Vec<Listed>, UploadError> {
+    /// Every upload whose key begins with `prefix` (ListMultipartUploads, all pages).
+    pub async fn list_uploads(&self, prefix: &str) -> Result<Vec<Listed>, UploadError> {
         let mut out = Vec::new();
         let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
         for _ in 0..1000 {
@@ -129,7 +147,7 @@ impl Destination {
                 self.client
                     .list_multipart_uploads()
                     .bucket(&self.server.bucket)
-                    .prefix(key)
+                    .prefix(prefix)
                     .set_key_marker(key_marker.clone())
                     .set_upload_id_marker(id_marker.clone())
                     .owner(&self.server)

@@ -91,6 +91,7 @@ impl Destination {
                     took_ms = t_complete.elapsed().as_millis() as u64,
                     "multipart upload completed"
                 );
+                journal.upload_ended(&s.bucket, upload_id);
                 journal.clear();
                 Ok(Completed::Written {
                     etag: out.e_tag().map(str::to_owned),

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::limits::{MAX_OBJECT, MAX_PARTS, MAX_PUT};
 use crate::{Destination, ErrorClass, Journal, UploadError, UploadMode, UploadOptions, Uploaded};
 
+pub use cleanup::{Listed as ListedUpload, recorded_upload};
 pub use journal::MpuRecord;
 pub use requests::FILE_META;
 pub(crate) use requests::{

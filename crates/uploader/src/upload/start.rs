@@ -234,6 +234,7 @@ impl Destination {
             }
         };
         let id = out.upload_id().unwrap_or_default().to_owned();
+        journal.upload_begun(&self.server.bucket, plan.key, &id);
         let cur = Entry {
             state: before.state.clone().created(id.clone()),
             ..before
