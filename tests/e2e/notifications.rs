@@ -445,3 +445,32 @@ fn sqs_and_sns_targets_get_one_message_per_delivery() {
     }
     drop(dir);
 }
+
+/// A webhook's HMAC key in a file others can read is refused like a credential's
+/// secret: by `check` and at start (exit 78), naming the target, never the key.
+#[test]
+fn a_loose_webhook_secret_is_refused_by_check_and_run() {
+    let dir = TestDir::new();
+    let secret = secret_file(&dir);
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let Staged { dir, launch, .. } = acme(&Store::s3s())
+        .tag("notify-loose")
+        .dir(dir)
+        .extra(&webhook("https://hooks.example/x?token=t0ps3cret", &secret))
+        .stage();
+    let cfg = launch.cfg_str().to_owned();
+    for cmd in ["check", "run"] {
+        let (code, out, err) = outpost(&[cmd, "-c", &cfg], &[]);
+        assert_eq!(code, 78, "{cmd}: {out}{err}");
+        let said = format!("{out}{err}");
+        assert!(
+            said.contains("notify target webhook") && said.contains("readable by group"),
+            "{cmd}: {said}"
+        );
+        assert!(
+            !said.contains(SECRET) && !said.contains("t0ps3cret"),
+            "{cmd}: {said}"
+        );
+    }
+    drop(dir);
+}

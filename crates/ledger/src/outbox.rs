@@ -53,6 +53,14 @@ pub enum Update {
         /// Why it failed (one line, no secret).
         error: String,
     },
+    /// Not tried (its target failed just before): due again at `next_at`, its attempts
+    /// and last error unchanged.
+    Postpone {
+        /// The row.
+        id: i64,
+        /// When it is due again.
+        next_at: UnixMillis,
+    },
 }
 
 /// The backlog of one server's target.
@@ -184,6 +192,7 @@ pub(crate) struct OutboxStatements<'c> {
     insert: rusqlite::Statement<'c>,
     delete: rusqlite::Statement<'c>,
     retry: rusqlite::Statement<'c>,
+    postpone: rusqlite::Statement<'c>,
 }
 
 impl<'c> OutboxStatements<'c> {
@@ -198,6 +207,7 @@ impl<'c> OutboxStatements<'c> {
                 "UPDATE outbox SET attempts = attempts + 1, next_at = ?2, last_error = ?3 \
                  WHERE id = ?1",
             )?,
+            postpone: conn.prepare("UPDATE outbox SET next_at = ?2 WHERE id = ?1")?,
         })
     }
 
@@ -221,6 +231,7 @@ impl<'c> OutboxStatements<'c> {
             Update::Retry { id, next_at, error } => {
                 self.retry.execute(params![id, next_at, error])?
             }
+            Update::Postpone { id, next_at } => self.postpone.execute(params![id, next_at])?,
         };
         Ok(())
     }

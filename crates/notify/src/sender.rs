@@ -135,10 +135,9 @@ pub async fn run(
             }
             continue;
         }
-        let updates = send_all(&notifier, &clients, &mut failing, due, &stop).await;
-        if updates.is_empty() {
+        let Some(updates) = send_all(&notifier, &clients, &mut failing, due, &stop).await else {
             return; // stopped
-        }
+        };
         // The rows stay due until this write lands; a lost write only sends them again.
         if let Err(e) = tokio::time::timeout(Duration::from_secs(10), ledger.outbox_update(updates))
             .await
@@ -182,14 +181,14 @@ async fn read<T: Send + 'static>(
     }
 }
 
-/// Sends `due`, [`PARALLEL`] at a time; the answer for each row (empty if `stop` came).
+/// Sends `due`, [`PARALLEL`] at a time; the answer for each row (`None` if `stop` came).
 async fn send_all(
     notifier: &Notifier,
     clients: &Arc<Clients>,
     failing: &mut HashSet<(String, String)>,
     due: Vec<Pending>,
     stop: &CancellationToken,
-) -> Vec<Update> {
+) -> Option<Vec<Update>> {
     let servers = notifier
         .servers
         .read()
@@ -199,9 +198,19 @@ async fn send_all(
     let mut updates = Vec::with_capacity(due.len());
     let mut results: HashMap<(String, String), Result<(), String>> = HashMap::new();
     let mut rows = due.into_iter();
+    // Targets that failed in this turn: their other rows are not tried now (one target
+    // that times out must not hold up the others' notifications for a whole turn).
+    let mut down: HashMap<(String, String), Duration> = HashMap::new();
     loop {
         while set.len() < PARALLEL {
             let Some(p) = rows.next() else { break };
+            if let Some(wait) = down.get(&(p.server.clone(), p.target.clone())) {
+                updates.push(Update::Postpone {
+                    id: p.id,
+                    next_at: later(*wait),
+                });
+                continue;
+            }
             let (servers, clients) = (servers.clone(), clients.clone());
             set.spawn(async move {
                 let r = send_one(&servers, &clients, &p).await;
@@ -211,7 +220,7 @@ async fn send_all(
         let next = tokio::select! {
             _ = stop.cancelled() => {
                 set.abort_all();
-                return Vec::new();
+                return None;
             }
             n = set.join_next() => n,
         };
@@ -226,9 +235,11 @@ async fn send_all(
             }
             Err(e) => {
                 notifier.metrics.failed.with_label_values(&labels).inc();
+                let wait = backoff(p.attempts);
+                down.entry(key.clone()).or_insert(wait);
                 updates.push(Update::Retry {
                     id: p.id,
-                    next_at: later(backoff(p.attempts)),
+                    next_at: later(wait),
                     error: e.clone(),
                 });
             }
@@ -251,7 +262,7 @@ async fn send_all(
             _ => {}
         }
     }
-    updates
+    Some(updates)
 }
 
 /// `now + d` in the ledger's unit.

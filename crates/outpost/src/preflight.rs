@@ -34,6 +34,20 @@ pub fn host_problems(cfg: &Config, path: &Path) -> Vec<String> {
         {
             out.push(cfg.secret_file_error(&s.name, &e.message).to_string());
         }
+        // A webhook's HMAC key: refused like a credential's secret (never sent loose).
+        for t in &s.notify {
+            if let outpost_config::TargetKind::Webhook { secret_file, .. } = &t.kind
+                && let Err(e) = outpost_uploader::read_secret_file(secret_file, "secret_file")
+            {
+                out.push(format!(
+                    "{}: server {}: notify target {}: {}",
+                    path.display(),
+                    s.name,
+                    t.name,
+                    e.message
+                ));
+            }
+        }
     }
     out.extend(
         spool_problems(cfg)

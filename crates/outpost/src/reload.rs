@@ -114,6 +114,11 @@ impl Daemon {
             tracing::info!(server = %name, "SIGHUP: secret_access_key_file changed; building the server's client again");
         }
         if new == *current && rotated.is_empty() {
+            // Notification targets are built again all the same: a webhook's secret
+            // file is read again (rotate it by rewriting the file and reloading).
+            self.worker
+                .notifier
+                .set_servers(crate::daemon::notify_servers(&new));
             tracing::info!("SIGHUP: configuration unchanged");
             return;
         }

@@ -72,18 +72,6 @@ pub fn check(path: &Path) -> u8 {
             let targets: Vec<String> = s.notify.iter().map(ToString::to_string).collect();
             say!("server {}: notify: [{}]", s.name, targets.join(", "));
         }
-        for t in &s.notify {
-            if let outpost_config::TargetKind::Webhook { secret_file, .. } = &t.kind
-                && let Err(e) = outpost_uploader::read_secret_file(secret_file, "secret_file")
-            {
-                say!(
-                    "warning: server {}: notify target {}: {}",
-                    s.name,
-                    t.name,
-                    e.message
-                );
-            }
-        }
         if s.overwrite == outpost_config::Overwrite::Never && s.endpoint.is_some() {
             say!(
                 "warning: server {}: overwrite: never needs a store that honours If-None-Match (radosgw ignores it on CompleteMultipartUpload); `outpost verify {}` checks it",
