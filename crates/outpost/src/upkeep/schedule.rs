@@ -32,6 +32,9 @@ pub struct Schedule {
     periods: HashMap<(String, Chore), (Duration, u64)>,
     /// Servers with a chore running now.
     running: HashSet<String>,
+    /// Due entries of servers that were busy when they came up: back in the heap when
+    /// the server's running chore is done (so a wake-up never waits on them).
+    parked: HashMap<String, Vec<Entry>>,
     /// Chores that may run at once overall.
     limit: usize,
     /// The next generation number.
@@ -50,6 +53,7 @@ impl Schedule {
             heap: BinaryHeap::new(),
             periods: HashMap::new(),
             running: HashSet::new(),
+            parked: HashMap::new(),
             limit: limit.max(1),
             next_gen: 0,
         }
@@ -102,7 +106,6 @@ impl Schedule {
     /// count as running until [`Schedule::done`]. A due chore of a busy server waits.
     pub fn take_due(&mut self, now: Instant) -> Vec<(String, Chore)> {
         let mut out = Vec::new();
-        let mut waiting = Vec::new();
         while self.running.len() < self.limit {
             let Some(top) = self.heap.peek() else { break };
             if top.0.0 > now {
@@ -114,7 +117,7 @@ impl Schedule {
             }
             let Reverse((_, _, server, chore)) = &e;
             if self.running.contains(server) {
-                waiting.push(e);
+                self.parked.entry(server.clone()).or_default().push(e);
                 continue;
             }
             self.running.insert(server.clone());
@@ -124,7 +127,6 @@ impl Schedule {
             }
             out.push((server.clone(), *chore));
         }
-        self.heap.extend(waiting);
         out
     }
 
@@ -132,6 +134,9 @@ impl Schedule {
     /// (unless the chore was switched off, or rescheduled by a reload, meanwhile).
     pub fn done(&mut self, server: &str, chore: Chore, now: Instant, rng: &mut fastrand::Rng) {
         self.running.remove(server);
+        if let Some(parked) = self.parked.remove(server) {
+            self.heap.extend(parked);
+        }
         let key = (server.to_owned(), chore);
         if let Some((period, u64::MAX)) = self.periods.get(&key).copied() {
             let at = now + scaled(period, 0.9, 1.1, rng);
@@ -139,8 +144,12 @@ impl Schedule {
         }
     }
 
-    /// When the earliest chore is due (stale entries dropped); `None`: nothing is.
+    /// When the earliest chore that could start is due (stale entries dropped);
+    /// `None`: nothing is, or the limit is reached (a chore's end wakes the loop then).
     pub fn next_due(&mut self) -> Option<Instant> {
+        if self.running.len() >= self.limit {
+            return None;
+        }
         while let Some(top) = self.heap.peek() {
             if self.live(top) {
                 return Some(top.0.0);
@@ -272,5 +281,46 @@ mod tests {
         s.set("c", Chore::Verify, Some(H), t0, &mut rng);
         s.retain(&HashSet::new());
         assert_eq!(s.next_due(), None);
+    }
+
+    /// The loop sleeps until `next_due`: an entry that cannot start (the limit is
+    /// reached, or its server is busy) must not make that instant the past — the loop
+    /// would spin until the running chore ends.
+    #[test]
+    fn a_chore_that_cannot_start_never_makes_the_loop_wake_at_once() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let t0 = Instant::now();
+        let mut s = Schedule::new(2);
+        for chore in [Chore::Verify, Chore::Sweep] {
+            s.set("a", chore, Some(Duration::from_secs(10)), t0, &mut rng);
+        }
+        let later = t0 + Duration::from_secs(60);
+        let started = s.take_due(later);
+        assert_eq!(started.len(), 1, "one chore of `a` at a time");
+        // `a`'s other chore is due but parked: nothing else is due.
+        assert_eq!(s.next_due(), None);
+        s.done(&started[0].0, started[0].1, later, &mut rng);
+        assert!(
+            s.next_due().is_some_and(|t| t <= later),
+            "the parked chore is due again"
+        );
+        // At the limit, no wake-up either.
+        let mut full = Schedule::new(1);
+        full.set(
+            "a",
+            Chore::Verify,
+            Some(Duration::from_secs(10)),
+            t0,
+            &mut rng,
+        );
+        full.set(
+            "b",
+            Chore::Verify,
+            Some(Duration::from_secs(10)),
+            t0,
+            &mut rng,
+        );
+        assert_eq!(full.take_due(later).len(), 1);
+        assert_eq!(full.next_due(), None);
     }
 }
