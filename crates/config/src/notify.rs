@@ -123,13 +123,22 @@ pub(crate) fn targets(raw: Vec<RawTarget>, region: &str) -> Result<Vec<Target>, 
                 let Some(url) = w.url else {
                     return bad(i, "`webhook` needs `url`");
                 };
-                if !(url.starts_with("https://") || url.starts_with("http://"))
-                    || url.len() <= "https://".len()
-                {
+                // The URL is never repeated in a message: hook URLs often carry a token.
+                let Some((_, rest)) = url
+                    .split_once("://")
+                    .filter(|(scheme, _)| matches!(*scheme, "https" | "http"))
+                else {
+                    return bad(i, "webhook url must start with https:// (or http://)");
+                };
+                let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+                if authority.is_empty() || authority.contains('@') {
                     return bad(
                         i,
-                        format!("webhook url {url:?} must start with https:// (or http://)"),
+                        "webhook url needs a host and no user:password@ (the POST is authenticated by its signature)",
                     );
+                }
+                if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    return bad(i, "webhook url has a space or control character");
                 }
                 let Some(secret_file) = w.secret_file else {
                     return bad(
@@ -152,6 +161,12 @@ pub(crate) fn targets(raw: Vec<RawTarget>, region: &str) -> Result<Vec<Target>, 
                         format!(
                             "sqs queue_url {queue_url:?} must be the queue's URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)"
                         ),
+                    );
+                }
+                if queue_url.trim_end_matches('/').ends_with(".fifo") {
+                    return bad(
+                        i,
+                        "sqs FIFO queues are not supported (they need a message group); use a standard queue",
                     );
                 }
                 let region = q
@@ -178,7 +193,18 @@ pub(crate) fn targets(raw: Vec<RawTarget>, region: &str) -> Result<Vec<Target>, 
                         ),
                     );
                 }
-                let region = s.region.unwrap_or_else(|| parts[3].to_owned()).to_owned();
+                if parts[5].ends_with(".fifo") {
+                    return bad(
+                        i,
+                        "sns FIFO topics are not supported (they need a message group); use a standard topic",
+                    );
+                }
+                let Some(region) = s
+                    .region
+                    .or_else(|| Some(parts[3].to_owned()).filter(|r| !r.is_empty()))
+                else {
+                    return bad(i, "sns topic_arn names no region; write `region`");
+                };
                 TargetKind::Sns {
                     topic_arn,
                     region,
@@ -283,6 +309,22 @@ mod tests {
                 "needs `secret_file`",
             ),
             (
+                "    notify:\n      - webhook: { url: \"hooks.example/t0ken\", secret_file: /s }\n",
+                "must start with https://",
+            ),
+            (
+                "    notify:\n      - webhook: { url: \"https://u:t0ken@h/\", secret_file: /s }\n",
+                "no user:password@",
+            ),
+            (
+                "    notify:\n      - sqs: { queue_url: \"https://a/1/q.fifo\" }\n",
+                "FIFO",
+            ),
+            (
+                "    notify:\n      - sns: { topic_arn: \"arn:aws:sns::1:t\" }\n",
+                "names no region",
+            ),
+            (
                 "    notify:\n      - webhook: { url: \"https://h/\", secret_file: rel }\n",
                 "absolute",
             ),
@@ -307,6 +349,7 @@ mod tests {
                 .expect_err(keys)
                 .to_string();
             assert!(e.contains(words), "{keys}: {e}");
+            assert!(!e.contains("t0ken"), "a hook URL is repeated: {e}");
             // Located at `notify` (line 6) or, for a parse error, at the value (line 7).
             assert!(
                 e.contains("t.yaml:6:") || e.contains("t.yaml:7:"),

@@ -53,13 +53,15 @@ pub enum Update {
         /// Why it failed (one line, no secret).
         error: String,
     },
-    /// Not tried (its target failed just before): due again at `next_at`, its attempts
-    /// and last error unchanged.
-    Postpone {
-        /// The row.
-        id: i64,
-        /// When it is due again.
-        next_at: UnixMillis,
+    /// A target is down: every row of it due before `until` waits until then, its
+    /// attempts and last error unchanged (one statement, however long the backlog).
+    PostponeTarget {
+        /// The server.
+        server: String,
+        /// The target's name.
+        target: String,
+        /// When its rows are due again.
+        until: UnixMillis,
     },
 }
 
@@ -167,8 +169,7 @@ impl OutboxReader {
             .prepare(
                 "SELECT server, target, count(*), min(created_at), \
                  (SELECT last_error FROM outbox o WHERE o.server = outbox.server \
-                  AND o.target = outbox.target AND last_error IS NOT NULL \
-                  ORDER BY attempts DESC, id LIMIT 1) \
+                  AND o.target = outbox.target AND last_error IS NOT NULL LIMIT 1) \
                  FROM outbox GROUP BY server, target ORDER BY server, target",
             )
             .map_err(q)?;
@@ -207,7 +208,9 @@ impl<'c> OutboxStatements<'c> {
                 "UPDATE outbox SET attempts = attempts + 1, next_at = ?2, last_error = ?3 \
                  WHERE id = ?1",
             )?,
-            postpone: conn.prepare("UPDATE outbox SET next_at = ?2 WHERE id = ?1")?,
+            postpone: conn.prepare(
+                "UPDATE outbox SET next_at = ?3 WHERE server = ?1 AND target = ?2 AND next_at < ?3",
+            )?,
         })
     }
 
@@ -231,7 +234,11 @@ impl<'c> OutboxStatements<'c> {
             Update::Retry { id, next_at, error } => {
                 self.retry.execute(params![id, next_at, error])?
             }
-            Update::Postpone { id, next_at } => self.postpone.execute(params![id, next_at])?,
+            Update::PostponeTarget {
+                server,
+                target,
+                until,
+            } => self.postpone.execute(params![server, target, until])?,
         };
         Ok(())
     }

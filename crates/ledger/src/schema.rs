@@ -95,7 +95,9 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX outbox_due ON outbox (next_at);
     CREATE INDEX outbox_created ON outbox (created_at);
-    CREATE INDEX outbox_target ON outbox (server, target);
+    -- The backlog per target (count, oldest) from the index alone, and a target's rows
+    -- postponed at once.
+    CREATE INDEX outbox_target ON outbox (server, target, created_at);
     ",
     // 3: the multipart uploads outpost began (`uploads.rs`), for the orphan sweep.
     "

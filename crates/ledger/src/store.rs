@@ -23,6 +23,10 @@ pub(crate) fn write(
         let mut st = Statements::prepare(&tx)?;
         let mut outbox = OutboxStatements::prepare(&tx)?;
         for (m, _) in rows {
+            // Each message whole or not at all: a delivery is never stored without its
+            // notifications (a statement that fails leaves the others of its message
+            // standing unless rolled back to the savepoint).
+            tx.execute_batch("SAVEPOINT message")?;
             let r = match m {
                 Message::Row(row) => match &**row {
                     (Row::Delivered(d), notices) => st.delivered(d, notices, &mut outbox),
@@ -31,6 +35,15 @@ pub(crate) fn write(
                 },
                 Message::Outbox(updates) => updates.iter().try_for_each(|u| outbox.update(u)),
             };
+            if tx.is_autocommit() {
+                // SQLite rolled the whole transaction back (a full disk, an I/O error):
+                // nothing of this batch is stored.
+                return Err(r.err().unwrap_or(rusqlite::Error::InvalidQuery));
+            }
+            match &r {
+                Ok(()) => tx.execute_batch("RELEASE message")?,
+                Err(_) => tx.execute_batch("ROLLBACK TO message; RELEASE message")?,
+            }
             results.push(r.map_err(Arc::new));
         }
     }

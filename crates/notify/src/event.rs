@@ -25,10 +25,7 @@ pub fn body(d: &Delivered, region: &str, batch: Option<&BatchDone>) -> String {
         Mode::Multipart => "ObjectCreated:CompleteMultipartUpload",
         Mode::Single | Mode::Fallback => "ObjectCreated:Put",
     };
-    let event_id = match batch {
-        Some(b) => format!("{}-batch-{}-{}", d.instance, b.name, d.delivered_at),
-        None => format!("{}-{}-{}", d.instance, d.seq, d.delivered_at),
-    };
+    let event_id = event_id(d, batch.is_some());
     let mut outpost = json!({
         "event": if batch.is_some() { "batch" } else { "file" },
         "eventId": event_id,
@@ -73,6 +70,34 @@ pub fn body(d: &Delivered, region: &str, batch: Option<&BatchDone>) -> String {
         }]
     })
     .to_string()
+}
+
+/// The event's id: the same for every notification of one delivery, and for the same
+/// file delivered again after a crash or by another daemon that took its claim over
+/// (server, bucket, key, checksum and the file's drop time are the same), so receivers
+/// can deduplicate by it; another drop of the same bytes is another event. A manifest is
+/// the same batch however often it is sent. 32 hex digits of SHA-256.
+fn event_id(d: &Delivered, batch: bool) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for part in [
+        if batch { "batch" } else { "file" },
+        &d.server,
+        &d.bucket,
+        &d.key,
+        &d.checksum,
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    if !batch {
+        h.update(d.dropped_at.to_be_bytes());
+    }
+    h.finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A key as S3 event notifications write it (form URL encoding: `+` for a space, `%XX`
@@ -154,6 +179,29 @@ mod tests {
         assert_eq!(r["outpost"]["event"], "batch");
         assert_eq!(r["outpost"]["batch"]["files"], 3);
         assert_eq!(r["outpost"]["batch"]["bytes"], 300);
+    }
+
+    #[test]
+    fn a_delivery_sent_again_keeps_its_event_id_and_a_new_drop_gets_another() {
+        let id = |d: &Delivered| {
+            let v: Value = serde_json::from_str(&body(d, "r", None)).expect("json");
+            v["Records"][0]["outpost"]["eventId"]
+                .as_str()
+                .expect("str")
+                .to_owned()
+        };
+        let first = delivered();
+        // After a kill: delivered again later, by another daemon, as already present.
+        let mut again = delivered();
+        again.delivered_at += 60_000;
+        again.instance = "pub-2".into();
+        again.seq = 1;
+        again.outcome = Outcome::AlreadyPresent;
+        assert_eq!(id(&first), id(&again));
+        assert_eq!(id(&first).len(), 32);
+        let mut new_drop = delivered();
+        new_drop.dropped_at += 1;
+        assert_ne!(id(&first), id(&new_drop));
     }
 
     #[test]

@@ -177,8 +177,13 @@ async fn post(
         msg
     })?;
     let status = resp.status();
-    // Read the answer to the end so the connection can be used again.
-    let _ = resp.into_body().collect().await;
+    // The status decides. A short answer is read to its end so the connection can be
+    // used again; a long or slow one is dropped with its connection (never buffered).
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        http_body_util::Limited::new(resp.into_body(), 64 << 10).collect(),
+    )
+    .await;
     if status.is_success() {
         Ok(())
     } else {

@@ -18,8 +18,10 @@ use super::schedule::Chore;
 use crate::worker::blocking;
 
 /// The listed uploads to abort: ours by the ledger (`ours`, same key and id), recorded
-/// in no journal on the spool (`on_spool`), begun at or before `cutoff` (Unix seconds;
-/// an upload without `Initiated` is left alone).
+/// in no journal on the spool (`on_spool`), begun at or before `cutoff` (Unix seconds)
+/// by both clocks — the store's `Initiated` and ours in the ledger, so a store whose
+/// clock lags ours cannot make a young upload look old (an upload without `Initiated`
+/// is left alone).
 pub(crate) fn orphans(
     listed: &[ListedUpload],
     ours: &[OpenUpload],
@@ -29,8 +31,11 @@ pub(crate) fn orphans(
     listed
         .iter()
         .filter(|u| {
-            ours.iter()
-                .any(|o| o.upload_id == u.upload_id && o.key == u.key)
+            ours.iter().any(|o| {
+                o.upload_id == u.upload_id
+                    && o.key == u.key
+                    && o.begun_at <= cutoff.saturating_mul(1000)
+            })
         })
         .filter(|u| !on_spool.contains(&u.upload_id))
         .filter(|u| u.began.is_some_and(|b| b <= cutoff))
@@ -195,6 +200,7 @@ mod tests {
             listed("p/d", "in-journal", Some(100)), // a claim still works on it
             listed("p/e", "no-time", None),      // cannot tell its age
             listed("p/other", "old-ours-2", Some(100)), // ledger says another key
+            listed("p/g", "store-clock-behind", Some(100)), // our clock: begun just now
         ];
         let ours = [
             ours("p/a", "old-ours"),
@@ -202,6 +208,10 @@ mod tests {
             ours("p/d", "in-journal"),
             ours("p/e", "no-time"),
             ours("p/f", "old-ours-2"),
+            OpenUpload {
+                begun_at: 500_000,
+                ..ours("p/g", "store-clock-behind")
+            },
         ];
         let on_spool = HashSet::from(["in-journal".to_owned()]);
         let ids: Vec<String> = orphans(&listed, &ours, &on_spool, 200)
