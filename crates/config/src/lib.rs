@@ -19,6 +19,7 @@ mod resolve;
 mod server;
 mod settings;
 mod units;
+mod window;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -31,7 +32,10 @@ pub use settings::{
     AfterUpload, Checksum, Completion, Credentials, Manifest, ManifestFormat, Multipart, Overwrite,
     Retry, Sse, Timeouts,
 };
-pub use units::{format_duration, format_size, parse_duration, parse_size};
+pub use units::{
+    format_duration, format_rate, format_size, parse_duration, parse_rate, parse_size,
+};
+pub use window::{Phase, Window};
 
 /// The default configuration file, used when neither `-c` nor `$OUTPOST_CONFIG` is given.
 pub const DEFAULT_PATH: &str = "/etc/outpost/outpost.yaml";
@@ -90,6 +94,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Age after which rows of the delivery ledger are pruned (`ledger_retention`).
     pub ledger_retention: Duration,
+    /// Bytes per second sent over all servers together (`max_bandwidth`); 0: unlimited.
+    pub max_bandwidth: u64,
     /// Servers by name (= spool folder name).
     pub servers: BTreeMap<String, Server>,
     /// Where keys were written, for errors found later on this host.
@@ -154,6 +160,10 @@ pub struct Server {
     pub archive_retention: Option<Duration>,
     /// Files in flight for this server.
     pub max_concurrent_uploads: usize,
+    /// When files of this server may start (`window`); `None`: always.
+    pub window: Option<Window>,
+    /// Bytes per second sent to this server (`max_bandwidth`); 0: unlimited.
+    pub max_bandwidth: u64,
     /// Multipart settings.
     pub multipart: Multipart,
     /// Retry limits.

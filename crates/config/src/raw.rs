@@ -59,6 +59,20 @@ checked_str!(
     parse_duration
 );
 
+checked_str!(
+    /// A delivery window written as a string like `"22:00-06:00 Europe/Berlin"`.
+    RawWindow(crate::Window),
+    "a window like \"22:00-06:00\" or \"22:00-02:00, 04:00-06:00 Europe/Berlin\"",
+    crate::Window::parse
+);
+
+checked_str!(
+    /// A rate written as a string like `50MiB/s`, or `0` (unlimited).
+    Rate(u64),
+    "a rate like 50MiB/s, or 0",
+    crate::units::parse_rate
+);
+
 /// A key that counts as written even with an empty or null value: a key of another
 /// credentials mode is refused however it is written.
 #[derive(Debug, Clone)]
@@ -133,6 +147,8 @@ section!(whole "top-level", "the file must be a mapping of top-level keys",
         state_dir: PathBuf,
         /// Age after which ledger rows are pruned (1h–3650d).
         ledger_retention: Dur,
+        /// Bytes per second sent over all servers together (`0`: unlimited).
+        max_bandwidth: Rate,
         /// Server keys merged into every server.
         defaults: Defaults,
         /// Servers by name; resolved one by one over `defaults`.
@@ -185,6 +201,10 @@ section!(by_key "server", "a server must be a mapping of server keys",
         archive_retention: Dur,
         /// Files in flight for this server (1–1024).
         max_concurrent_uploads: Count<usize>,
+        /// When files of this server may start (default: always).
+        window: RawWindow,
+        /// Bytes per second sent to this server (`0`: unlimited).
+        max_bandwidth: Rate,
         /// Merged key by key with `defaults`.
         multipart: RawMultipart,
         /// Merged key by key with `defaults`.

@@ -147,6 +147,8 @@ pub(crate) fn resolve(name: &str, s: RawServer) -> Result<Server, Invalid> {
         },
         archive_retention: s.archive_retention.map(|d| d.0),
         max_concurrent_uploads,
+        window: s.window.map(|w| w.0),
+        max_bandwidth: s.max_bandwidth.map_or(0, |r| r.0),
         multipart,
         retry,
         timeouts,
