@@ -16,6 +16,7 @@ mod keys;
 mod locate;
 mod raw;
 mod resolve;
+mod scalar;
 mod server;
 mod settings;
 mod units;
