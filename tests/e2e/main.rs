@@ -14,6 +14,7 @@ mod ledger_cli;
 mod manifests;
 mod ops;
 mod ordering;
+mod pacing;
 mod reload;
 mod secrets;
 mod shared_spool;

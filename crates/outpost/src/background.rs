@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use outpost_scheduler::{Command, Stats};
-use outpost_watcher::{DiscoveryHandle, LiveState, Spool};
+use outpost_watcher::{DiscoveryHandle, LiveState, Spool, rfc3339};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -93,6 +93,10 @@ fn snapshot(stats: &Stats) -> LiveState {
         held: s
             .iter()
             .filter_map(|(k, v)| v.held.clone().map(|b| (k.clone(), b)))
+            .collect(),
+        window: s
+            .iter()
+            .filter_map(|(k, v)| v.window_until.map(|t| (k.clone(), rfc3339(t))))
             .collect(),
     }
 }

@@ -53,6 +53,7 @@ pub fn configure(s: &outpost_config::Server) -> Command<Job> {
             max_attempts: s.retry.max_attempts,
         },
         last: s.publish_last.clone(),
+        window: s.window.clone(),
     }
 }
 

@@ -31,6 +31,9 @@ pub struct LiveState {
     /// Why `publish_last` files of a server wait, per server.
     #[serde(default)]
     pub held: HashMap<String, String>,
+    /// When the delivery window opens (RFC 3339 UTC), per server whose window is closed.
+    #[serde(default)]
+    pub window: HashMap<String, String>,
 }
 
 /// What every running daemon on a spool reports, merged.
@@ -44,6 +47,8 @@ pub struct SpoolLive {
     pub blocked: HashMap<String, String>,
     /// Why `publish_last` files of a server wait (any daemon's reason).
     pub held: HashMap<String, String>,
+    /// When a server's closed delivery window opens (RFC 3339 UTC; any daemon's).
+    pub window: HashMap<String, String>,
 }
 
 impl Spool {
@@ -76,6 +81,7 @@ impl Spool {
             }
             out.blocked.extend(s.blocked);
             out.held.extend(s.held);
+            out.window.extend(s.window);
         }
         out
     }

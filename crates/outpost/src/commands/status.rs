@@ -14,7 +14,10 @@ pub fn status(path: &Path, json: bool) -> u8 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let live = Spool::read_live(&cfg.spool_dir);
+    let mut live = Spool::read_live(&cfg.spool_dir);
+    // An opening already past (the daemon publishes on its next change): not waiting.
+    let now = outpost_watcher::rfc3339(std::time::SystemTime::now());
+    live.window.retain(|_, until| *until > now);
     let mut rows = Vec::new();
     for s in cfg.servers.keys() {
         match Spool::status(&cfg.spool_dir, s, &cfg.servers[s].completion) {
@@ -41,6 +44,7 @@ pub fn status(path: &Path, json: bool) -> u8 {
                     "blocked": live.blocked.contains_key(s),
                     "blocked_reason": live.blocked.get(s),
                     "held_reason": live.held.get(s),
+                    "window_closed_until": live.window.get(s),
                     "daemon_running": live.running,
                     "batches_waiting": st.batches_waiting.iter().map(|b| serde_json::json!({
                         "batch": b.batch,
@@ -80,7 +84,12 @@ pub fn status(path: &Path, json: bool) -> u8 {
                 (false, _, _) => "daemon not running".to_owned(),
                 (true, Some(why), _) => format!("BLOCKED: {why}"),
                 (true, None, Some(why)) => format!("HELD: {why}"),
-                (true, None, None) => "ok".to_owned(),
+                (true, None, None) => match live.window.get(&s) {
+                    Some(until) if st.pending_files > 0 => {
+                        format!("WAITING for its window until {until}")
+                    }
+                    _ => "ok".to_owned(),
+                },
             } + &if st.waiting_for_marker > 0 {
                 format!(" ({} waiting for marker)", st.waiting_for_marker)
             } else {

@@ -1,0 +1,97 @@
+//! Delivery windows and bandwidth limits against a real store: a file dropped while its
+//! server's window is closed waits (and `status` says until when) until a reload opens
+//! the window; a limited server sends no faster than its limit while an unlimited one in
+//! the same daemon is not held back. Windows are computed around now; times are only
+//! lower bounds.
+
+use std::time::{Duration, SystemTime};
+
+use outpost_e2e::*;
+
+use crate::reload::hup;
+
+/// Minutes since the epoch, now.
+fn now_minutes() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_secs()
+        / 60
+}
+
+/// Minute `m` (since the epoch) as `HH:MM` of its UTC day.
+fn hm(m: u64) -> String {
+    format!("{:02}:{:02}", (m % 1440) / 60, m % 60)
+}
+
+/// Minute `m` (since the epoch) as RFC 3339 UTC (civil-from-days, proleptic Gregorian).
+fn rfc3339_minute(m: u64) -> String {
+    let days = (m / 1440) as i64;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    format!("{y:04}-{mo:02}-{d:02}T{}:00Z", hm(m))
+}
+
+#[test]
+fn a_file_waits_for_its_window_and_a_reload_opens_it() {
+    let store = Store::s3s();
+    // A window that opens in two hours: closed now.
+    let opens = now_minutes() + 120;
+    let closed = format!("{}-{}", hm(opens), hm(opens + 60));
+    let Running {
+        dir,
+        daemon: d,
+        launch,
+        bucket,
+        client,
+    } = acme(&store)
+        .extra(&format!("    window: \"{closed}\"\n"))
+        .start();
+    dir.drop_file("acme", "night.csv", b"after dark");
+    let waiting = format!("WAITING for its window until {}", rfc3339_minute(opens));
+    let mut said = String::new();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            said = outpost(&["status", "-c", launch.cfg_str()], &[]).1;
+            said.contains(&waiting)
+        }),
+        "status does not say {waiting:?}:\n{said}\nlog:\n{}",
+        d.log_text()
+    );
+    assert!(said.contains("acme"), "{said}");
+    assert_eq!(
+        d.metric("outpost_server_window_open{server=\"acme\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        d.metric("outpost_files_uploaded_total{server=\"acme\"}"),
+        Some(0.0),
+        "uploaded while the window was closed"
+    );
+    assert!(d.metric("outpost_oldest_pending_age_seconds{server=\"acme\"}") > Some(0.0));
+    rt().block_on(async {
+        assert!(get(&client, &bucket, "pre/night.csv").await.is_none());
+    });
+    // A window around now: the reload opens it at once.
+    let now = now_minutes();
+    let open = format!("{}-{}", hm(now + 1440 - 60), hm(now + 60));
+    let text = std::fs::read_to_string(&launch.cfg).expect("config");
+    std::fs::write(&launch.cfg, text.replace(&closed, &open)).expect("config");
+    hup(&d);
+    d.wait_uploaded("acme", 1.0, 60);
+    assert_delivered(&client, &bucket, "pre/night.csv", b"after dark");
+    assert_eq!(
+        d.metric("outpost_server_window_open{server=\"acme\"}"),
+        Some(1.0)
+    );
+    let st = outpost(&["status", "-c", launch.cfg_str()], &[]).1;
+    assert!(!st.contains("WAITING"), "{st}");
+    drop(dir);
+}
