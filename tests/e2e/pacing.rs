@@ -95,3 +95,33 @@ fn a_file_waits_for_its_window_and_a_reload_opens_it() {
     assert!(!st.contains("WAITING"), "{st}");
     drop(dir);
 }
+
+#[test]
+fn a_limited_server_sends_no_faster_than_its_limit_and_others_are_not_held_back() {
+    let store = Store::s3s();
+    let client = store.client();
+    let bucket = bucket_name("pace");
+    rt().block_on(create_bucket(&client, &bucket));
+    let free = Server::new("free", &store.endpoint, &bucket).prefix("free/");
+    let Running { dir, daemon: d, .. } = acme(&store)
+        .bucket(&bucket)
+        .extra("    max_bandwidth: 1MiB/s\n    multipart: { threshold: 5MiB, part_size: 5MiB, concurrency: 2 }\n")
+        .server(free)
+        .start();
+    let (big, other) = (data(6 << 20, 1), data(6 << 20, 2));
+    let t = std::time::Instant::now();
+    dir.drop_file("acme", "big.bin", &big);
+    dir.drop_file("free", "other.bin", &other);
+    // The unlimited server is not held back: it completes (no time bound asserted).
+    d.wait_uploaded("free", 1.0, 120);
+    d.wait_uploaded("acme", 1.0, 120);
+    // 6 MiB at 1 MiB/s, less one chunk (1 MiB) of burst: at least 5 s.
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_secs(5),
+        "6 MiB at 1MiB/s in {took:?}"
+    );
+    assert_delivered(&client, &bucket, "pre/big.bin", &big);
+    assert_delivered(&client, &bucket, "free/other.bin", &other);
+    drop(dir);
+}

@@ -42,6 +42,15 @@ pub fn failed_scan(spool: &Spool, server: &str) -> Command<Job> {
     }
 }
 
+/// The bandwidth limits of `cfg` (global and per server), for the reads to come.
+pub fn set_bandwidth(cfg: &Config) {
+    let servers = cfg
+        .servers
+        .values()
+        .map(|s| (s.name.as_str(), s.max_bandwidth));
+    outpost_uploader::bandwidth::limits().configure(cfg.max_bandwidth, servers);
+}
+
 /// The scheduler's settings of a server.
 pub fn configure(s: &outpost_config::Server) -> Command<Job> {
     Command::Configure {
@@ -209,6 +218,7 @@ impl Daemon {
             ledger.set_retention(new.ledger_retention);
         }
         self.discovery.reconfigure(rules(&new));
+        set_bandwidth(&new);
         tracing::info!(added = ?added, changed = ?changed, removed = ?removed, "SIGHUP: configuration reloaded");
         self.cfg = new;
     }

@@ -13,6 +13,7 @@ use aws_sdk_s3::types::CompletedPart;
 use outpost_config::Server;
 use tokio::task::JoinSet;
 
+use crate::bandwidth::limits;
 use crate::buffers::{BufferPool, read_at};
 use crate::checksum::{ObjectDigest, Sums};
 use crate::upload::multipart::Plan;
@@ -46,6 +47,8 @@ impl PartJob {
         offset: u64,
         len: u64,
     ) -> Result<(i32, CompletedPart, Sums), UploadError> {
+        // Paced before the read: a part waiting for its bytes holds no buffer.
+        limits().acquire(&self.server.name, len).await;
         let (data, release) = read_at(self.file, offset, len, Some(self.pool)).await?;
         let mut digest = ObjectDigest::new(self.server.checksum, false);
         digest.update(&data);
