@@ -91,8 +91,15 @@ fn a_file_waits_for_its_window_and_a_reload_opens_it() {
         d.metric("outpost_server_window_open{server=\"acme\"}"),
         Some(1.0)
     );
-    let st = outpost(&["status", "-c", launch.cfg_str()], &[]).1;
-    assert!(!st.contains("WAITING"), "{st}");
+    // The spool forgets the file just after the count moves: status follows.
+    let mut st = String::new();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            st = outpost(&["status", "-c", launch.cfg_str()], &[]).1;
+            !st.contains("WAITING")
+        }),
+        "{st}"
+    );
     drop(dir);
 }
 
