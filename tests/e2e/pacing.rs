@@ -66,9 +66,13 @@ fn a_file_waits_for_its_window_and_a_reload_opens_it() {
         d.log_text()
     );
     assert!(said.contains("acme"), "{said}");
-    assert_eq!(
-        d.metric("outpost_server_window_open{server=\"acme\"}"),
-        Some(0.0)
+    // The gauge follows the queue: 0 once the file is claimed and waits there.
+    assert!(
+        wait_until(Duration::from_secs(30), || d
+            .metric("outpost_server_window_open{server=\"acme\"}")
+            == Some(0.0)),
+        "window gauge not 0; log:\n{}",
+        d.log_text()
     );
     assert_eq!(
         d.metric("outpost_files_uploaded_total{server=\"acme\"}"),
