@@ -20,7 +20,7 @@ from pathlib import Path
 import boto3
 
 ROOT = Path(__file__).resolve().parents[2]
-OUTPOST = ROOT / "target" / "release" / "outpost"
+OUTPOST = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target") / "release" / "outpost"
 REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
 MIB = 1 << 20
 
@@ -84,7 +84,7 @@ class Outpost:
     """A release outpost daemon on its own spool."""
 
     def __init__(self, work, server, bucket, servers=1, part=8 * MIB, conc=8, uploads=16, archive=False, log="warn",
-                 ledger=True):
+                 ledger=True, keys=None):
         self.log_level = log
         self.work = Path(work)
         self.work.mkdir(parents=True, exist_ok=True)
@@ -105,6 +105,7 @@ class Outpost:
                  f"  after_upload: {'archive' if archive else 'delete'}", "servers:"]
         for n in names:
             lines += [f"  {n}:", f"    bucket: {bucket}", f"    prefix: \"{n}/\""]
+            lines += [f"    {k}" for k in (keys or {}).get(n, [])]
         self.config = self.work / "outpost.yaml"
         self.config.write_text("\n".join(lines) + "\n")
         self.server = server
@@ -141,10 +142,10 @@ class Outpost:
                 return float(line.split()[-1])
         return -1
 
-    def wait_uploaded(self, n, poll=0.005, timeout=3600):
+    def wait_uploaded(self, n, poll=0.005, timeout=3600, server="acme"):
         end = time.time() + timeout
         while time.time() < end:
-            if self.uploaded() >= n:
+            if self.uploaded(server) >= n:
                 return
             time.sleep(poll)
         raise RuntimeError(f"outpost did not upload {n} files")
@@ -476,6 +477,49 @@ def bench_backlog(server, work, n=100_000, size=1024):
     return first, rss, drain, hwm
 
 
+def bench_bandwidth(server, work, limit_mib=50, other=512 * MIB):
+    """(h) max_bandwidth: a 1 GiB file to a server limited to `limit_mib` MiB/s while
+    another server without a limit uploads a file of `other` bytes alongside; the
+    limited server's achieved rate against its limit, and the other's rate alone and
+    alongside. The limited rate is given twice: over the whole upload (drop to
+    acknowledgement), and over the sending alone (less the store's time to complete the
+    multipart upload, which no limit paces — s3s-fs assembles 1 GiB in seconds)."""
+    bucket = server.bucket(f"bench-bw-{int(time.time())}")
+    big, side = Path(work) / "bw-big.bin", Path(work) / "bw-side.bin"
+    big_file(big, 1 << 30)
+    big_file(side, other)
+    op = Outpost(Path(work) / "op-bw", server, bucket, servers=2, part=8 * MIB, conc=8,
+                 keys={"acme": [f"max_bandwidth: {limit_mib}MiB/s"]},
+                 log="warn,outpost_uploader::upload=debug").start()
+    op.ready()
+
+    def drop(src, srv, name):
+        os.link(src, op.work / f"staged-{name}")
+        os.rename(op.work / f"staged-{name}", op.spool / srv / name)
+
+    # The unlimited server alone (after one untimed upload), then alongside the limited one.
+    drop(side, "s001", "warm.bin")
+    op.wait_uploaded(1, server="s001")
+    t = time.perf_counter()
+    drop(side, "s001", "alone.bin")
+    op.wait_uploaded(2, server="s001")
+    alone = other / MIB / (time.perf_counter() - t)
+    t = time.perf_counter()
+    drop(big, "acme", "limited.bin")
+    drop(side, "s001", "alongside.bin")
+    op.wait_uploaded(3, server="s001")
+    beside = other / MIB / (time.perf_counter() - t)
+    op.wait_uploaded(1, server="acme")
+    total = time.perf_counter() - t
+    op.stop()
+    complete = [int(line.split("took_ms=", 1)[1].split()[0]) / 1000
+                for line in (op.work / "daemon.log").read_text(errors="replace").splitlines()
+                if "multipart upload completed" in line and "limited.bin" in line and "took_ms" in line]
+    big.unlink()
+    side.unlink()
+    return 1024 / total, 1024 / (total - sum(complete[-1:])), alone, beside
+
+
 def machine():
     cpu = "unknown"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -504,7 +548,7 @@ def main():
         ratio = ours / peer if better == "higher" else peer / ours
         rows.append((name, f"{ours:.2f}{unit}", peer_name, f"{peer:.2f}{unit}", f"{ratio:.2f}x"))
 
-    only = set(os.environ.get("BENCH_ONLY", "a,b,c,d,e,f,g").split(","))
+    only = set(os.environ.get("BENCH_ONLY", "a,b,c,d,e,f,g,h").split(","))
     print(f"bench on {kind} at {server.endpoint}; {machine()}; median of {REPEAT}", flush=True)
     if "d" in only and "a" not in only:
         only.add("a")
@@ -561,8 +605,19 @@ def main():
         rows.append(("(g) ledger: 1,000,000 rows", figures.get("size", "?"), "insert rate",
                      figures.get("insert", "?"), f"--since 24h: {figures.get('since', '?')}"))
         print(rows[-2], rows[-1], flush=True)
+    if "h" in only:
+        limit = 50
+        whole, sending, alone, beside = bench_bandwidth(server, work, limit)
+        rows.append(("(h) 1 GiB at max_bandwidth: 50MiB/s, sending, MiB/s", f"{sending:.1f}", "the limit",
+                     f"{limit:.1f}", f"{sending / limit:.3f}x"))
+        rows.append(("(h) the same, drop to acknowledgement, MiB/s", f"{whole:.1f}", "the limit",
+                     f"{limit:.1f}", f"{whole / limit:.3f}x"))
+        rows.append(("(h) 512 MiB to an unlimited server beside it, MiB/s", f"{beside:.1f}", "the same alone",
+                     f"{alone:.1f}", f"{beside / alone:.2f}x"))
+        for r in rows[-3:]:
+            print(" | ".join(str(c) for c in r), flush=True)
     shutil.rmtree(work, ignore_errors=True)
-    if only != set("abcdefg"):
+    if only != set("abcdefgh"):
         print("\n".join(" | ".join(str(c) for c in r) for r in rows))
         return
 

@@ -15,6 +15,7 @@ mod manifests;
 mod notifications;
 mod ops;
 mod ordering;
+mod pacing;
 mod reload;
 mod secrets;
 mod shared_spool;

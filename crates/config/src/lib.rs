@@ -10,6 +10,7 @@
 //! range in `resolve.rs` (top level) or `server.rs` (one function per server section),
 //! located through the parser by `locate.rs`, and written back as YAML by `display.rs`.
 
+mod credentials;
 mod display;
 mod glob;
 mod keys;
@@ -17,10 +18,11 @@ mod locate;
 mod notify;
 mod raw;
 mod resolve;
+mod scalar;
 mod server;
 mod settings;
 mod units;
-mod values;
+mod window;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -34,7 +36,10 @@ pub use settings::{
     AfterUpload, Checksum, Completion, Credentials, Manifest, ManifestFormat, Multipart, Overwrite,
     Retry, Sse, Timeouts,
 };
-pub use units::{format_duration, format_size, parse_duration, parse_size};
+pub use units::{
+    format_duration, format_rate, format_size, parse_duration, parse_rate, parse_size,
+};
+pub use window::{Phase, Window};
 
 /// The default configuration file, used when neither `-c` nor `$OUTPOST_CONFIG` is given.
 pub const DEFAULT_PATH: &str = "/etc/outpost/outpost.yaml";
@@ -93,6 +98,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Age after which rows of the delivery ledger are pruned (`ledger_retention`).
     pub ledger_retention: Duration,
+    /// Bytes per second sent over all servers together (`max_bandwidth`); 0: unlimited.
+    pub max_bandwidth: u64,
     /// Servers by name (= spool folder name).
     pub servers: BTreeMap<String, Server>,
     /// Where keys were written, for errors found later on this host.
@@ -162,6 +169,10 @@ pub struct Server {
     pub orphan_age: Option<Duration>,
     /// Files in flight for this server.
     pub max_concurrent_uploads: usize,
+    /// When files of this server may start (`window`); `None`: always.
+    pub window: Option<Window>,
+    /// Bytes per second sent to this server (`max_bandwidth`); 0: unlimited.
+    pub max_bandwidth: u64,
     /// Multipart settings.
     pub multipart: Multipart,
     /// Retry limits.

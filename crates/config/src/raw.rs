@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
 use crate::keys::{Field, keyword, not_a_mapping, section, whole};
-pub(crate) use crate::values::{Count, Dur, OffDur, Size, Written};
+pub(crate) use crate::scalar::{Count, Dur, OffDur, Rate, RawWindow, Size, Written};
 
 section!(whole "top-level", "the file must be a mapping of top-level keys",
     /// The whole file.
@@ -42,6 +42,8 @@ section!(whole "top-level", "the file must be a mapping of top-level keys",
         state_dir: PathBuf,
         /// Age after which ledger rows are pruned (1h–3650d).
         ledger_retention: Dur,
+        /// Bytes per second sent over all servers together (`0`: unlimited).
+        max_bandwidth: Rate,
         /// Server keys merged into every server.
         defaults: Defaults,
         /// Servers by name; resolved one by one over `defaults`.
@@ -98,6 +100,10 @@ section!(by_key "server", "a server must be a mapping of server keys",
         verify_interval: OffDur,
         /// Age of an open multipart upload of ours that the sweep aborts (default 24h).
         orphan_age: OffDur,
+        /// When files of this server may start (default: always).
+        window: RawWindow,
+        /// Bytes per second sent to this server (`0`: unlimited).
+        max_bandwidth: Rate,
         /// Merged key by key with `defaults`.
         multipart: RawMultipart,
         /// Merged key by key with `defaults`.

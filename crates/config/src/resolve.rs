@@ -201,6 +201,7 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         max_buffer_memory,
         state_dir,
         ledger_retention,
+        max_bandwidth: raw.max_bandwidth.map_or(0, |r| r.0),
         servers,
         origin: Origin {
             file: path.to_owned(),

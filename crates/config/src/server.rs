@@ -1,16 +1,19 @@
 //! One server after `defaults` were merged in: each section's defaults, ranges and
 //! checks, one function per section. A check names the key path it refused (relative to
 //! the server); `resolve.rs` finds where that key was written. To change a default or a
-//! range, change it here and in docs/configuration.md.
+//! range, change it here and in docs/configuration.md. `credentials` and `sse` are
+//! resolved in `credentials.rs`.
 
 use std::time::Duration;
 
+use crate::credentials::{credentials, sse};
+
 use crate::raw::{
-    RawAfterUpload, RawChecksum, RawCompletion, RawCredentials, RawCredentialsMode, RawManifest,
-    RawMultipart, RawOverwrite, RawRetry, RawServer, RawSse, RawSseMode, RawTimeouts,
+    RawAfterUpload, RawChecksum, RawCompletion, RawManifest, RawMultipart, RawOverwrite, RawRetry,
+    RawServer, RawTimeouts,
 };
 use crate::resolve::{DAY, HOUR, MAX_UPLOADS, in_range, is_account_id};
-use crate::{AfterUpload, Checksum, Completion, Credentials, Multipart, Retry, Server, Sse};
+use crate::{AfterUpload, Checksum, Completion, Multipart, Retry, Server};
 use crate::{Manifest, ManifestFormat, Overwrite};
 use crate::{Timeouts, units::format_size};
 
@@ -24,7 +27,7 @@ const MIN_PART: u64 = 5 << 20;
 const MAX_PART: u64 = 5 << 30;
 
 /// Refuses the value at `key` (below the server) for `reason`.
-fn bad<T>(key: &[&'static str], reason: impl Into<String>) -> Result<T, Invalid> {
+pub(crate) fn bad<T>(key: &[&'static str], reason: impl Into<String>) -> Result<T, Invalid> {
     Err((key.to_vec(), reason.into()))
 }
 
@@ -158,129 +161,13 @@ pub(crate) fn resolve(name: &str, s: RawServer) -> Result<Server, Invalid> {
         verify_interval,
         orphan_age,
         max_concurrent_uploads,
+        window: s.window.map(|w| w.0),
+        max_bandwidth: s.max_bandwidth.map_or(0, |r| r.0),
         multipart,
         retry,
         timeouts,
         notify,
     })
-}
-
-/// `credentials` (default `mode: internal`): the keys of its mode, and only those.
-fn credentials(c: Option<RawCredentials>) -> Result<Credentials, Invalid> {
-    let Some(c) = c else {
-        return Ok(Credentials::Internal);
-    };
-    let (mode, word): (_, &str) = match c.mode {
-        None => {
-            return bad(
-                &["credentials"],
-                "`credentials` needs `mode: internal`, `static` or `assume_role`",
-            );
-        }
-        Some(m @ RawCredentialsMode::Internal) => (m, "internal"),
-        Some(m @ RawCredentialsMode::Static) => (m, "static"),
-        Some(m @ RawCredentialsMode::AssumeRole) => (m, "assume_role"),
-    };
-    let keys: &[(&'static str, bool)] = &[
-        ("access_key_id", c.access_key_id.is_some()),
-        ("secret_access_key_file", c.secret_access_key_file.is_some()),
-        ("role_arn", c.role_arn.is_some()),
-        ("external_id", c.external_id.is_some()),
-    ];
-    let allowed: &[&str] = match mode {
-        RawCredentialsMode::Internal => &[],
-        RawCredentialsMode::Static => &["access_key_id", "secret_access_key_file"],
-        RawCredentialsMode::AssumeRole => &["role_arn", "external_id"],
-    };
-    if let Some((key, _)) = keys.iter().find(|(k, set)| *set && !allowed.contains(k)) {
-        return bad(
-            &["credentials", key],
-            format!("`{key}` is not a key of credentials mode `{word}`"),
-        );
-    }
-    let needs = |key: &str| format!("credentials mode `{word}` needs `{key}`");
-    match mode {
-        RawCredentialsMode::Internal => Ok(Credentials::Internal),
-        RawCredentialsMode::Static => {
-            let Some(access_key_id) = c.access_key_id.and_then(|w| w.0) else {
-                return bad(&["credentials"], needs("access_key_id"));
-            };
-            let Some(secret_access_key_file) = c.secret_access_key_file.and_then(|w| w.0) else {
-                return bad(&["credentials"], needs("secret_access_key_file"));
-            };
-            if access_key_id.is_empty() {
-                return bad(
-                    &["credentials", "access_key_id"],
-                    "access_key_id must not be empty",
-                );
-            }
-            if !secret_access_key_file.is_absolute() {
-                return bad(
-                    &["credentials", "secret_access_key_file"],
-                    "secret_access_key_file must be an absolute path",
-                );
-            }
-            Ok(Credentials::Static {
-                access_key_id,
-                secret_access_key_file,
-            })
-        }
-        RawCredentialsMode::AssumeRole => {
-            let Some(role_arn) = c.role_arn.and_then(|w| w.0) else {
-                return bad(&["credentials"], needs("role_arn"));
-            };
-            if !role_arn.starts_with("arn:") || !role_arn.contains(":role/") {
-                return bad(
-                    &["credentials", "role_arn"],
-                    format!(
-                        "role_arn {role_arn:?} is not a role ARN (arn:aws:iam::ACCOUNT:role/NAME)"
-                    ),
-                );
-            }
-            let external_id = c.external_id.and_then(|w| w.0);
-            match external_id.as_deref() {
-                None => bad(
-                    &["credentials"],
-                    "assume_role needs `external_id`: the customer's trust policy must require it (sts:ExternalId) so that no other party can make the publisher write into their bucket (the confused-deputy problem); agree one per customer and run `outpost policy` for the trust policy",
-                ),
-                Some(e) if e.len() < 2 || e.len() > 1224 => bad(
-                    &["credentials", "external_id"],
-                    "external_id must be 2 to 1,224 characters (STS's limits)",
-                ),
-                Some(_) => Ok(Credentials::AssumeRole {
-                    role_arn,
-                    external_id,
-                }),
-            }
-        }
-    }
-}
-
-/// `sse`: `AES256`, or `aws:kms` with a full key ARN.
-fn sse(s: RawSse) -> Result<Sse, Invalid> {
-    match (s.mode, s.kms_key_id) {
-        (None, _) => bad(
-            &["sse"],
-            "`sse` needs `mode: AES256` or `mode: \"aws:kms\"`",
-        ),
-        (Some(RawSseMode::Aes256), None) => Ok(Sse::Aes256),
-        (Some(RawSseMode::Aes256), Some(_)) => bad(
-            &["sse", "kms_key_id"],
-            "kms_key_id is only valid with mode aws:kms",
-        ),
-        (Some(RawSseMode::Kms), Some(k))
-            if k.starts_with("arn:") && k.contains(":kms:") && k.contains(":key/") =>
-        {
-            Ok(Sse::Kms { kms_key_id: k })
-        }
-        (Some(RawSseMode::Kms), Some(k)) => bad(
-            &["sse", "kms_key_id"],
-            format!(
-                "kms_key_id {k:?} must be a full key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID); an alias or bare id would resolve in the publisher's own account"
-            ),
-        ),
-        (Some(RawSseMode::Kms), None) => bad(&["sse"], "mode aws:kms needs kms_key_id"),
-    }
 }
 
 /// `completion` with its `marker_suffix` or `quiet_period` (each read only in its mode).

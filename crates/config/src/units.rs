@@ -31,6 +31,36 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("invalid size {s:?}: too large"))
 }
 
+/// Parses a rate such as `50MiB/s` (a size per second), or `0` (unlimited): bytes
+/// per second, 0 for no limit. A rate other than 0 is at least 1KiB/s.
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    if t == "0" {
+        return Ok(0);
+    }
+    let Some(size) = t.strip_suffix("/s") else {
+        return Err(format!(
+            "invalid rate {s:?}: expected a size per second like 50MiB/s, or 0 (unlimited)"
+        ));
+    };
+    let n = parse_size(size).map_err(|e| format!("invalid rate {s:?}: {e}"))?;
+    if n != 0 && n < 1024 {
+        return Err(format!(
+            "invalid rate {s:?}: at least 1KiB/s, or 0 (unlimited)"
+        ));
+    }
+    Ok(n)
+}
+
+/// A rate as [`parse_rate`] reads it: `50MiB/s`, or `0`.
+pub fn format_rate(n: u64) -> String {
+    if n == 0 {
+        "0".into()
+    } else {
+        format!("{}/s", format_size(n))
+    }
+}
+
 /// Parses a duration such as `500ms`, `30s`, `5m`, `2h`, `7d`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();

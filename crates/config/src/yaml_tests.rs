@@ -270,3 +270,26 @@ fn verify_interval_and_orphan_age_default_merge_and_switch_off_with_zero() {
     let y = "servers:\n  a:\n    bucket: bkt\n    orphan_age: soon\n";
     fails_at(y, "soon", 0, "invalid duration");
 }
+
+#[test]
+fn windows_and_rates_are_read_and_refused_at_the_value() {
+    let y = "max_bandwidth: 200MiB/s\ndefaults: { window: \"22:00-06:00\" }\nservers:\n  a:\n    bucket: bkt\n    max_bandwidth: 50MiB/s\n  b:\n    bucket: bkt\n    window: \"22:00-02:00, 04:00-06:00 Europe/Berlin\"\n    max_bandwidth: 0\n";
+    let cfg = parse(y).expect("valid");
+    assert_eq!(cfg.max_bandwidth, 200 << 20);
+    assert_eq!(cfg.servers["a"].max_bandwidth, 50 << 20);
+    assert_eq!(cfg.servers["b"].max_bandwidth, 0);
+    let wa = cfg.servers["a"].window.as_ref().expect("inherited");
+    assert_eq!(wa.to_string(), "22:00-06:00 UTC");
+    let wb = cfg.servers["b"].window.as_ref().expect("own");
+    assert_eq!(wb.to_string(), "22:00-02:00, 04:00-06:00 Europe/Berlin");
+    let y = "servers:\n  a:\n    bucket: bkt\n    window: \"22:00-22:00\"\n";
+    fails_at(y, "\"22:00-22:00\"", 0, "is empty");
+    let y = "servers:\n  a:\n    bucket: bkt\n    window: \"22:00-06:00 Nowhere/Town\"\n";
+    fails_at(y, "\"22:00", 0, "unknown time zone");
+    let y = "servers:\n  a:\n    bucket: bkt\n    window: \"7-9\"\n";
+    fails_at(y, "\"7-9\"", 0, "HH:MM");
+    let y = "max_bandwidth: 50MiB\nservers:\n  a:\n    bucket: bkt\n";
+    fails_at(y, "50MiB", 0, "like 50MiB/s");
+    let y = "servers:\n  a:\n    bucket: bkt\n    max_bandwidth: 10B/s\n";
+    fails_at(y, "10B/s", 0, "at least 1KiB/s");
+}

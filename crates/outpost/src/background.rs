@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use outpost_scheduler::{Command, Stats};
-use outpost_watcher::{DiscoveryHandle, LiveState, Spool};
+use outpost_watcher::{DiscoveryHandle, LiveState, Spool, rfc3339};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -105,6 +105,10 @@ fn snapshot(stats: &Stats) -> LiveState {
             .filter_map(|(k, v)| v.held.clone().map(|b| (k.clone(), b)))
             .collect(),
         verify_failed: Default::default(),
+        window: s
+            .iter()
+            .filter_map(|(k, v)| v.window_until.map(|t| (k.clone(), rfc3339(t))))
+            .collect(),
     }
 }
 

@@ -172,6 +172,7 @@ impl Daemon {
         }
         // One byte budget for every part and body buffer of every upload.
         outpost_uploader::set_buffer_budget(cfg.max_buffer_memory);
+        crate::reload::set_bandwidth(&cfg);
         let instance = cfg.instance.clone().unwrap_or_else(default_instance);
         let spool = Spool::open(&cfg.spool_dir, &instance, &names).map_err(|e| {
             tracing::error!(error = %e, "cannot open the spool");

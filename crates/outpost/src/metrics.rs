@@ -58,6 +58,8 @@ pub struct Metrics {
     pub oldest_age: GaugeVec,
     /// 1 while a server refuses every file (probing), else 0.
     pub blocked: IntGaugeVec,
+    /// 0 while files of a server wait for its delivery window to open, else 1.
+    pub window_open: IntGaugeVec,
     /// Unix time of the server's last acknowledged upload.
     pub last_success: GaugeVec,
     /// `outpost_destination_ok{server}`: 1 when the last background verification
@@ -234,6 +236,10 @@ impl Metrics {
                 "outpost_server_blocked",
                 "1 while the destination refuses us and uploads to it are paused.",
             )?,
+            window_open: igauge(
+                "outpost_server_window_open",
+                "0 while files of the server wait for its delivery window to open, else 1.",
+            )?,
             last_success: fgauge(
                 "outpost_last_success_timestamp_seconds",
                 "Unix time of the last acknowledged file since start (0 before the first).",
@@ -289,6 +295,7 @@ impl Metrics {
         self.in_flight.with_label_values(&[server]);
         self.oldest_age.with_label_values(&[server]);
         self.blocked.with_label_values(&[server]);
+        self.window_open.with_label_values(&[server]).set(1);
         self.last_success.with_label_values(&[server]);
         self.duration.with_label_values(&[server]);
     }
@@ -344,6 +351,10 @@ impl Metrics {
             self.blocked
                 .with_label_values(&[&server])
                 .set(i64::from(s.blocked.is_some()));
+            let closed = s.window_until.is_some_and(|t| t > now) && s.queue_files > s.in_flight;
+            self.window_open
+                .with_label_values(&[&server])
+                .set(i64::from(!closed));
         }
     }
 

@@ -42,6 +42,15 @@ pub fn failed_scan(spool: &Spool, server: &str) -> Command<Job> {
     }
 }
 
+/// The bandwidth limits of `cfg` (global and per server), for the reads to come.
+pub fn set_bandwidth(cfg: &Config) {
+    let servers = cfg
+        .servers
+        .values()
+        .map(|s| (s.name.as_str(), s.max_bandwidth));
+    outpost_uploader::bandwidth::limits().configure(cfg.max_bandwidth, servers);
+}
+
 /// The scheduler's settings of a server.
 pub fn configure(s: &outpost_config::Server) -> Command<Job> {
     Command::Configure {
@@ -53,6 +62,7 @@ pub fn configure(s: &outpost_config::Server) -> Command<Job> {
             max_attempts: s.retry.max_attempts,
         },
         last: s.publish_last.clone(),
+        window: s.window.clone(),
     }
 }
 
@@ -217,6 +227,7 @@ impl Daemon {
         }
         self.discovery.reconfigure(rules(&new));
         self.upkeep.send_replace(crate::upkeep::plan(&new));
+        set_bandwidth(&new);
         tracing::info!(added = ?added, changed = ?changed, removed = ?removed, "SIGHUP: configuration reloaded");
         self.cfg = new;
     }

@@ -9,7 +9,7 @@ mod backoff;
 mod queue;
 
 pub use backoff::{RetryPolicy, full_jitter};
-pub use queue::{Command, Scheduler, ServerStats, Stats};
+pub use queue::{Clock, Command, Scheduler, ServerStats, Stats};
 
 use std::future::Future;
 use std::time::SystemTime;

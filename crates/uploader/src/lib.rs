@@ -7,6 +7,7 @@
 //! handle it is given; it never moves or deletes a spool file. It decides *what* an
 //! error means ([`ErrorClass`]), never *when* to retry.
 
+pub mod bandwidth;
 mod buffers;
 mod checksum;
 mod client;

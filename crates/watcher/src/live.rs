@@ -34,6 +34,9 @@ pub struct LiveState {
     /// Why the last background verification failed, per server whose last one did.
     #[serde(default)]
     pub verify_failed: HashMap<String, String>,
+    /// When the delivery window opens (RFC 3339 UTC), per server whose window is closed.
+    #[serde(default)]
+    pub window: HashMap<String, String>,
 }
 
 /// What every running daemon on a spool reports, merged.
@@ -49,6 +52,8 @@ pub struct SpoolLive {
     pub held: HashMap<String, String>,
     /// Why a server's last background verification failed (any daemon's reason).
     pub verify_failed: HashMap<String, String>,
+    /// When a server's closed delivery window opens (RFC 3339 UTC; any daemon's).
+    pub window: HashMap<String, String>,
 }
 
 impl Spool {
@@ -82,6 +87,7 @@ impl Spool {
             out.blocked.extend(s.blocked);
             out.held.extend(s.held);
             out.verify_failed.extend(s.verify_failed);
+            out.window.extend(s.window);
         }
         out
     }

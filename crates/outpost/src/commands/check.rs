@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use outpost_config::format_duration;
+use outpost_config::{format_duration, format_rate};
 
 use super::say;
 use crate::EXIT_CONFIG;
@@ -30,6 +30,9 @@ pub fn check(path: &Path) -> u8 {
         cfg.max_concurrent_uploads,
         format_duration(cfg.shutdown_grace)
     );
+    if cfg.max_bandwidth != 0 {
+        say!("max_bandwidth: {}", format_rate(cfg.max_bandwidth));
+    }
     for s in cfg.servers.values() {
         let folder = cfg.spool_dir.join(&s.name);
         let endpoint = s
@@ -67,6 +70,13 @@ pub fn check(path: &Path) -> u8 {
                 s.overwrite,
                 manifest.map(|m| format!(", {m}")).unwrap_or_default()
             );
+        }
+        if s.window.is_some() || s.max_bandwidth != 0 {
+            let window = s.window.as_ref().map(|w| format!("window: \"{w}\""));
+            let rate = (s.max_bandwidth != 0)
+                .then(|| format!("max_bandwidth: {}", format_rate(s.max_bandwidth)));
+            let both: Vec<String> = window.into_iter().chain(rate).collect();
+            say!("server {}: {}", s.name, both.join(", "));
         }
         if !s.notify.is_empty() {
             let targets: Vec<String> = s.notify.iter().map(ToString::to_string).collect();

@@ -14,7 +14,10 @@ pub fn status(path: &Path, json: bool) -> u8 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let live = Spool::read_live(&cfg.spool_dir);
+    let mut live = Spool::read_live(&cfg.spool_dir);
+    // An opening already past (the daemon publishes on its next change): not waiting.
+    let now = outpost_watcher::rfc3339(std::time::SystemTime::now());
+    live.window.retain(|_, until| *until > now);
     let backlog = notification_backlog(&cfg);
     let mut rows = Vec::new();
     for s in cfg.servers.keys() {
@@ -43,6 +46,7 @@ pub fn status(path: &Path, json: bool) -> u8 {
                     "blocked_reason": live.blocked.get(s),
                     "held_reason": live.held.get(s),
                     "verify_failed_reason": live.verify_failed.get(s),
+                    "window_closed_until": live.window.get(s),
                     "daemon_running": live.running,
                     "notifications_waiting": backlog.iter().filter(|b| &b.server == s).map(|b| serde_json::json!({
                         "target": b.target,
@@ -88,9 +92,12 @@ pub fn status(path: &Path, json: bool) -> u8 {
                 (false, _, _) => "daemon not running".to_owned(),
                 (true, Some(why), _) => format!("BLOCKED: {why}"),
                 (true, None, Some(why)) => format!("HELD: {why}"),
-                (true, None, None) => match live.verify_failed.get(&s) {
-                    Some(why) => format!("VERIFY FAILED: {why}"),
-                    None => "ok".to_owned(),
+                (true, None, None) => match (live.verify_failed.get(&s), live.window.get(&s)) {
+                    (Some(why), _) => format!("VERIFY FAILED: {why}"),
+                    (None, Some(until)) if st.pending_files > 0 => {
+                        format!("WAITING for its window until {until}")
+                    }
+                    _ => "ok".to_owned(),
                 },
             } + &if st.waiting_for_marker > 0 {
                 format!(" ({} waiting for marker)", st.waiting_for_marker)

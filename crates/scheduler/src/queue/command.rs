@@ -3,6 +3,7 @@
 //! and handles it in `Scheduler::apply` ([`super`]).
 
 use crate::RetryPolicy;
+use outpost_config::Window;
 
 /// Commands into the dispatcher.
 #[derive(Debug)]
@@ -24,6 +25,9 @@ pub enum Command<I> {
         retry: RetryPolicy,
         /// Globs of items published only after the earlier items of their group.
         last: Vec<String>,
+        /// When its items may start (`None`: always); items in flight when it closes
+        /// go on to their end.
+        window: Option<Window>,
     },
     /// Removes a server once its queue is empty; no new attempt starts for it.
     Remove {

@@ -10,13 +10,14 @@ mod held;
 mod pending;
 mod server;
 mod stats;
+mod window;
 
 pub use command::Command;
 pub use stats::{ServerStats, Stats};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -60,7 +61,12 @@ pub struct Scheduler<I: Item, W: Work<I>> {
     heartbeat: Arc<std::sync::atomic::AtomicU64>,
     /// Attempts and give-ups run here, so the daemon can wait for them at shutdown.
     tasks: TaskTracker,
+    /// The wall clock, for delivery windows (tests set their own).
+    clock: Clock,
 }
+
+/// A wall clock.
+pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
 impl<I: Item, W: Work<I>> std::fmt::Debug for Scheduler<I, W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -86,7 +92,14 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
             stop: CancellationToken::new(),
             heartbeat: Arc::default(),
             tasks: TaskTracker::new(),
+            clock: Arc::new(SystemTime::now),
         }
+    }
+
+    /// Reads the wall clock (delivery windows) from `clock` instead of the system's.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Spawns attempts and give-ups on `tasks` (the daemon's tracker) instead of a
@@ -122,11 +135,12 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
                 max_in_flight,
                 retry,
                 last,
+                window,
             } => {
                 self.servers
                     .entry(server.clone())
                     .or_insert_with(|| ServerQueue::new(max_in_flight, retry))
-                    .configure(max_in_flight, retry, &last);
+                    .configure(max_in_flight, retry, &last, window);
                 server
             }
             Command::Remove { server } => {
@@ -173,13 +187,13 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
     /// Shares the server's totals.
     fn publish(&self, server: &str) {
         if let Some(q) = self.servers.get(server) {
-            stats::set(&self.stats, server, Some(q.stats()));
+            stats::set(&self.stats, server, Some(q.stats((self.clock)())));
         }
     }
 
     /// Starts attempts while limits allow, visiting servers round-robin.
     fn dispatch(&mut self) {
-        let now = Instant::now();
+        let (now, wall) = (Instant::now(), (self.clock)());
         let names: Vec<String> = self.servers.keys().cloned().collect();
         if names.is_empty() {
             return;
@@ -192,7 +206,7 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
                 let Some(q) = self.servers.get_mut(name) else {
                     continue;
                 };
-                let Some((item, attempt)) = q.start_next(name, now) else {
+                let Some((item, attempt)) = q.start_next(name, now, wall) else {
                     continue;
                 };
                 self.running += 1;
@@ -263,8 +277,11 @@ impl<I: Item, W: Work<I>> Scheduler<I, W> {
     }
 
     fn next_wake(&self) -> Option<Instant> {
-        let now = Instant::now();
-        self.servers.values().filter_map(|q| q.next_wake(now)).min()
+        let (now, wall) = (Instant::now(), (self.clock)());
+        self.servers
+            .values()
+            .filter_map(|q| q.next_wake(now, wall))
+            .min()
     }
 
     /// Runs until `shutdown` fires, then gives attempts in flight `grace` to finish and

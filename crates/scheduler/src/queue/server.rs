@@ -13,8 +13,9 @@ use super::blocked::Blocked;
 use super::held::FailedFiles;
 use super::pending::{Pending, PendingIndex};
 use super::stats::ServerStats;
+use super::window::Gate;
 use crate::{History, Item, Outcome, RetryPolicy};
-use outpost_config::Globs;
+use outpost_config::{Globs, Window};
 
 /// What the end of an attempt leaves to the dispatcher.
 pub(super) enum Ended<I> {
@@ -50,6 +51,8 @@ pub(super) struct ServerQueue<I> {
     last: Globs,
     /// Its files in `.failed/`, which hold the `publish_last` files of their group.
     failed: FailedFiles,
+    /// Its delivery window: while closed, no file starts.
+    gate: Gate,
 }
 
 impl<I: Item> ServerQueue<I> {
@@ -63,12 +66,20 @@ impl<I: Item> ServerQueue<I> {
             accepted: 0,
             last: Globs::default(),
             failed: FailedFiles::default(),
+            gate: Gate::default(),
         }
     }
 
-    /// New limits, retry policy and `publish_last` globs (a start or a reload).
-    pub(super) fn configure(&mut self, max_in_flight: usize, retry: RetryPolicy, last: &[String]) {
+    /// New limits, retry policy, `publish_last` globs and window (a start or a reload).
+    pub(super) fn configure(
+        &mut self,
+        max_in_flight: usize,
+        retry: RetryPolicy,
+        last: &[String],
+        window: Option<Window>,
+    ) {
         self.max_in_flight = max_in_flight.max(1);
+        self.gate.set(window);
         self.retry = retry;
         let last = Globs::new(last);
         if last != self.last {
@@ -133,12 +144,15 @@ impl<I: Item> ServerQueue<I> {
                     .earlier_in_group(item.group(), item.seq(), item.dropped_at()))
     }
 
-    /// The first waiting file that may start now: not behind an earlier file of the same
-    /// key, not in backoff. A blocked server's probe rotates: the file refused the fewest
+    /// The first waiting file that may start now (`wall`: the wall clock, for the
+    /// window): not behind an earlier file of the same key, not in backoff. A blocked server's probe rotates: the file refused the fewest
     /// times goes first (then the oldest), so one file the destination refuses on its own
     /// cannot hide the others.
-    fn pick(&self, now: Instant) -> Option<u64> {
+    fn pick(&self, now: Instant, wall: SystemTime) -> Option<u64> {
         if self.index.running_len() >= self.max_in_flight || self.removed {
+            return None;
+        }
+        if self.index.waiting_len() == 0 || self.gate.closed_until(wall).is_some() {
             return None;
         }
         if let Some(b) = &self.blocked
@@ -164,8 +178,13 @@ impl<I: Item> ServerQueue<I> {
 
     /// Starts the attempt of the file [`Self::pick`] chooses (a blocked server's probe):
     /// the item and its attempt number (1-based).
-    pub(super) fn start_next(&mut self, server: &str, now: Instant) -> Option<(I, u32)> {
-        let seq = self.pick(now)?;
+    pub(super) fn start_next(
+        &mut self,
+        server: &str,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Option<(I, u32)> {
+        let seq = self.pick(now, wall)?;
         if let Some(b) = self.blocked.as_mut() {
             b.probe(server, seq);
         }
@@ -176,13 +195,21 @@ impl<I: Item> ServerQueue<I> {
         Some((p.item.clone(), p.failures + 1))
     }
 
-    /// The next moment something of this server becomes startable by time alone: a
-    /// backoff or a probe delay *in the future*. What is due already but cannot start
+    /// The next moment something of this server becomes startable by time alone: the
+    /// window's opening (`wall`: the wall clock now) with files waiting, a backoff or a
+    /// probe delay *in the future*. What is due already but cannot start
     /// (limits full, a probe in flight, a same-path item running) waits for an event —
     /// an attempt ending or an item arriving — never for a time in the past.
-    pub(super) fn next_wake(&self, now: Instant) -> Option<Instant> {
+    pub(super) fn next_wake(&self, now: Instant, wall: SystemTime) -> Option<Instant> {
         if self.removed {
             return None;
+        }
+        if self.index.waiting_len() > 0
+            && let Some(opens) = self.gate.closed_until(wall)
+        {
+            // Whatever else waits, nothing starts before the window opens.
+            let left = opens.duration_since(wall).unwrap_or_default();
+            return Some(now + left.max(Duration::from_millis(1)));
         }
         let items = self.index.backoffs_after(now).next();
         match &self.blocked {
@@ -302,7 +329,7 @@ impl<I: Item> ServerQueue<I> {
         Ended::GiveUp(p.item, history)
     }
 
-    pub(super) fn stats(&self) -> ServerStats {
+    pub(super) fn stats(&self, wall: SystemTime) -> ServerStats {
         let (waiting, running) = (self.index.waiting_len(), self.index.running_len());
         ServerStats {
             queue_files: (waiting + running) as u64,
@@ -311,6 +338,7 @@ impl<I: Item> ServerQueue<I> {
             oldest_dropped: self.index.oldest(),
             blocked: self.blocked.as_ref().map(|b| b.reason.clone()),
             held: self.failed.why_held(|g| self.index.last_waiting_in(g)),
+            window_until: self.gate.closed_until(wall),
         }
     }
 }

@@ -21,6 +21,8 @@ pub struct ServerStats {
     pub blocked: Option<String>,
     /// Why `publish_last` files wait beyond the normal order, if they do.
     pub held: Option<String>,
+    /// While the server's delivery window is closed: when it opens.
+    pub window_until: Option<SystemTime>,
 }
 
 /// Shared view of every server's totals.

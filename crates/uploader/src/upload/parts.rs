@@ -13,6 +13,7 @@ use aws_sdk_s3::types::CompletedPart;
 use outpost_config::Server;
 use tokio::task::JoinSet;
 
+use crate::bandwidth::limits;
 use crate::buffers::{BufferPool, read_at};
 use crate::checksum::{ObjectDigest, Sums};
 use crate::upload::multipart::Plan;
@@ -36,6 +37,10 @@ struct PartJob {
     file: Arc<std::fs::File>,
     /// The upload's own buffers, recycled from part to part.
     pool: Arc<BufferPool>,
+    /// Taken while a part acquires its bytes of `max_bandwidth`: the parts of one file
+    /// are paced one after the other (staggered, so one is sent while the next is
+    /// paced), and chunk by chunk with other uploads' parts.
+    pace: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl PartJob {
@@ -46,6 +51,13 @@ impl PartJob {
         offset: u64,
         len: u64,
     ) -> Result<(i32, CompletedPart, Sums), UploadError> {
+        // Paced before the read: a part waiting for its bytes holds no buffer. Parts
+        // paced side by side would all be ready at once and then all be sent at once,
+        // leaving the limit unused meanwhile: one part of the file is paced at a time.
+        {
+            let _turn = self.pace.lock().await;
+            limits().acquire(&self.server.name, len).await;
+        }
         let (data, release) = read_at(self.file, offset, len, Some(self.pool)).await?;
         let mut digest = ObjectDigest::new(self.server.checksum, false);
         digest.update(&data);
@@ -89,6 +101,7 @@ impl Destination {
             unsigned: self.unsigned_payload,
             file: file.clone(),
             pool: BufferPool::new(plan.part_size, limit),
+            pace: Arc::default(),
         };
         let mut todo = plan.missing(&done).collect::<Vec<_>>().into_iter();
         let mut tasks: JoinSet<Result<(i32, CompletedPart, Sums), UploadError>> = JoinSet::new();

@@ -11,6 +11,7 @@ use std::os::unix::fs::FileExt;
 
 use outpost_config::Overwrite;
 
+use crate::bandwidth::limits;
 use crate::buffers::{Release, read_at};
 use crate::checksum::{ObjectDigest, Sums};
 use crate::upload::existing::{first, precondition_failed, stored_checksums};
@@ -59,6 +60,7 @@ impl<'a> Target<'a> {
 impl Destination {
     /// One PutObject from memory.
     pub(super) async fn put_single(&self, f: &Sending<'_>) -> Result<Uploaded, UploadError> {
+        limits().acquire(&self.server.name, f.id.0).await;
         let (data, release) = read_at(f.file.clone(), 0, f.id.0, None).await?;
         unchanged_since_read(&f.file, f.id)?;
         let mut digest = ObjectDigest::new(self.server.checksum, f.opts.measure);
@@ -88,6 +90,7 @@ impl Destination {
             .await
             .map_err(|e| UploadError::new(ErrorClass::Transient, "read", e.to_string()))??;
         unchanged_since_read(&f.file, f.id)?;
+        limits().acquire(&self.server.name, size).await;
         let mut dup = f
             .file
             .try_clone()

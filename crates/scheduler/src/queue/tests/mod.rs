@@ -5,6 +5,7 @@
 mod publish_last;
 mod refusals;
 mod takeover;
+mod window;
 
 use super::*;
 use crate::RetryPolicy;
@@ -109,6 +110,7 @@ async fn run_with(
             max_in_flight: *max,
             retry: policy(3),
             last: vec!["*.info".into()],
+            window: None,
         })
         .await
         .expect("send");

@@ -41,6 +41,7 @@ async fn publish_last_waits_while_an_earlier_file_failed_and_says_why() {
         max_in_flight: 4,
         retry: policy(2),
         last: vec!["*.info".into()],
+        window: None,
     })
     .await
     .expect("send");
@@ -101,6 +102,7 @@ async fn publish_last_waits_for_failed_files_reported_or_scanned_and_requeued_on
         max_in_flight: 4,
         retry: policy(3),
         last: vec!["*.info".into()],
+        window: None,
     })
     .await;
     send(Command::FailedScan {
@@ -188,6 +190,7 @@ async fn publish_last_waits_for_the_first_scan_and_a_file_dropped_earlier() {
         max_in_flight: 4,
         retry: policy(3),
         last: vec!["*.info".into()],
+        window: None,
     })
     .await
     .expect("send");

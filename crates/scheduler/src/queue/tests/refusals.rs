@@ -52,6 +52,7 @@ async fn blocked_server_probes_one_file_and_heals_by_itself() {
             max_attempts: 2,
         },
         last: Vec::new(),
+        window: None,
     })
     .await
     .expect("send");
@@ -118,6 +119,7 @@ async fn dispatcher_sleeps_while_nothing_can_start() {
                 max_attempts: 100,
             },
             last: Vec::new(),
+            window: None,
         })
         .await
         .expect("send");
@@ -190,6 +192,7 @@ async fn run_picky(picky: Arc<Picky>, n: u64, in_flight: usize, for_: Duration) 
             max_attempts: 3,
         },
         last: Vec::new(),
+        window: None,
     })
     .await
     .expect("send");
@@ -272,6 +275,7 @@ async fn a_blocked_servers_probe_retried_after_a_transient_error_is_not_forgotte
         max_in_flight: 1,
         retry: policy(5),
         last: Vec::new(),
+        window: None,
     })
     .await
     .expect("send");

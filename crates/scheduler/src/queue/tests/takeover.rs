@@ -54,6 +54,7 @@ async fn taken_over_versions_are_placed_by_drop_time() {
         max_in_flight: 1,
         retry: policy(3),
         last: Vec::new(),
+        window: None,
     })
     .await
     .expect("send");

@@ -1,7 +1,8 @@
-//! The forms a value of the YAML takes before it is resolved: a size, a duration (or
-//! `0` for off), a whole number, a key that counts as written even when empty. Each is
-//! checked inside the parser's visit of the value, so an error carries the value's own
-//! position. `raw.rs` declares which key has which form.
+//! Scalar values checked where they are written, so that an error carries the parser's
+//! position of the value: sizes (`8MiB`), durations (`30s`, or `0` for off), rates
+//! (`50MiB/s`), delivery windows (`"22:00-06:00"`), whole numbers, and keys that count as
+//! written even when empty. `raw.rs` uses them as key types; a
+//! reader adds a new kind of checked value here.
 
 use std::fmt;
 use std::time::Duration;
@@ -53,6 +54,20 @@ checked_str!(
     Dur(Duration),
     "a duration like 30s",
     parse_duration
+);
+
+checked_str!(
+    /// A delivery window written as a string like `"22:00-06:00 Europe/Berlin"`.
+    RawWindow(crate::Window),
+    "a window like \"22:00-06:00\" or \"22:00-02:00, 04:00-06:00 Europe/Berlin\"",
+    crate::Window::parse
+);
+
+checked_str!(
+    /// A rate written as a string like `50MiB/s`, or `0` (unlimited).
+    Rate(u64),
+    "a rate like 50MiB/s, or 0",
+    crate::units::parse_rate
 );
 
 checked_str!(
