@@ -298,7 +298,7 @@ fn alert_rules_pass_promtool_check_and_their_unit_tests() {
         &["check", "rules", rules.to_str().expect("utf8")],
     );
     assert!(ok, "{out}");
-    assert!(out.contains("7 rules found"), "{out}");
+    assert!(out.contains("8 rules found"), "{out}");
     let tests = repo("deploy/prometheus/outpost.rules.test.yml");
     let (ok, out) = run(
         "promtool",
