@@ -274,6 +274,16 @@ fn serve(
                     Fault::Truncated,
                 ];
                 if op == "CompleteMultipartUpload" {
+                    // The first fault of a Complete is always the 200 with an error body
+                    // (the case a test of Complete exists for; random draws missed it
+                    // in about one run of five), the others are drawn.
+                    let seen = counts
+                        .lock()
+                        .expect("lock")
+                        .contains_key(&(op.to_owned(), "Ok200Error".to_owned()));
+                    if !seen {
+                        kinds.clear();
+                    }
                     kinds.push(Fault::Ok200Error);
                 }
                 Some(kinds[r.usize(..kinds.len())])
