@@ -145,10 +145,20 @@ impl Window {
                 } else {
                     r.end + DAY_MIN
                 };
-                if let (Some(a), Some(b)) = (self.local(day, r.start), self.local(day, end))
-                    && a < b
-                {
-                    all.push((a, b));
+                if let (Some(a), Some(b)) = (self.local(day, r.start), self.local(day, end)) {
+                    // A range the clock skips in part or whole (`02:00-03:00` on the
+                    // spring-forward day) keeps its length from its (later) start: a
+                    // window never silently disappears for a day.
+                    let b = if a < b {
+                        b
+                    } else {
+                        let minutes = i64::from(end - r.start);
+                        a.checked_add(jiff::SignedDuration::from_mins(minutes))
+                            .unwrap_or(a)
+                    };
+                    if a < b {
+                        all.push((a, b));
+                    }
                 }
             }
         }

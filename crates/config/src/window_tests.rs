@@ -127,6 +127,31 @@ fn skipped_and_doubled_local_times_are_documented() {
 }
 
 #[test]
+fn a_range_the_clock_skips_keeps_its_length() {
+    // 02:00-03:00 on 30 March 2025 in Berlin: both ends are 03:00 CEST; the range keeps
+    // its hour from its start (03:00-04:00 CEST) instead of vanishing for the day.
+    let skipped = w("02:00-03:00 Europe/Berlin");
+    assert_eq!(
+        skipped.next_open(at("2025-03-29T12:00:00Z")),
+        Some(at("2025-03-30T01:00:00Z"))
+    );
+    assert_eq!(
+        skipped.next_close(at("2025-03-30T01:10:00Z")),
+        Some(at("2025-03-30T02:00:00Z"))
+    );
+    // 02:30-03:15: starts at 03:30 CEST, keeps its 45 minutes.
+    let partly = w("02:30-03:15 Europe/Berlin");
+    assert_eq!(
+        partly.next_open(at("2025-03-29T12:00:00Z")),
+        Some(at("2025-03-30T01:30:00Z"))
+    );
+    assert_eq!(
+        partly.next_close(at("2025-03-30T01:40:00Z")),
+        Some(at("2025-03-30T02:15:00Z"))
+    );
+}
+
+#[test]
 fn bad_windows_are_refused_with_the_reason() {
     for (text, says) in [
         ("06:00-06:00", "is empty"),

@@ -35,6 +35,16 @@ pub async fn run(worker: Arc<Worker>, nudge: Arc<Notify>, stop: CancellationToke
             .cloned()
             .collect();
         for dest in servers {
+            // A manifest is an object like any other: it waits for its window (the
+            // loop's next round after the opening sends it).
+            if dest
+                .server
+                .window
+                .as_ref()
+                .is_some_and(|w| !w.is_open(std::time::SystemTime::now()))
+            {
+                continue;
+            }
             let (spool, s) = (worker.spool.clone(), dest.server.name.clone());
             for batch in blocking(move || spool.batches_complete(&s)).await {
                 if stop.is_cancelled() {

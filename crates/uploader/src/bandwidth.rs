@@ -7,7 +7,8 @@
 //! chunk), has come. Reservations are taken one chunk (≤ 1 MiB) at a time, in the order
 //! they are asked for, so concurrent parts and servers interleave chunk by chunk and
 //! share a limit fairly. An idle bucket costs nothing and has no timer. A rate changed
-//! by a reload applies to the reservations after it. A reader changes how bytes are
+//! by a reload applies to the reservations after it, and the debt already reserved is
+//! rescaled to it (a removed limit frees its waiters' next chunks at once). A reader changes how bytes are
 //! paced here; where they are acquired is `upload/parts.rs` and `upload/single.rs`.
 
 use std::collections::HashMap;
@@ -26,15 +27,34 @@ pub struct Bucket {
     /// Bytes per second (0: unlimited) and the time by which every reservation so far
     /// is paid for (`None`: idle since it was set).
     state: Mutex<(u64, Option<Instant>)>,
+    /// Moved by every change of the rate: a waiter that sees it move stops waiting
+    /// for a deadline the old rate set (its chunk goes; the next is reserved anew).
+    generation: std::sync::atomic::AtomicU64,
 }
+
+/// The longest a waiter sleeps before it looks whether the rate changed.
+const RECHECK: Duration = Duration::from_secs(1);
 
 impl Bucket {
     /// Sets the rate (bytes per second, 0: unlimited) for the reservations to come.
     pub fn set_rate(&self, rate: u64) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if s.0 != rate {
-            *s = (rate, if rate == 0 { None } else { s.1 });
+        if s.0 == rate {
+            return;
         }
+        // The debt already reserved is rescaled to the new rate: raising a mistaken low
+        // limit frees what waits behind it at once instead of after the old debt.
+        let now = Instant::now();
+        let paid = match (s.0, rate, s.1) {
+            (_, 0, _) | (0, _, _) => None,
+            (old, new, Some(paid)) if paid > now => {
+                Some(now + (paid - now).mul_f64(old as f64 / new as f64))
+            }
+            (_, _, paid) => paid,
+        };
+        *s = (rate, paid);
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Whether the bucket limits anything.
@@ -57,8 +77,19 @@ impl Bucket {
 
     /// Waits for `n` bytes of this bucket.
     async fn take(&self, n: u64) {
-        if let Some(t) = self.reserve(n, Instant::now()) {
-            tokio::time::sleep_until(t).await;
+        let generation = self.generation.load(std::sync::atomic::Ordering::Relaxed);
+        let Some(t) = self.reserve(n, Instant::now()) else {
+            return;
+        };
+        loop {
+            let now = Instant::now();
+            if now >= t {
+                return;
+            }
+            tokio::time::sleep_until(t.min(now + RECHECK)).await;
+            if self.generation.load(std::sync::atomic::Ordering::Relaxed) != generation {
+                return;
+            }
         }
     }
 }
@@ -88,7 +119,21 @@ impl Limits {
             b.set_rate(rate);
             keep.insert(name.to_owned(), b);
         }
+        // Limits removed: uploads in flight that still hold the bucket stop waiting.
+        for b in map.values() {
+            b.set_rate(0);
+        }
         *map = keep;
+    }
+
+    /// Whether uploads to `server` are paced now (its own limit or the global one).
+    pub fn paced(&self, server: &str) -> bool {
+        self.global.limited()
+            || self
+                .servers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(server)
     }
 
     /// Waits until `bytes` may be sent to `server`: chunk by chunk through the server's

@@ -89,3 +89,26 @@ async fn no_limit_costs_no_time_and_a_new_rate_applies_to_what_follows() {
     l.configure(0, []);
     assert!(close(timed(&l, "a", 100 * MIB).await, 0.0));
 }
+
+/// A mistaken low limit with much reserved behind it: raising it frees the waiters'
+/// next chunks at once (the debt is rescaled), and removing a limit stops the pacing of
+/// an upload that already holds the bucket.
+#[tokio::test(start_paused = true)]
+async fn a_raised_or_removed_limit_does_not_keep_the_old_debt() {
+    let l = std::sync::Arc::new(Limits::default());
+    l.configure(0, [("a", 10 << 10)]);
+    // 10 MiB reserved at 10 KiB/s: about 17 minutes of debt.
+    let waiter = {
+        let l = l.clone();
+        tokio::spawn(async move { l.acquire("a", 10 * MIB).await })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    l.configure(0, [("a", 100 * MIB)]);
+    let s = timed(&l, "a", MIB).await;
+    assert!(s < 1.0, "a MiB after raising the limit took {s} s");
+    // Removed while the waiter still paces through the bucket: it finishes at once.
+    l.configure(0, []);
+    let t = Instant::now();
+    waiter.await.expect("join");
+    assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
+}

@@ -94,7 +94,10 @@ pub fn status(path: &Path, json: bool) -> u8 {
                 (true, None, Some(why)) => format!("HELD: {why}"),
                 (true, None, None) => match (live.verify_failed.get(&s), live.window.get(&s)) {
                     (Some(why), _) => format!("VERIFY FAILED: {why}"),
-                    (None, Some(until)) if st.pending_files > 0 => {
+                    // Files wait for the window (not only uploads finishing past it).
+                    (None, Some(until))
+                        if st.pending_files > live.in_flight.get(&s).copied().unwrap_or(0) =>
+                    {
                         format!("WAITING for its window until {until}")
                     }
                     _ => "ok".to_owned(),

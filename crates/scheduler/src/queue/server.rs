@@ -208,8 +208,11 @@ impl<I: Item> ServerQueue<I> {
             && let Some(opens) = self.gate.closed_until(wall)
         {
             // Whatever else waits, nothing starts before the window opens.
+            // Looked at again at least every minute: the wake is a monotonic instant
+            // computed from the wall clock, which a step of the clock (or a suspended
+            // VM) would leave behind.
             let left = opens.duration_since(wall).unwrap_or_default();
-            return Some(now + left.max(Duration::from_millis(1)));
+            return Some(now + left.clamp(Duration::from_millis(1), Duration::from_secs(60)));
         }
         let items = self.index.backoffs_after(now).next();
         match &self.blocked {

@@ -53,18 +53,15 @@ impl Gate {
                 let p = window.at(wall);
                 let k = Known {
                     from: wall,
-                    until: p.until,
+                    // No change in sight: asked again after RECHECK all the same.
+                    until: Some(p.until.unwrap_or(wall + RECHECK)),
                     open: p.open,
                 };
                 self.known.set(Some(k));
                 k
             }
         };
-        if known.open {
-            None
-        } else {
-            Some(known.until.unwrap_or(wall + RECHECK))
-        }
+        if known.open { None } else { known.until }
     }
 }
 

@@ -100,7 +100,17 @@ impl Destination {
             upload_id: upload_id.to_owned(),
             unsigned: self.unsigned_payload,
             file: file.clone(),
-            pool: BufferPool::new(plan.part_size, limit),
+            // A paced upload keeps no idle buffer: between its parts it waits for
+            // tokens, and a kept buffer would hold `max_buffer_memory` from other
+            // servers' uploads all that time.
+            pool: BufferPool::new(
+                plan.part_size,
+                if limits().paced(&self.server.name) {
+                    0
+                } else {
+                    limit
+                },
+            ),
             pace: Arc::default(),
         };
         let mut todo = plan.missing(&done).collect::<Vec<_>>().into_iter();
