@@ -113,9 +113,12 @@ pub struct Config {
 struct Origin {
     /// The configuration file.
     file: PathBuf,
-    /// Line and column of `secret_access_key_file` by server (under the server or in
-    /// `defaults`, wherever it was written).
-    secret_files: BTreeMap<String, (usize, usize)>,
+    /// The key path of `secret_access_key_file` by server (under the server or in
+    /// `defaults`, wherever it was written): located in `text` only when an error needs
+    /// it (locating walks the whole text: once per server would be quadratic).
+    secret_files: BTreeMap<String, Vec<String>>,
+    /// The configuration's text, for those positions.
+    text: std::sync::Arc<str>,
 }
 
 impl PartialEq for Origin {
@@ -211,7 +214,10 @@ impl Config {
     /// mode, empty), located at the `secret_access_key_file` key that names the file and
     /// prefixed `server NAME: ` like the other errors of a server.
     pub fn secret_file_error(&self, server: &str, reason: &str) -> ConfigError {
-        let pos = self.origin.secret_files.get(server);
+        let pos = self.origin.secret_files.get(server).map(|key| {
+            let key: Vec<&str> = key.iter().map(String::as_str).collect();
+            locate::locate(&self.origin.text, &key)
+        });
         ConfigError {
             file: self.origin.file.clone(),
             line: pos.map(|p| p.0),

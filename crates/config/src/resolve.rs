@@ -151,8 +151,8 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         })?;
         if let Credentials::Static { .. } = resolved.credentials {
             let key = ["credentials", "secret_access_key_file"];
-            let pos = locate(text, &origin(name, server, defaults, &key));
-            secret_files.insert(name.clone(), pos);
+            let path = origin(name, server, defaults, &key);
+            secret_files.insert(name.clone(), path.into_iter().map(str::to_owned).collect());
         }
         servers.insert(name.clone(), resolved);
     }
@@ -206,6 +206,7 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         origin: Origin {
             file: path.to_owned(),
             secret_files,
+            text: text.into(),
         },
     })
 }

@@ -87,10 +87,30 @@ impl Destination {
     }
 }
 
+/// The one HTTPS client of the process (the SDK's default stack: hyper, rustls with
+/// aws-lc, the host's roots): every server's SDK client uses it, so 10,000 servers hold
+/// one connection pool (keyed by host; idle connections close after a while) and the
+/// host's root certificates are parsed once, not once per server. Connectors are kept
+/// per distinct pair of connect and read timeouts.
+fn shared_http_client() -> aws_sdk_s3::config::SharedHttpClient {
+    static HTTP: std::sync::OnceLock<aws_sdk_s3::config::SharedHttpClient> =
+        std::sync::OnceLock::new();
+    HTTP.get_or_init(|| {
+        use aws_smithy_http_client::tls;
+        aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::AwsLc,
+            ))
+            .build_https()
+    })
+    .clone()
+}
+
 /// What every SDK configuration of a server starts from: its region, no SDK retries
-/// (ours is the only retry policy), its connect and read timeouts.
+/// (ours is the only retry policy), its connect and read timeouts, the shared client.
 fn loader(server: &Server) -> aws_config::ConfigLoader {
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(shared_http_client())
         .region(Region::new(server.region.clone()))
         .retry_config(RetryConfig::disabled())
         .timeout_config(

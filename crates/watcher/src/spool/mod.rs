@@ -64,9 +64,26 @@ pub use record::{ExistingObject, FailRecord, rfc3339};
 /// Open folders of one server.
 struct ServerDirs {
     /// `<spool>/<server>`: where exporters drop files.
-    src: OwnedFd,
-    /// `.outpost/<instance>/claims/<server>`.
-    claims: OwnedFd,
+    src: Arc<OwnedFd>,
+    /// `.outpost/<instance>/claims/<server>` (from [`ClaimsDirs`]).
+    claims: Arc<OwnedFd>,
+}
+
+/// Claims folders kept open: at most [`ClaimsDirs::KEEP`], the least recently used
+/// closed first, so 10,000 servers hold their 10,000 server folders open and not 10,000
+/// claims folders besides (a claims folder is opened again, beneath the instance folder,
+/// when next used).
+#[derive(Default)]
+struct ClaimsDirs {
+    /// Open folders by server, with the tick of their last use.
+    open: HashMap<String, (Arc<OwnedFd>, u64)>,
+    /// Uses so far.
+    tick: u64,
+}
+
+impl ClaimsDirs {
+    /// Claims folders kept open at most.
+    const KEEP: usize = 256;
 }
 
 /// The spool of one daemon instance.
@@ -85,7 +102,9 @@ pub struct Spool {
     _lock: std::fs::File,
     /// Per-server folders, created on demand. Behind a lock because a reload adds
     /// servers and discovery re-opens a replaced folder while workers finish claims.
-    servers: RwLock<HashMap<String, Arc<ServerDirs>>>,
+    servers: RwLock<HashMap<String, Arc<OwnedFd>>>,
+    /// Open claims folders, a bounded number.
+    claims: Mutex<ClaimsDirs>,
     /// Next claim sequence number: raised past every number found by recovery, so a
     /// number is never reused within this instance's claims folder.
     next_seq: AtomicU64,
@@ -137,6 +156,7 @@ impl Spool {
             instance: instance.to_owned(),
             _lock: lock,
             servers: RwLock::new(HashMap::new()),
+            claims: Mutex::default(),
             next_seq: AtomicU64::new(1),
             batches: Mutex::new(HashMap::new()),
         };
@@ -164,10 +184,13 @@ impl Spool {
             .unwrap_or(Path::new(STATE))
             .join("claims")
             .join(server);
-        let claims = fsx::mkdirs_beneath(&self.root_fd, &rel_claims, PRIVATE_DIR_MODE)
-            .map_err(io("create claims folder", self.root.join(&rel_claims)))?;
+        // Made now, opened when used.
+        drop(
+            fsx::mkdirs_beneath(&self.root_fd, &rel_claims, PRIVATE_DIR_MODE)
+                .map_err(io("create claims folder", self.root.join(&rel_claims)))?,
+        );
         let mut map = self.servers.write().unwrap_or_else(|e| e.into_inner());
-        map.insert(server.to_owned(), Arc::new(ServerDirs { src, claims }));
+        map.insert(server.to_owned(), Arc::new(src));
         Ok(())
     }
 
@@ -194,12 +217,10 @@ impl Spool {
         let src = fsx::mkdirs_beneath(&self.root_fd, Path::new(server), DIR_MODE)
             .map_err(io("create server folder", self.root.join(server)))?;
         let mut map = self.servers.write().unwrap_or_else(|e| e.into_inner());
-        let claims = match map.get(server) {
-            Some(old) => fsx::open_dir_beneath(&old.claims, Path::new(""))
-                .map_err(io("open claims folder", self.claims_path(server)))?,
-            None => return Err(SpoolError::UnknownServer(server.into())),
-        };
-        map.insert(server.to_owned(), Arc::new(ServerDirs { src, claims }));
+        if !map.contains_key(server) {
+            return Err(SpoolError::UnknownServer(server.into()));
+        }
+        map.insert(server.to_owned(), Arc::new(src));
         tracing::warn!(server, path = %self.root.join(server).display(), "the server folder was removed or replaced; made again and watched anew");
         Ok(true)
     }
@@ -210,11 +231,44 @@ impl Spool {
         map.keys().cloned().collect()
     }
 
-    fn dirs(&self, server: &str) -> Result<Arc<ServerDirs>, SpoolError> {
-        let map = self.servers.read().unwrap_or_else(|e| e.into_inner());
-        map.get(server)
-            .cloned()
-            .ok_or_else(|| SpoolError::UnknownServer(server.into()))
+    fn dirs(&self, server: &str) -> Result<ServerDirs, SpoolError> {
+        let src = {
+            let map = self.servers.read().unwrap_or_else(|e| e.into_inner());
+            map.get(server)
+                .cloned()
+                .ok_or_else(|| SpoolError::UnknownServer(server.into()))?
+        };
+        Ok(ServerDirs {
+            src,
+            claims: self.claims_dir(server)?,
+        })
+    }
+
+    /// `server`'s claims folder, open (from the cache, or opened beneath the instance
+    /// folder: a link is not followed).
+    fn claims_dir(&self, server: &str) -> Result<Arc<OwnedFd>, SpoolError> {
+        let mut c = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+        c.tick += 1;
+        let tick = c.tick;
+        if let Some((fd, used)) = c.open.get_mut(server) {
+            *used = tick;
+            return Ok(fd.clone());
+        }
+        let fd = Arc::new(
+            fsx::open_dir_beneath(&self.inst_fd, &Path::new("claims").join(server))
+                .map_err(io("open claims folder", self.claims_path(server)))?,
+        );
+        if c.open.len() >= ClaimsDirs::KEEP
+            && let Some(oldest) = c
+                .open
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone())
+        {
+            c.open.remove(&oldest);
+        }
+        c.open.insert(server.to_owned(), (fd.clone(), tick));
+        Ok(fd)
     }
 
     /// Names in `spool_dir` itself (for discovery: folders of servers not configured).
