@@ -17,14 +17,28 @@ from pathlib import Path
 import botocore.session
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
+import s3transfer.crt
 from s3transfer.crt import (BotocoreCRTCredentialsWrapper, BotocoreCRTRequestSerializer, CRTTransferManager,
                             create_s3_crt_client)
 
 MIB = 1 << 20
 
 
+def no_trailing_checksum():
+    creator = s3transfer.crt.S3ClientArgsCreator
+    orig = creator._get_make_request_args_put_object
+
+    def put_object(self, *args, **kwargs):
+        made = orig(self, *args, **kwargs)
+        made["checksum_config"] = None
+        return made
+    creator._get_make_request_args_put_object = put_object
+
+
 def main():
     endpoint, bucket, key, path, conc = sys.argv[1:6]
+    if os.environ.get("CRT_NO_CHECKSUM") == "1":
+        no_trailing_checksum()
     session = botocore.session.Session()
     ca = os.environ.get("AWS_CA_BUNDLE")
     # Path-style addressing: the stores on 127.0.0.1 have no per-bucket host names.

@@ -112,6 +112,8 @@ class S5cmd(Peer):
 class Crt(Peer):
     def __init__(self, server, work, mode):
         super().__init__("crt", "boto3 + AWS CRT", server, work, mode)
+        if server.kind == "radosgw":
+            self.env["CRT_NO_CHECKSUM"] = "1"  # see crt_upload.py
 
     def _cmd(self, bucket, prefix, src, conc):
         return ([str(CRT_BIN / "python"), str(ROOT / "tests" / "bench" / "crt_upload.py"), self.server.endpoint,

@@ -57,7 +57,8 @@ class PeerRunner:
         r = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         took = time.perf_counter() - t
         if r.returncode != 0:
-            raise RuntimeError(f"{self.name} exited {r.returncode}: {r.stderr.strip()[-300:]}")
+            last = (r.stderr.strip().splitlines() or [""])[-1]
+            raise RuntimeError(f"{self.name} exited {r.returncode}: {last[-200:]}")
         return took, children_cpu() - c0, prefix
 
 
