@@ -75,9 +75,13 @@ async def handle(client_r, client_w, target, delay):
         sock = w.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    await asyncio.gather(pump(client_r, server_w, delay, opened), pump(server_r, client_w, delay))
-    for w in (client_w, server_w):
-        w.close()
+    try:
+        await asyncio.gather(pump(client_r, server_w, delay, opened), pump(server_r, client_w, delay))
+    except Exception:  # a peer reset mid-stream: the connection ends, the proxy goes on
+        pass
+    finally:
+        for w in (client_w, server_w):
+            w.close()
 
 
 async def serve(sock, target, delay):
