@@ -164,7 +164,7 @@ class Outpost:
             env["SSL_CERT_FILE"] = self.server.ca
         self.log = open(self.work / "daemon.log", "a")
         self.proc = subprocess.Popen([str(OUTPOST), "run", "-c", str(self.config)], env=env,
-                                     stdout=subprocess.DEVNULL, stderr=self.log)
+                                     stdout=subprocess.DEVNULL, stderr=self.log, preexec_fn=unit_nofile)
         return self
 
     def ready(self, timeout=600):
@@ -176,7 +176,8 @@ class Outpost:
             except Exception:
                 pass
             if self.proc.poll() is not None:
-                raise RuntimeError(f"outpost exited; see {self.work / 'daemon.log'}")
+                tail = (self.work / "daemon.log").read_text(errors="replace")[-600:]
+                raise RuntimeError(f"outpost exited {self.proc.returncode}: {tail}")
             time.sleep(0.005)
         raise RuntimeError("outpost not ready")
 
@@ -238,6 +239,16 @@ class DelayProxy:
     def stop(self):
         self.proc.terminate()
         self.proc.wait(timeout=30)
+
+
+def unit_nofile():
+    """The descriptor limit of systemd/outpost.service (LimitNOFILE=65536), or the most
+    this shell may have (the daemon holds descriptors per configured server)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (65536, max(hard, 65536)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def proc_cpu(pids):

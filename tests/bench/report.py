@@ -91,7 +91,9 @@ def targets(results, amounts, dest):
             best, label = best_peer(res, workload, amounts[workload])
             check(f"({workload}) {2 * DELAY_MS} ms RTT, defaults, vs the best peer ({label})", f"{o_r / best:.2f}x",
                   "≥ 1.5x", o_r / best >= 1.5)
-    if dest:
+    if dest and "error" in dest:
+        check(f"(i) {dest['n']:,} servers", "failed to start", "ready < 5 s", False)
+    elif dest:
         check(f"(i) {dest['n']:,} servers: ready", f"{dest['ready']:.2f} s", "< 5 s", dest["ready"] < 5)
         check("(i) RSS when ready", f"{dest['rss_ready'] / MIB:.0f} MiB", "< 300 MiB", dest["rss_ready"] < 300 * MIB)
         check("(i) idle CPU", f"{dest['idle']:.3f} %", "< 0.2 %", dest["idle"] < 0.2)
@@ -100,6 +102,8 @@ def targets(results, amounts, dest):
 
 
 def destinations_table(d):
+    if "error" in d:
+        return ["| figure | value |", "|---|---|", f"| failed | `{' '.join(d['error'].split())}` |"]
     return ["| figure | value |", "|---|---|",
             f"| start to `/readyz` 200 | {d['ready']:.2f} s |",
             f"| VmRSS when ready / after the idle period / peak | {d['rss_ready'] / MIB:.0f} / "
