@@ -12,6 +12,7 @@ mod hostile;
 mod integrity;
 mod ledger_cli;
 mod manifests;
+mod many_servers;
 mod notifications;
 mod ops;
 mod ordering;
