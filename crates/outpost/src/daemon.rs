@@ -49,7 +49,7 @@ pub fn run(path: &Path) -> u8 {
         }
         return EXIT_CONFIG;
     }
-    raise_descriptor_limit(cfg.servers.len());
+    crate::host::raise_descriptor_limit(cfg.servers.len());
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("outpost")
@@ -70,30 +70,6 @@ pub fn run(path: &Path) -> u8 {
     // Whatever the daemon left running (it logged what) is cancelled here.
     rt.shutdown_timeout(Duration::from_secs(1));
     code
-}
-
-/// Raises the soft limit of open descriptors to the hard one: the spool keeps two folder
-/// handles per server (its folder and its claims), so 10,000 servers need over 20,000
-/// descriptors, and the usual soft limit is 1,024 (the unit sets 65,536). Logs when the
-/// hard limit itself looks too low for the configured servers.
-fn raise_descriptor_limit(servers: usize) {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let mut l = getrlimit(Resource::Nofile);
-    if l.current < l.maximum {
-        l.current = l.maximum;
-        if let Err(e) = setrlimit(Resource::Nofile, l) {
-            tracing::debug!(error = %e, "cannot raise the open-descriptor limit");
-        }
-    }
-    let now = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
-    let need = 2 * servers as u64 + 1024;
-    if now < need {
-        tracing::warn!(
-            limit = now,
-            need,
-            "the open-descriptor limit is low for this many servers (two folder handles each, plus uploads); raise LimitNOFILE"
-        );
-    }
 }
 
 /// The running daemon.

@@ -6,6 +6,7 @@ mod commands;
 mod daemon;
 mod delivered;
 mod events;
+mod host;
 mod http;
 mod logging;
 mod manifest;

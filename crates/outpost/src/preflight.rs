@@ -25,14 +25,21 @@ pub fn load(path: &Path) -> Result<Config, u8> {
 /// line and column of the key that names it.
 pub fn host_problems(cfg: &Config, path: &Path) -> Vec<String> {
     let mut out = Vec::new();
+    // Each secret file is checked (and a problem located) once, however many servers
+    // share it through `defaults`: locating walks the whole file.
+    let mut seen = std::collections::HashSet::<&Path>::new();
     for s in cfg.servers.values() {
         if let Credentials::Static {
             secret_access_key_file,
             ..
         } = &s.credentials
-            && let Err(e) = outpost_uploader::check_secret_file(secret_access_key_file)
         {
-            out.push(cfg.secret_file_error(&s.name, &e.message).to_string());
+            if !seen.insert(secret_access_key_file) {
+                continue;
+            }
+            if let Err(e) = outpost_uploader::check_secret_file(secret_access_key_file) {
+                out.push(cfg.secret_file_error(&s.name, &e.message).to_string());
+            }
         }
         // A webhook's HMAC key: refused like a credential's secret (never sent loose).
         for t in &s.notify {

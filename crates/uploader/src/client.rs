@@ -90,18 +90,29 @@ impl Destination {
 /// The one HTTPS client of the process (the SDK's default stack: hyper, rustls with
 /// aws-lc, the host's roots): every server's SDK client uses it, so 10,000 servers hold
 /// one connection pool (keyed by host; idle connections close after a while) and the
-/// host's root certificates are parsed once, not once per server. Connectors are kept
-/// per distinct pair of connect and read timeouts.
+/// host's root certificates are parsed once, not once per server (a changed
+/// `SSL_CERT_FILE` bundle needs a restart). Connectors are kept per distinct pair of
+/// connect and read timeouts. The proxy comes from the environment, as with the SDK's
+/// default client.
 fn shared_http_client() -> aws_sdk_s3::config::SharedHttpClient {
     static HTTP: std::sync::OnceLock<aws_sdk_s3::config::SharedHttpClient> =
         std::sync::OnceLock::new();
     HTTP.get_or_init(|| {
-        use aws_smithy_http_client::tls;
-        aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(
+        use aws_smithy_http_client::proxy::ProxyConfig;
+        use aws_smithy_http_client::{Builder, ConnectorBuilder, tls};
+        // As the SDK builds its default client (aws-smithy-runtime's
+        // `default_https_client`): the proxy from HTTPS_PROXY / HTTP_PROXY / NO_PROXY.
+        Builder::new().build_with_connector_fn(|settings, components| {
+            let mut b = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(
                 tls::rustls_provider::CryptoMode::AwsLc,
-            ))
-            .build_https()
+            ));
+            b.set_connector_settings(settings.cloned());
+            if let Some(c) = components {
+                b.set_sleep_impl(c.sleep_impl());
+            }
+            b.set_proxy_config(Some(ProxyConfig::from_env()));
+            b.build()
+        })
     })
     .clone()
 }

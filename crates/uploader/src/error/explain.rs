@@ -45,7 +45,7 @@ impl UploadError {
         };
         let why = match code {
             "" if self.cause == Some(Cause::UntrustedCertificate) => format!(
-                "fix: check `endpoint` of server {} (the certificate must name its host); for a private CA, add it to the system's trust store or point SSL_CERT_FILE at a PEM bundle that holds it",
+                "fix: check `endpoint` of server {} (the certificate must name its host); for a private CA, add it to the system's trust store or point SSL_CERT_FILE at a PEM bundle that holds it, then restart outpost (the trusted roots are read at start)",
                 s.name
             ),
             "" if self.class != ErrorClass::Refused => format!(

@@ -178,17 +178,16 @@ impl Spool {
     pub fn add_server(&self, server: &str) -> Result<(), SpoolError> {
         let src = fsx::mkdirs_beneath(&self.root_fd, Path::new(server), DIR_MODE)
             .map_err(io("create server folder", self.root.join(server)))?;
-        let rel_claims = self
-            .inst_path
-            .strip_prefix(&self.root)
-            .unwrap_or(Path::new(STATE))
-            .join("claims")
-            .join(server);
-        // Made now, opened when used.
-        drop(
-            fsx::mkdirs_beneath(&self.root_fd, &rel_claims, PRIVATE_DIR_MODE)
-                .map_err(io("create claims folder", self.root.join(&rel_claims)))?,
-        );
+        // Made beneath the instance folder the claims are opened beneath, and cached
+        // (replacing a handle of a claims folder removed while the server was not
+        // configured).
+        let claims = fsx::mkdirs_beneath(
+            &self.inst_fd,
+            &Path::new("claims").join(server),
+            PRIVATE_DIR_MODE,
+        )
+        .map_err(io("create claims folder", self.claims_path(server)))?;
+        self.cache_claims(server, Arc::new(claims));
         let mut map = self.servers.write().unwrap_or_else(|e| e.into_inner());
         map.insert(server.to_owned(), Arc::new(src));
         Ok(())
@@ -199,9 +198,9 @@ impl Spool {
     /// (mode as at start) and re-opened. True when the handle was replaced (discovery
     /// then watches and scans the new folder).
     pub fn refresh_server(&self, server: &str) -> Result<bool, SpoolError> {
-        let d = self.dirs(server)?;
+        let src = self.src_dir(server)?;
         let same = match (
-            rustix::fs::fstat(&d.src),
+            rustix::fs::fstat(&src),
             fsx::lstat_at(&self.root_fd, OsStr::new(server)),
         ) {
             (Ok(open), Ok(now)) => {
@@ -232,33 +231,49 @@ impl Spool {
     }
 
     fn dirs(&self, server: &str) -> Result<ServerDirs, SpoolError> {
-        let src = {
-            let map = self.servers.read().unwrap_or_else(|e| e.into_inner());
-            map.get(server)
-                .cloned()
-                .ok_or_else(|| SpoolError::UnknownServer(server.into()))?
-        };
         Ok(ServerDirs {
-            src,
+            src: self.src_dir(server)?,
             claims: self.claims_dir(server)?,
         })
+    }
+
+    /// `server`'s folder handle alone (no claims folder opened).
+    fn src_dir(&self, server: &str) -> Result<Arc<OwnedFd>, SpoolError> {
+        let map = self.servers.read().unwrap_or_else(|e| e.into_inner());
+        map.get(server)
+            .cloned()
+            .ok_or_else(|| SpoolError::UnknownServer(server.into()))
     }
 
     /// `server`'s claims folder, open (from the cache, or opened beneath the instance
     /// folder: a link is not followed).
     fn claims_dir(&self, server: &str) -> Result<Arc<OwnedFd>, SpoolError> {
-        let mut c = self.claims.lock().unwrap_or_else(|e| e.into_inner());
-        c.tick += 1;
-        let tick = c.tick;
-        if let Some((fd, used)) = c.open.get_mut(server) {
-            *used = tick;
-            return Ok(fd.clone());
+        {
+            let mut c = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+            c.tick += 1;
+            let tick = c.tick;
+            if let Some((fd, used)) = c.open.get_mut(server) {
+                *used = tick;
+                return Ok(fd.clone());
+            }
         }
+        // Opened outside the lock: a slow file system delays only this server.
         let fd = Arc::new(
             fsx::open_dir_beneath(&self.inst_fd, &Path::new("claims").join(server))
                 .map_err(io("open claims folder", self.claims_path(server)))?,
         );
+        Ok(self.cache_claims(server, fd))
+    }
+
+    /// Keeps `fd` as `server`'s open claims folder (the one already kept, if another
+    /// thread opened it meanwhile and it is the same folder), closing the least recently
+    /// used beyond [`ClaimsDirs::KEEP`].
+    fn cache_claims(&self, server: &str, fd: Arc<OwnedFd>) -> Arc<OwnedFd> {
+        let mut c = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+        c.tick += 1;
+        let tick = c.tick;
         if c.open.len() >= ClaimsDirs::KEEP
+            && !c.open.contains_key(server)
             && let Some(oldest) = c
                 .open
                 .iter()
@@ -268,7 +283,7 @@ impl Spool {
             c.open.remove(&oldest);
         }
         c.open.insert(server.to_owned(), (fd.clone(), tick));
-        Ok(fd)
+        fd
     }
 
     /// Names in `spool_dir` itself (for discovery: folders of servers not configured).
@@ -281,8 +296,8 @@ impl Spool {
 
     /// Opens the server folder again (for discovery).
     pub fn server_root(&self, server: &str) -> Result<OwnedFd, SpoolError> {
-        let d = self.dirs(server)?;
-        fsx::open_dir_beneath(&d.src, Path::new("")).map_err(io("open", self.root.join(server)))
+        let src = self.src_dir(server)?;
+        fsx::open_dir_beneath(&src, Path::new("")).map_err(io("open", self.root.join(server)))
     }
 
     fn claims_path(&self, server: &str) -> PathBuf {
