@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::error::ProvideErrorMetadata;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HttpClient;
@@ -131,7 +130,7 @@ impl Clients {
                     .send()
                     .await
                     .map(|_| ())
-                    .map_err(|e| sdk_error("SendMessage", &e)),
+                    .map_err(|e| outpost_uploader::UploadError::sdk("SendMessage", e).message),
                 Client::Sns { client, topic_arn } => client
                     .publish()
                     .topic_arn(topic_arn)
@@ -139,7 +138,7 @@ impl Clients {
                     .send()
                     .await
                     .map(|_| ())
-                    .map_err(|e| sdk_error("Publish", &e)),
+                    .map_err(|e| outpost_uploader::UploadError::sdk("Publish", e).message),
             }
         };
         tokio::time::timeout(SEND_TIMEOUT, sent)
@@ -191,30 +190,6 @@ async fn post(
     }
 }
 
-/// An SDK error in one line: the service's code and message, or what failed to send.
-fn sdk_error<E, R>(op: &str, e: &aws_sdk_sqs::error::SdkError<E, R>) -> String
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    match e {
-        aws_sdk_sqs::error::SdkError::ServiceError(s) => format!(
-            "{op}: {}: {}",
-            s.err().code().unwrap_or("error"),
-            s.err().message().unwrap_or_default()
-        ),
-        other => {
-            let mut msg = format!("{op}: {other}");
-            let mut src = std::error::Error::source(other);
-            while let Some(s) = src {
-                msg = format!("{msg}: {s}");
-                src = s.source();
-            }
-            msg
-        }
-    }
-}
-
 /// The client of `target`.
 async fn build(server: &Server, target: &Target) -> Result<Client, String> {
     match &target.kind {
@@ -233,37 +208,29 @@ async fn build(server: &Server, target: &Target) -> Result<Client, String> {
             queue_url,
             region,
             endpoint,
-        } => {
-            let base = outpost_uploader::server_sdk_config(server)
-                .await
-                .map_err(|e| e.message)?;
-            let mut b = aws_sdk_sqs::config::Builder::from(&base)
-                .region(aws_sdk_sqs::config::Region::new(region.clone()));
-            if let Some(ep) = endpoint {
-                b = b.endpoint_url(ep.clone());
-            }
-            Ok(Client::Sqs {
-                client: aws_sdk_sqs::Client::from_conf(b.build()),
-                queue_url: queue_url.clone(),
-            })
-        }
+        } => Ok(Client::Sqs {
+            client: aws_sdk_sqs::Client::new(&identity(server, region, endpoint).await?),
+            queue_url: queue_url.clone(),
+        }),
         TargetKind::Sns {
             topic_arn,
             region,
             endpoint,
-        } => {
-            let base = outpost_uploader::server_sdk_config(server)
-                .await
-                .map_err(|e| e.message)?;
-            let mut b = aws_sdk_sns::config::Builder::from(&base)
-                .region(aws_sdk_sns::config::Region::new(region.clone()));
-            if let Some(ep) = endpoint {
-                b = b.endpoint_url(ep.clone());
-            }
-            Ok(Client::Sns {
-                client: aws_sdk_sns::Client::from_conf(b.build()),
-                topic_arn: topic_arn.clone(),
-            })
-        }
+        } => Ok(Client::Sns {
+            client: aws_sdk_sns::Client::new(&identity(server, region, endpoint).await?),
+            topic_arn: topic_arn.clone(),
+        }),
     }
+}
+
+/// The server's identity (its assumed role included) in a queue's or topic's
+/// `region`, through `endpoint` when given.
+async fn identity(
+    server: &Server,
+    region: &str,
+    endpoint: &Option<String>,
+) -> Result<outpost_uploader::SdkConfig, String> {
+    outpost_uploader::server_sdk_config_at(server, region, endpoint.as_deref())
+        .await
+        .map_err(|e| e.message)
 }

@@ -240,10 +240,23 @@ async fn build_client(
     Ok((aws_sdk_s3::Client::from_conf(b.build()), stamp))
 }
 
-/// The SDK configuration of `server`'s identity (its assumed role, if any), for other
-/// AWS clients acting for it (notification queues and topics).
-pub async fn server_sdk_config(server: &Server) -> Result<aws_config::SdkConfig, UploadError> {
-    Ok(sdk_config(server).await?.0)
+/// The SDK configuration of `server`'s identity (its assumed role, if any) for another
+/// AWS service acting for it in `region`, through `endpoint` when given (notification
+/// queues and topics).
+pub async fn server_sdk_config_at(
+    server: &Server,
+    region: &str,
+    endpoint: Option<&str>,
+) -> Result<aws_config::SdkConfig, UploadError> {
+    let mut b = sdk_config(server)
+        .await?
+        .0
+        .to_builder()
+        .region(Region::new(region.to_owned()));
+    if let Some(ep) = endpoint {
+        b = b.endpoint_url(ep);
+    }
+    Ok(b.build())
 }
 
 /// A client for ad-hoc probes (same settings as uploads).

@@ -17,6 +17,8 @@ mod progress;
 mod upload;
 mod verify;
 
+/// The SDK configuration type [`server_sdk_config_at`] returns.
+pub use aws_config::SdkConfig;
 pub use buffers::{
     Budget as BufferBudget, DEFAULT_BUDGET as DEFAULT_BUFFER_BUDGET, budget as buffer_budget,
     set_budget as set_buffer_budget,
@@ -24,7 +26,7 @@ pub use buffers::{
 pub use checksum::PartChecksum;
 pub use client::{
     Destination, caller_account, check_secret_file, probe_client, read_secret_file,
-    server_sdk_config,
+    server_sdk_config_at,
 };
 pub use error::{Cause, ErrorClass, UploadError};
 pub use facts::{
