@@ -187,6 +187,11 @@ pub struct Server {
 }
 
 impl Server {
+    /// Whether the server's delivery window is closed at `t` (never, without one).
+    pub fn window_closed(&self, t: std::time::SystemTime) -> bool {
+        self.window.as_ref().is_some_and(|w| !w.is_open(t))
+    }
+
     /// The object key of a file at `rel` (relative path with `/` separators).
     pub fn key_for(&self, rel: &str) -> String {
         format!("{}{}", self.prefix, rel)

@@ -37,12 +37,7 @@ pub async fn run(worker: Arc<Worker>, nudge: Arc<Notify>, stop: CancellationToke
         for dest in servers {
             // A manifest is an object like any other: it waits for its window (the
             // loop's next round after the opening sends it).
-            if dest
-                .server
-                .window
-                .as_ref()
-                .is_some_and(|w| !w.is_open(std::time::SystemTime::now()))
-            {
+            if dest.server.window_closed(std::time::SystemTime::now()) {
                 continue;
             }
             let (spool, s) = (worker.spool.clone(), dest.server.name.clone());

@@ -72,10 +72,7 @@ impl Upkeep {
         let s = &dest.server;
         // The probe writes to the customer's bucket: never outside their window (the
         // verdict stays as it was; the next run comes a period later).
-        if s.window
-            .as_ref()
-            .is_some_and(|w| !w.is_open(SystemTime::now()))
-        {
+        if s.window_closed(SystemTime::now()) {
             return;
         }
         let steps = dest.verify().await;
