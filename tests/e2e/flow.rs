@@ -215,9 +215,10 @@ fn tls_bucket(tag: &str) -> (String, Store, Store) {
 
 #[test]
 fn radosgw_over_tls_single_and_multipart_arrive_whole() {
-    // Over TLS the payload goes unsigned (no SHA-256 pass): the checksum header alone
-    // lets the store verify the bytes. The store's certificate is trusted through
-    // SSL_CERT_FILE, as an operator would for a private CA.
+    // `checksum: md5` over TLS: where the CPU hashes SHA-256 in hardware the signed
+    // payload hash is the check (cheaper than MD5), else Content-MD5 with the payload
+    // unsigned. The store's certificate is trusted through SSL_CERT_FILE, as an
+    // operator would for a private CA.
     let (bucket, owner, publisher) = tls_bucket("rgwtls");
     let oc = owner.client();
     assert!(publisher.endpoint.starts_with("https://"));

@@ -82,14 +82,15 @@ impl FileDigest {
 }
 
 /// Everything computed over an object's bytes in one pass while they are read: the
-/// configured checksum (the header the store verifies), CRC-64/NVME always (the
+/// header's checksum (what the store verifies, when a header is sent), CRC-64/NVME always (the
 /// ledger's and manifests' whole-object value), and MD5 plus the line count only when
 /// asked (`aam-info` manifests).
 pub(crate) struct ObjectDigest {
-    /// The configured checksum; `None` when it is CRC-64/NVME (computed once).
+    /// The header's checksum; `None` when it is CRC-64/NVME (computed once) or when no
+    /// header is sent.
     configured: Option<FileDigest>,
-    /// The configured kind.
-    kind: Checksum,
+    /// The header's kind, `None` when the signed payload alone is the check.
+    kind: Option<Checksum>,
     /// CRC-64/NVME.
     crc64: Box<crc_fast::Digest>,
     /// MD5 and `\n` count, when measured.
@@ -101,8 +102,9 @@ pub(crate) struct ObjectDigest {
 /// What an [`ObjectDigest`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Sums {
-    /// The configured checksum, as the header sends it.
-    pub sum: PartChecksum,
+    /// The header's checksum, as it is sent (`None`: no header, the signed payload is
+    /// the check).
+    pub sum: Option<PartChecksum>,
     /// CRC-64/NVME.
     pub crc64: u64,
     /// CRC-32C, when that is the configured checksum (combinable across parts).
@@ -114,10 +116,13 @@ pub(crate) struct Sums {
 }
 
 impl ObjectDigest {
-    /// An empty digest: `kind` plus CRC-64/NVME, plus MD5 and lines when `measure`.
-    pub(crate) fn new(kind: Checksum, measure: bool) -> ObjectDigest {
+    /// An empty digest: the header's `kind` (if any) plus CRC-64/NVME, plus MD5 and lines
+    /// when `measure`.
+    pub(crate) fn new(kind: Option<Checksum>, measure: bool) -> ObjectDigest {
         ObjectDigest {
-            configured: (kind != Checksum::Crc64Nvme).then(|| FileDigest::new(kind)),
+            configured: kind
+                .filter(|&k| k != Checksum::Crc64Nvme)
+                .map(FileDigest::new),
             kind,
             crc64: Box::new(crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme)),
             measure: measure.then(|| (md5::Md5::new(), 0)),
@@ -143,13 +148,14 @@ impl ObjectDigest {
     /// What was found over everything added.
     pub(crate) fn finish(self) -> Sums {
         let crc64 = self.crc64.finalize();
-        let (sum, crc32c) = match self.configured {
-            None => (PartChecksum::from_digest(self.kind, 0, crc64, &[]), None),
-            Some(FileDigest::Crc(kind, d)) => {
+        let (sum, crc32c) = match (self.configured, self.kind) {
+            (None, None) => (None, None),
+            (None, Some(kind)) => (Some(PartChecksum::from_digest(kind, 0, crc64, &[])), None),
+            (Some(FileDigest::Crc(kind, d)), _) => {
                 let v = d.finalize() as u32;
-                (PartChecksum::from_digest(kind, v, 0, &[]), Some(v))
+                (Some(PartChecksum::from_digest(kind, v, 0, &[])), Some(v))
             }
-            Some(d) => (d.finish(), None),
+            (Some(d), _) => (Some(d.finish()), None),
         };
         Sums {
             sum,
@@ -246,7 +252,7 @@ mod tests {
             let sums: Vec<Sums> = data
                 .chunks(part)
                 .map(|p| {
-                    let mut d = ObjectDigest::new(Checksum::Crc32c, false);
+                    let mut d = ObjectDigest::new(Some(Checksum::Crc32c), false);
                     d.update(p);
                     d.finish()
                 })
@@ -263,12 +269,12 @@ mod tests {
     fn one_pass_gives_every_value() {
         let data = b"a,b\n1,2\n3,4\nno newline at the end";
         for kind in [Checksum::Crc32c, Checksum::Crc64Nvme, Checksum::Md5] {
-            let mut d = ObjectDigest::new(kind, true);
+            let mut d = ObjectDigest::new(Some(kind), true);
             for piece in data.chunks(5) {
                 d.update(piece);
             }
             let s = d.finish();
-            assert_eq!(s.sum, PartChecksum::compute(kind, data), "{kind:?}");
+            assert_eq!(s.sum, Some(PartChecksum::compute(kind, data)), "{kind:?}");
             assert_eq!(s.crc64, crc_fast::crc64_nvme(data));
             assert_eq!(s.len, data.len() as u64);
             let m = s.measured.expect("measured");
@@ -277,8 +283,14 @@ mod tests {
             assert_eq!(m.md5_hex, want);
             assert_eq!(s.crc32c.is_some(), kind == Checksum::Crc32c);
         }
-        let mut d = ObjectDigest::new(Checksum::Md5, false);
+        let mut d = ObjectDigest::new(Some(Checksum::Md5), false);
         d.update(b"x\n");
         assert_eq!(d.finish().measured, None);
+        // No header (the signed payload is the check): no header value, CRC-64 still.
+        let mut d = ObjectDigest::new(None, false);
+        d.update(data);
+        let s = d.finish();
+        assert_eq!((s.sum, s.crc32c), (None, None));
+        assert_eq!(s.crc64, crc_fast::crc64_nvme(data));
     }
 }

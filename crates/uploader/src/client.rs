@@ -14,7 +14,7 @@ use aws_sdk_s3::config::{
 };
 use outpost_config::{Credentials, Server};
 
-use crate::{ErrorClass, UploadError};
+use crate::{ErrorClass, Integrity, UploadError};
 
 /// A server's destination: its settings and its client.
 #[derive(Debug, Clone)]
@@ -26,10 +26,9 @@ pub struct Destination {
     /// Set once the destination refused multipart while accepting a single PUT: files
     /// up to 5 GiB then go as one streamed PutObject.
     pub multipart_refused: Arc<std::sync::atomic::AtomicBool>,
-    /// Over TLS the payload is not SHA-256-hashed for signing (`UNSIGNED-PAYLOAD`): the
-    /// checksum header we send already lets the store verify every byte. Plain-http
-    /// endpoints keep signed payloads.
-    pub unsigned_payload: bool,
+    /// What makes the store verify every byte: the checksum header, the signed payload
+    /// hash, or both ([`Integrity::of`]).
+    pub integrity: Integrity,
     /// What the static secret file held when the client was built.
     secret: Option<SecretStamp>,
 }
@@ -59,15 +58,11 @@ impl Destination {
     /// file readable by group or others is refused.
     pub async fn new(server: Arc<Server>) -> Result<Destination, UploadError> {
         let (client, secret) = build_client(&server).await?;
-        let unsigned_payload = server
-            .endpoint
-            .as_deref()
-            .is_none_or(|e| e.starts_with("https://"));
         Ok(Destination {
+            integrity: Integrity::of(&server),
             server,
             client,
             multipart_refused: Arc::default(),
-            unsigned_payload,
             secret,
         })
     }

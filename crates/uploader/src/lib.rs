@@ -13,6 +13,7 @@ mod checksum;
 mod client;
 mod error;
 mod facts;
+mod integrity;
 mod progress;
 mod upload;
 mod verify;
@@ -33,6 +34,7 @@ pub use facts::{
     Head, Measured, ObjectInfo, StoredChecksum, UploadMode, UploadOptions, Uploaded, WriteOutcome,
     bytes_token, file_token,
 };
+pub use integrity::Integrity;
 pub use upload::{FILE_META, MpuRecord, part_size_for};
 pub use upload::{ListedUpload, recorded_upload};
 pub use verify::{

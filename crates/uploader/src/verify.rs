@@ -108,7 +108,10 @@ impl Destination {
             s.name
         )
         .into_bytes();
-        let sum = PartChecksum::compute(s.checksum, &body);
+        let sum = self
+            .integrity
+            .header
+            .map(|k| PartChecksum::compute(k, &body));
         let mut steps = Vec::new();
 
         let never = s.overwrite == Overwrite::Never;
@@ -162,7 +165,9 @@ impl Destination {
             return steps;
         }
 
-        let created = create_multipart(&self.client, s, &key, &token).send().await;
+        let created = create_multipart(&self.client, s, self.integrity.header, &key, &token)
+            .send()
+            .await;
         let id = match &created {
             Ok(out) => out.upload_id().unwrap_or_default().to_owned(),
             Err(_) => String::new(),

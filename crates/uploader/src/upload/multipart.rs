@@ -72,7 +72,7 @@ impl Destination {
         // The MD5 and line count (only when asked) need the bytes in order: one
         // sequential pass beside the parts, mostly from the page cache.
         let measuring = f.opts.measure.then(|| {
-            let (file, size, kind) = (file.clone(), plan.id.0, self.server.checksum);
+            let (file, size, kind) = (file.clone(), plan.id.0, self.integrity.header);
             tokio::task::spawn_blocking(move || digest_range(&file, 0, size, kind, true))
         });
         let sent = self.send_parts(file, &plan, &started.upload_id, done).await;
@@ -97,7 +97,7 @@ impl Destination {
         // Parts the store already held (a resumed upload) are read again for their
         // checksums: the whole-object values combine every part's.
         if !held.is_empty() {
-            let (file, kind, plan_c) = (file.clone(), self.server.checksum, plan);
+            let (file, kind, plan_c) = (file.clone(), self.integrity.header, plan);
             let ranges: Vec<(i32, u64, u64)> = held
                 .iter()
                 .map(|&n| (n, plan_c.offset(n), plan_c.part_len(n)))
@@ -132,7 +132,7 @@ impl Destination {
             etag: None,
             version_id: None,
             crc64nvme: combine_crc64(sums.values().map(|s| (s.crc64, s.len))),
-            checksum: whole_checksum(self.server.checksum, &sums),
+            checksum: self.integrity.header.and_then(|k| whole_checksum(k, &sums)),
             store_checksum: None,
             measured: measured.and_then(|m| m.measured),
         };

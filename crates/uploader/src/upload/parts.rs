@@ -17,6 +17,8 @@ use crate::bandwidth::limits;
 use crate::buffers::{BufferPool, read_at};
 use crate::checksum::{ObjectDigest, Sums};
 use crate::upload::multipart::Plan;
+use outpost_config::Checksum;
+
 use crate::upload::requests::{Owned, WithChecksum, send_object, sent_part};
 use crate::{Destination, ErrorClass, UploadError};
 
@@ -31,8 +33,10 @@ struct PartJob {
     key: String,
     /// The upload the parts go to.
     upload_id: String,
-    /// Payload unsigned (TLS endpoints).
+    /// Payload unsigned (`Integrity::signed`).
     unsigned: bool,
+    /// The checksum header each part carries (`Integrity::header`).
+    header: Option<Checksum>,
     /// The claimed file, read at each part's offset.
     file: Arc<std::fs::File>,
     /// The upload's own buffers, recycled from part to part.
@@ -59,7 +63,7 @@ impl PartJob {
             limits().acquire(&self.server.name, len).await;
         }
         let (data, release) = read_at(self.file, offset, len, Some(self.pool)).await?;
-        let mut digest = ObjectDigest::new(self.server.checksum, false);
+        let mut digest = ObjectDigest::new(self.header, false);
         digest.update(&data);
         let sums = digest.finish();
         let sum = sums.sum.clone();
@@ -98,7 +102,8 @@ impl Destination {
             server: self.server.clone(),
             key: plan.key.to_owned(),
             upload_id: upload_id.to_owned(),
-            unsigned: self.unsigned_payload,
+            unsigned: !self.integrity.signed,
+            header: self.integrity.header,
             file: file.clone(),
             // A paced upload keeps no idle buffer: between its parts it waits for
             // tokens, and a kept buffer would hold `max_buffer_memory` from other

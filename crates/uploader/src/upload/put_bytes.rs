@@ -25,7 +25,7 @@ impl Destination {
             .token
             .clone()
             .unwrap_or_else(|| crate::bytes_token(&self.server.name, rel, &bytes));
-        let mut digest = ObjectDigest::new(self.server.checksum, opts.measure);
+        let mut digest = ObjectDigest::new(self.integrity.header, opts.measure);
         digest.update(&bytes);
         let sums = digest.finish();
         let t = Target {

@@ -88,7 +88,7 @@ file_token!(PutObjectFluentBuilder, CreateMultipartUploadFluentBuilder);
 /// Requests that carry bytes the store verifies: PutObject and UploadPart.
 pub(crate) trait WithChecksum: Sized {
     /// Adds the checksum header of `sum`.
-    fn with_checksum(self, sum: PartChecksum) -> Self;
+    fn with_checksum(self, sum: Option<PartChecksum>) -> Self;
 }
 
 macro_rules! owned {
@@ -138,11 +138,12 @@ object_settings!(PutObjectFluentBuilder, CreateMultipartUploadFluentBuilder);
 macro_rules! with_checksum {
     ($($t:ty),*) => {$(
         impl WithChecksum for $t {
-            fn with_checksum(self, sum: PartChecksum) -> Self {
+            fn with_checksum(self, sum: Option<PartChecksum>) -> Self {
                 match sum {
-                    PartChecksum::Crc32c(v) => self.checksum_crc32_c(v),
-                    PartChecksum::Crc64Nvme(v) => self.checksum_crc64_nvme(v),
-                    PartChecksum::Md5(v) => self.content_md5(v),
+                    Some(PartChecksum::Crc32c(v)) => self.checksum_crc32_c(v),
+                    Some(PartChecksum::Crc64Nvme(v)) => self.checksum_crc64_nvme(v),
+                    Some(PartChecksum::Md5(v)) => self.content_md5(v),
+                    None => self,
                 }
             }
         }
@@ -151,32 +152,33 @@ macro_rules! with_checksum {
 
 with_checksum!(PutObjectFluentBuilder, UploadPartFluentBuilder);
 
-/// CreateMultipartUpload of `key` with the server's checksum algorithm, the settings of
-/// every object write and the file's token.
+/// CreateMultipartUpload of `key` with the algorithm of the parts' checksum header
+/// (`header`), the settings of every object write and the file's token.
 pub(crate) fn create_multipart(
     client: &aws_sdk_s3::Client,
     s: &Server,
+    header: Option<Checksum>,
     key: &str,
     token: &str,
 ) -> CreateMultipartUploadFluentBuilder {
     let req = client.create_multipart_upload().bucket(&s.bucket).key(key);
-    let req = match s.checksum {
-        Checksum::Crc32c => req.checksum_algorithm(ChecksumAlgorithm::Crc32C),
-        Checksum::Crc64Nvme => req.checksum_algorithm(ChecksumAlgorithm::Crc64Nvme),
-        Checksum::Md5 => req,
+    let req = match header {
+        Some(Checksum::Crc32c) => req.checksum_algorithm(ChecksumAlgorithm::Crc32C),
+        Some(Checksum::Crc64Nvme) => req.checksum_algorithm(ChecksumAlgorithm::Crc64Nvme),
+        Some(Checksum::Md5) | None => req,
     };
     req.object_settings(s).file_token(s, token)
 }
 
 /// The entry CompleteMultipartUpload needs for a part just sent with `sum`.
-pub(crate) fn sent_part(n: i32, e_tag: Option<&str>, sum: PartChecksum) -> CompletedPart {
+pub(crate) fn sent_part(n: i32, e_tag: Option<&str>, sum: Option<PartChecksum>) -> CompletedPart {
     let p = CompletedPart::builder()
         .part_number(n)
         .set_e_tag(e_tag.map(str::to_owned));
     match sum {
-        PartChecksum::Crc32c(v) => p.checksum_crc32_c(v),
-        PartChecksum::Crc64Nvme(v) => p.checksum_crc64_nvme(v),
-        PartChecksum::Md5(_) => p,
+        Some(PartChecksum::Crc32c(v)) => p.checksum_crc32_c(v),
+        Some(PartChecksum::Crc64Nvme(v)) => p.checksum_crc64_nvme(v),
+        Some(PartChecksum::Md5(_)) | None => p,
     }
     .build()
 }

@@ -63,7 +63,7 @@ impl Destination {
         limits().acquire(&self.server.name, f.id.0).await;
         let (data, release) = read_at(f.file.clone(), 0, f.id.0, None).await?;
         unchanged_since_read(&f.file, f.id)?;
-        let mut digest = ObjectDigest::new(self.server.checksum, f.opts.measure);
+        let mut digest = ObjectDigest::new(self.integrity.header, f.opts.measure);
         digest.update(&data);
         let sums = digest.finish();
         let body = ByteStream::from(data);
@@ -84,7 +84,9 @@ impl Destination {
         f: &Sending<'_>,
         mode: UploadMode,
     ) -> Result<Uploaded, UploadError> {
-        let (kind, size, measure) = (self.server.checksum, f.id.0, f.opts.measure);
+        // A stream is never hashed into the signature: it carries a checksum header.
+        let kind = Some(self.integrity.streamed_header(self.server.checksum));
+        let (size, measure) = (f.id.0, f.opts.measure);
         let file = f.file.clone();
         let sums = tokio::task::spawn_blocking(move || digest_range(&file, 0, size, kind, measure))
             .await
@@ -134,7 +136,7 @@ impl Destination {
         }
         let sent = send_object!(
             req,
-            self.unsigned_payload,
+            !self.integrity.signed,
             "PutObject",
             &s.timeouts,
             release
@@ -148,7 +150,7 @@ impl Destination {
             etag: None,
             version_id: None,
             crc64nvme: sums.crc64,
-            checksum: Some(sums.sum),
+            checksum: sums.sum,
             store_checksum: None,
             measured: sums.measured,
         };
@@ -187,7 +189,7 @@ pub(super) fn digest_range(
     file: &std::fs::File,
     offset: u64,
     len: u64,
-    kind: Checksum,
+    kind: Option<Checksum>,
     measure: bool,
 ) -> Result<Sums, UploadError> {
     let mut buf = vec![0u8; (8 << 20).min(len.max(1)) as usize];
@@ -216,16 +218,20 @@ mod tests {
         let mut f = tempfile::tempfile().expect("tempfile");
         f.write_all(&data).expect("write");
         for kind in [Checksum::Crc32c, Checksum::Crc64Nvme, Checksum::Md5] {
-            let got = digest_range(&f, 0, data.len() as u64, kind, false).expect("read");
-            assert_eq!(got.sum, PartChecksum::compute(kind, &data), "{kind:?}");
+            let got = digest_range(&f, 0, data.len() as u64, Some(kind), false).expect("read");
+            assert_eq!(
+                got.sum,
+                Some(PartChecksum::compute(kind, &data)),
+                "{kind:?}"
+            );
             assert_eq!(got.crc64, crc_fast::crc64_nvme(&data));
-            let tail = digest_range(&f, 5, 1 << 20, kind, false).expect("read");
+            let tail = digest_range(&f, 5, 1 << 20, Some(kind), false).expect("read");
             assert_eq!(
                 tail.sum,
-                PartChecksum::compute(kind, &data[5..5 + (1 << 20)])
+                Some(PartChecksum::compute(kind, &data[5..5 + (1 << 20)]))
             );
         }
-        let short = digest_range(&f, 0, data.len() as u64 + 1, Checksum::Md5, false);
+        let short = digest_range(&f, 0, data.len() as u64 + 1, Some(Checksum::Md5), false);
         assert!(short.is_err());
     }
 }

@@ -212,7 +212,13 @@ impl Destination {
         journal: &dyn Journal,
         token: &str,
     ) -> Result<Started, UploadError> {
-        let req = create_multipart(&self.client, &self.server, plan.key, token);
+        let req = create_multipart(
+            &self.client,
+            &self.server,
+            self.integrity.header,
+            plan.key,
+            token,
+        );
         let before = Entry {
             size: plan.id.0,
             mtime_ns: plan.id.1,
