@@ -221,4 +221,3 @@ fn a_flipped_bit_is_refused_by_the_store_retried_and_counted() {
         assert_eq!(d.stop(), Some(0));
     }
 }
-

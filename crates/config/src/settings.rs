@@ -67,7 +67,7 @@ pub enum Checksum {
 }
 
 /// Credentials mode (SPEC §2).
-#[derive(Clone, PartialEq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub enum Credentials {
     /// The daemon's own identity through the standard AWS chain.
     Internal,

@@ -86,6 +86,9 @@ pub struct Ledger {
     writer: Option<JoinHandle<()>>,
     /// The file, for messages.
     path: PathBuf,
+    /// A read-only connection kept for the daemon's own reads (the orphan sweep asks
+    /// once per server and period: 10,000 servers must not open the file each time).
+    reader: std::sync::Mutex<Option<rusqlite::Connection>>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -119,6 +122,7 @@ impl Ledger {
             shared,
             writer: Some(writer),
             path: path.to_owned(),
+            reader: std::sync::Mutex::new(None),
         })
     }
 

@@ -73,9 +73,21 @@ impl Ledger {
     }
 
     /// The uploads `server` began in `bucket` that have not ended, as committed now
-    /// (a read-only connection of its own: never waits for the writer).
+    /// (a read-only connection of its own, kept between calls and opened again after
+    /// an error: never waits for the writer).
     pub fn open_uploads(&self, server: &str, bucket: &str) -> Result<Vec<OpenUpload>, LedgerError> {
-        open_uploads(&self.path, server, bucket)
+        let mut reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+        let conn = match reader.take() {
+            Some(c) => c,
+            None => match crate::schema::open_reader(&self.path)? {
+                Some(c) => c,
+                None => return Ok(Vec::new()), // no schema yet: nothing recorded
+            },
+        };
+        let found =
+            query_open(&conn, server, bucket).map_err(|e| LedgerError::query(&self.path, e))?;
+        *reader = Some(conn);
+        Ok(found)
     }
 }
 
@@ -88,21 +100,22 @@ pub fn open_uploads(
     let Some(conn) = crate::schema::open_reader(path)? else {
         return Ok(Vec::new());
     };
-    let read = || -> rusqlite::Result<Vec<OpenUpload>> {
-        let mut st = conn.prepare(
-            "SELECT key, upload_id, begun_at FROM uploads \
-             WHERE server = ?1 AND bucket = ?2 AND ended_at IS NULL",
-        )?;
-        st.query_map(params![server, bucket], |r| {
-            Ok(OpenUpload {
-                key: r.get(0)?,
-                upload_id: r.get(1)?,
-                begun_at: r.get(2)?,
-            })
-        })?
-        .collect()
-    };
-    read().map_err(|e| LedgerError::query(path, e))
+    query_open(&conn, server, bucket).map_err(|e| LedgerError::query(path, e))
+}
+
+fn query_open(conn: &Connection, server: &str, bucket: &str) -> rusqlite::Result<Vec<OpenUpload>> {
+    let mut st = conn.prepare(
+        "SELECT key, upload_id, begun_at FROM uploads \
+         WHERE server = ?1 AND bucket = ?2 AND ended_at IS NULL",
+    )?;
+    st.query_map(params![server, bucket], |r| {
+        Ok(OpenUpload {
+            key: r.get(0)?,
+            upload_id: r.get(1)?,
+            begun_at: r.get(2)?,
+        })
+    })?
+    .collect()
 }
 
 /// Stores `marks` in one transaction. A "begun" seen twice keeps the first; an "ended"

@@ -95,7 +95,13 @@ fn snapshot(stats: &Stats) -> LiveState {
     let s = stats.lock().unwrap_or_else(|e| e.into_inner());
     LiveState {
         pid: std::process::id(),
-        in_flight: s.iter().map(|(k, v)| (k.clone(), v.in_flight)).collect(),
+        // Only servers with uploads in flight (a missing one reads as 0): the state is
+        // compared every second, and 10,000 idle servers must not be copied each time.
+        in_flight: s
+            .iter()
+            .filter(|(_, v)| v.in_flight > 0)
+            .map(|(k, v)| (k.clone(), v.in_flight))
+            .collect(),
         blocked: s
             .iter()
             .filter_map(|(k, v)| v.blocked.clone().map(|b| (k.clone(), b)))

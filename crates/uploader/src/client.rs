@@ -1,4 +1,5 @@
-//! One S3 client per server, built once: region, endpoint, path style, credentials,
+//! One S3 client per distinct identity and connection settings (servers that agree share
+//! it), built once: region, endpoint, path style, credentials,
 //! finite timeouts, the SDK's own retries off (ours is the only retry policy), and
 //! checksums only where we send them ourselves.
 
@@ -31,11 +32,14 @@ pub struct Destination {
     pub integrity: Integrity,
     /// What the static secret file held when the client was built.
     secret: Option<SecretStamp>,
+    /// Keeps `client` in the table of shared clients ([`shared_client`]) while this
+    /// destination uses it.
+    _shared: Arc<()>,
 }
 
 /// A fingerprint of a static secret (never the secret; `Debug` shows nothing of it):
 /// SIGHUP compares it with what the secret file holds now.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct SecretStamp(u64);
 
 impl std::fmt::Debug for SecretStamp {
@@ -57,13 +61,14 @@ impl Destination {
     /// Builds the client of `server`. Reading the static secret happens here: a secret
     /// file readable by group or others is refused.
     pub async fn new(server: Arc<Server>) -> Result<Destination, UploadError> {
-        let (client, secret) = build_client(&server).await?;
+        let (client, secret, _shared) = shared_client(&server).await?;
         Ok(Destination {
             integrity: Integrity::of(&server),
             server,
             client,
             multipart_refused: Arc::default(),
             secret,
+            _shared,
         })
     }
 
@@ -219,6 +224,83 @@ pub fn check_secret_file(path: &std::path::Path) -> Result<(), UploadError> {
     read_secret(path).map(|_| ())
 }
 
+/// Everything an S3 client is made of. Servers that agree on all of it — the usual case:
+/// one publisher identity writing to many customers' buckets in a few regions — share
+/// one client: its SDK configuration, runtime plugins and identity cache cost about
+/// 50 KB, which 10,000 servers would otherwise hold 10,000 times. A static secret's
+/// stamp is part of it, so a changed secret gets a new client.
+#[derive(PartialEq, Eq, Hash)]
+struct ClientKey {
+    region: String,
+    endpoint: Option<String>,
+    path_style: bool,
+    credentials: Credentials,
+    secret: Option<SecretStamp>,
+    timeouts: (std::time::Duration, std::time::Duration),
+}
+
+impl ClientKey {
+    fn of(s: &Server, secret: Option<SecretStamp>) -> ClientKey {
+        ClientKey {
+            region: s.region.clone(),
+            endpoint: s.endpoint.clone(),
+            path_style: s.path_style,
+            credentials: s.credentials.clone(),
+            secret,
+            timeouts: (s.timeouts.connect, s.timeouts.read),
+        }
+    }
+}
+
+/// The clients in use, each with a token every destination using it holds: a client no
+/// destination holds any more (its servers removed or changed) is dropped at the next
+/// insertion.
+type SharedClients =
+    std::collections::HashMap<ClientKey, (std::sync::Weak<()>, aws_sdk_s3::Client)>;
+
+fn shared_clients() -> std::sync::MutexGuard<'static, SharedClients> {
+    static CLIENTS: std::sync::OnceLock<std::sync::Mutex<SharedClients>> =
+        std::sync::OnceLock::new();
+    CLIENTS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// The client of `key` if a destination still uses it, with a token to hold.
+fn in_use(clients: &SharedClients, key: &ClientKey) -> Option<(aws_sdk_s3::Client, Arc<()>)> {
+    let (token, client) = clients.get(key)?;
+    Some((client.clone(), token.upgrade()?))
+}
+
+/// `server`'s client: the one a server with the same [`ClientKey`] uses, else a new one.
+async fn shared_client(
+    server: &Server,
+) -> Result<(aws_sdk_s3::Client, Option<SecretStamp>, Arc<()>), UploadError> {
+    let stamp = match &server.credentials {
+        Credentials::Static {
+            secret_access_key_file,
+            ..
+        } => Some(SecretStamp::of(&read_secret(secret_access_key_file)?)),
+        _ => None,
+    };
+    let key = ClientKey::of(server, stamp);
+    if let Some((client, token)) = in_use(&shared_clients(), &key) {
+        return Ok((client, stamp, token));
+    }
+    // Keyed by the secret the client was built with (the file may change in between).
+    let (client, stamp) = build_client(server).await?;
+    let key = ClientKey::of(server, stamp);
+    let mut clients = shared_clients();
+    clients.retain(|_, (token, _)| token.strong_count() > 0);
+    if let Some((client, token)) = in_use(&clients, &key) {
+        return Ok((client, stamp, token));
+    }
+    let token = Arc::new(());
+    clients.insert(key, (Arc::downgrade(&token), client.clone()));
+    Ok((client, stamp, token))
+}
+
 async fn build_client(
     server: &Server,
 ) -> Result<(aws_sdk_s3::Client, Option<SecretStamp>), UploadError> {
@@ -275,4 +357,58 @@ pub async fn caller_account(server: &Server) -> Result<String, UploadError> {
             "no account in the answer",
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn servers(yaml: &str) -> std::collections::BTreeMap<String, Arc<Server>> {
+        outpost_config::Config::parse(std::path::Path::new("t.yaml"), yaml)
+            .expect("config")
+            .servers
+            .into_iter()
+            .map(|(k, v)| (k, Arc::new(v)))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn servers_with_one_identity_and_endpoint_share_a_client_and_others_do_not() {
+        let s = servers(
+            "defaults:\n  endpoint: http://127.0.0.1:9\n  region: eu-west-1\n\
+             servers:\n  a:\n    bucket: one\n    prefix: p/\n  b:\n    bucket: two\n\
+             \x20 c:\n    bucket: three\n    region: us-east-1\n\
+             \x20 d:\n    bucket: four\n    timeouts: { read: 7s }\n",
+        );
+        let d = |n: &str| Destination::new(s[n].clone());
+        let (a, b, c, dd) = (d("a").await, d("b").await, d("c").await, d("d").await);
+        let (a, b, c, dd) = (a.expect("a"), b.expect("b"), c.expect("c"), dd.expect("d"));
+        assert!(Arc::ptr_eq(&a._shared, &b._shared), "same settings, one client");
+        assert!(!Arc::ptr_eq(&a._shared, &c._shared), "another region");
+        assert!(!Arc::ptr_eq(&a._shared, &dd._shared), "other timeouts");
+        // Once no destination holds it, the next one builds afresh.
+        let weak = Arc::downgrade(&a._shared);
+        drop((a, b));
+        assert_eq!(weak.strong_count(), 0);
+        let again = d("a").await.expect("a again");
+        assert!(!std::ptr::eq(Arc::as_ptr(&again._shared), weak.as_ptr()));
+    }
+
+    #[tokio::test]
+    async fn a_changed_static_secret_gets_its_own_client() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "first-secret").expect("write");
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let s = servers(&format!(
+            "defaults:\n  endpoint: http://127.0.0.1:9\n  credentials: {{ mode: static, access_key_id: AKIDEXAMPLE, secret_access_key_file: {} }}\n\
+             servers:\n  a:\n    bucket: one\n  b:\n    bucket: two\n",
+            secret.display()
+        ));
+        let a = Destination::new(s["a"].clone()).await.expect("a");
+        std::fs::write(&secret, "second-secret").expect("write");
+        let b = Destination::new(s["b"].clone()).await.expect("b");
+        assert!(!Arc::ptr_eq(&a._shared, &b._shared), "b signs with the new secret");
+        assert!(a.secret_changed() && !b.secret_changed());
+    }
 }

@@ -104,14 +104,32 @@ impl Upkeep {
         );
     }
 
-    /// Lists the server's open uploads and aborts the [`orphans`]. The listing comes
-    /// first: an upload listed and still worked on has its journal on the spool when
-    /// the journals are read after.
+    /// Lists the server's open uploads and aborts the [`orphans`]. Nothing is asked of
+    /// the store while the ledger holds no upload of this server old enough to be one
+    /// (the usual case: 10,000 idle servers cost no request). Then the listing comes
+    /// before the journals are read: an upload listed and still worked on has its
+    /// journal on the spool when they are read after.
     async fn sweep(&self, dest: &Destination, age: Duration) {
         let s = &dest.server;
         let Some(ledger) = self.worker.ledger.clone() else {
             return; // without the ledger no upload can be told to be ours
         };
+        let cutoff = unix_now().saturating_sub(age.as_secs() as i64);
+        let (server, bucket, l) = (s.name.clone(), s.bucket.clone(), ledger.clone());
+        match blocking(move || l.open_uploads(&server, &bucket)).await {
+            Ok(ours)
+                if !ours
+                    .iter()
+                    .any(|o| o.begun_at <= cutoff.saturating_mul(1000)) =>
+            {
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(server = %s.name, error = %e, "orphan sweep: cannot read the ledger; skipped");
+                return;
+            }
+        }
         let listed = dest.list_uploads(&s.prefix).await;
         let refused = matches!(&listed, Err(e) if e.class == ErrorClass::Refused);
         let was_refused = if refused {
@@ -155,7 +173,6 @@ impl Upkeep {
         };
         let on_spool: HashSet<String> =
             journals.iter().filter_map(|b| recorded_upload(b)).collect();
-        let cutoff = unix_now().saturating_sub(age.as_secs() as i64);
         for u in orphans(&listed, &ours, &on_spool, cutoff) {
             match dest.abort_unrecorded(&u.key, &u.upload_id).await {
                 Ok(aborted) => {

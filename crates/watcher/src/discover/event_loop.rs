@@ -47,6 +47,11 @@ pub(super) struct State {
     queued: Arc<AtomicUsize>,
     /// Set when events were dropped; cleared by the rescan it causes.
     overflowed: Arc<AtomicBool>,
+    /// Server folders the last full scan found empty, with their settled stamps: the
+    /// next one skips them while the stamp is the same.
+    pub(super) empty_seen: HashMap<String, crate::spool::DirStamp>,
+    /// The spool folder's settled stamp at the last full scan.
+    pub(super) root_seen: Option<crate::spool::DirStamp>,
 }
 
 /// What the messages of one turn asked for.
@@ -83,6 +88,8 @@ impl State {
             batch_markers: Vec::new(),
             queued: Arc::default(),
             overflowed: Arc::default(),
+            empty_seen: HashMap::new(),
+            root_seen: None,
         }
     }
 
@@ -255,6 +262,7 @@ impl State {
                 let _ = w.unwatch(&self.d.spool.root().join(gone));
             }
             self.quiet.retain(|(s, _)| s != gone);
+            self.empty_seen.remove(gone);
         }
         self.rules = servers
             .iter()
@@ -280,10 +288,15 @@ impl State {
 
     /// Tells the scheduler every server's files in `.failed/`.
     pub(super) fn report_failed(&self) {
+        let present = self.d.spool.failed_servers();
         for s in &self.d.servers {
             (self.d.on_failed)(FailedFiles::All {
                 server: s.name.clone(),
-                rels: self.d.spool.failed_files(&s.name),
+                rels: if present.contains(&s.name) {
+                    self.d.spool.failed_files(&s.name)
+                } else {
+                    Vec::new()
+                },
             });
         }
     }

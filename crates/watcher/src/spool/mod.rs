@@ -86,6 +86,32 @@ impl ClaimsDirs {
     const KEEP: usize = 256;
 }
 
+/// A folder's identity and times: equal stamps mean nothing was added, removed or
+/// renamed in it since (its modification time moves with every such change).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirStamp {
+    /// Device.
+    pub dev: u64,
+    /// Inode.
+    pub ino: u64,
+    /// Modification time, ns since the epoch.
+    pub mtime_ns: i128,
+    /// Status change time, ns since the epoch.
+    pub ctime_ns: i128,
+}
+
+impl DirStamp {
+    fn of(fd: impl std::os::fd::AsFd) -> Option<DirStamp> {
+        let st = rustix::fs::fstat(fd).ok()?;
+        Some(DirStamp {
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            mtime_ns: fsx::mtime_ns(&st),
+            ctime_ns: st.st_ctime as i128 * 1_000_000_000 + st.st_ctime_nsec as i128,
+        })
+    }
+}
+
 /// The spool of one daemon instance.
 pub struct Spool {
     /// `spool_dir`.
@@ -222,6 +248,18 @@ impl Spool {
         map.insert(server.to_owned(), Arc::new(src));
         tracing::warn!(server, path = %self.root.join(server).display(), "the server folder was removed or replaced; made again and watched anew");
         Ok(true)
+    }
+
+    /// The inode and times of `server`'s folder, from its open handle (no open, no
+    /// inotify event); `None` when it cannot be read.
+    pub fn server_stamp(&self, server: &str) -> Option<DirStamp> {
+        DirStamp::of(&*self.src_dir(server).ok()?)
+    }
+
+    /// The stamp of the spool folder itself: it changes whenever a folder in it is
+    /// made, removed or renamed.
+    pub fn root_stamp(&self) -> Option<DirStamp> {
+        DirStamp::of(&self.root_fd)
     }
 
     /// The configured servers, in no particular order.

@@ -171,6 +171,20 @@ impl Spool {
             .collect()
     }
 
+    /// The servers with a folder in `.failed/` (one listing: the servers without one
+    /// have no failed file, and need no open of their own).
+    pub fn failed_servers(&self) -> std::collections::HashSet<String> {
+        fsx::open_dir_beneath(&self.root_fd, Path::new(FAILED))
+            .and_then(|d| fsx::list(&d))
+            .map(|entries| {
+                entries
+                    .into_iter()
+                    .map(|(n, _)| n.to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Relative paths (as claims name them, lossy for names that are not UTF-8) of the
     /// files of `server` in `.failed/`, records excluded.
     pub fn failed_files(&self, server: &str) -> Vec<String> {
