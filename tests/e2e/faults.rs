@@ -221,3 +221,48 @@ fn a_flipped_bit_is_refused_by_the_store_retried_and_counted() {
         assert_eq!(d.stop(), Some(0));
     }
 }
+
+/// The proxy of the environment (`HTTP_PROXY`, as with `HTTPS_PROXY` for TLS endpoints)
+/// carries the daemon's requests: every server's client shares one HTTPS client, and that
+/// client must keep the SDK's default of honouring it (an operator behind an egress
+/// proxy relies on it).
+#[test]
+fn the_environments_proxy_carries_every_request() {
+    let store = Store::s3s();
+    let proxy = FaultProxy::start(&store.endpoint, 0.0, Duration::from_secs(1), 3);
+    let Running {
+        dir,
+        daemon: mut d,
+        bucket,
+        client: c,
+        ..
+    } = acme(&store)
+        .tag("egress")
+        .env("HTTP_PROXY", &proxy.endpoint)
+        .env("NO_PROXY", "")
+        .start();
+    let files: Vec<Vec<u8>> = (0..3u64).map(|i| data(10_000 + i as usize, i)).collect();
+    for (i, f) in files.iter().enumerate() {
+        dir.drop_file("acme", &format!("f{i}.bin"), f);
+    }
+    assert!(
+        wait_until(Duration::from_secs(60), || d
+            .metric("outpost_files_uploaded_total{server=\"acme\"}")
+            == Some(3.0)),
+        "log:\n{}",
+        d.log_text()
+    );
+    for (i, f) in files.iter().enumerate() {
+        assert_delivered(&c, &bucket, &format!("pre/f{i}.bin"), f);
+    }
+    let puts: u64 = proxy
+        .counts
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|((op, _), _)| op == "PutObject")
+        .map(|(_, n)| *n)
+        .sum();
+    assert!(puts >= 3, "PutObject through the proxy: {puts}");
+    assert_eq!(d.stop(), Some(0));
+}
