@@ -54,7 +54,7 @@ servers:
     prefix: "outbound/"
     endpoint: $OUTPOST_TEST_RGW_ENDPOINT
     path_style: true
-    checksum: md5            # radosgw verifies Content-MD5
+    checksum: signed_payload # radosgw recomputes the signed payload's SHA-256
     multipart: { threshold: 16MiB, part_size: 8MiB, concurrency: 4 }
 YAML
 say "publisher: outpost check"

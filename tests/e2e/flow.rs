@@ -215,30 +215,33 @@ fn tls_bucket(tag: &str) -> (String, Store, Store) {
 
 #[test]
 fn radosgw_over_tls_single_and_multipart_arrive_whole() {
-    // `checksum: md5` over TLS: where the CPU hashes SHA-256 in hardware the signed
-    // payload hash is the check (cheaper than MD5), else Content-MD5 with the payload
-    // unsigned. The store's certificate is trusted through SSL_CERT_FILE, as an
-    // operator would for a private CA.
-    let (bucket, owner, publisher) = tls_bucket("rgwtls");
-    let oc = owner.client();
-    assert!(publisher.endpoint.starts_with("https://"));
-    let files = vec![
-        ("tls/big.bin".to_owned(), data(13 * 1024 * 1024 + 5, 44)),
-        ("tls/small.csv".to_owned(), data(70_000, 45)),
-        ("tls/empty.csv".to_owned(), Vec::new()),
-    ];
-    let ca = env("OUTPOST_TEST_RGW_CA");
-    publish(
-        &publisher,
-        &owner,
-        &bucket,
-        "    checksum: md5\n    multipart: { threshold: 8MiB, part_size: 5MiB, concurrency: 3 }\n",
-        &files,
-        &[("SSL_CERT_FILE", &ca)],
-    );
-    rt().block_on(async {
-        assert_eq!(open_uploads(&oc, &bucket).await, 0);
-    });
+    // Over TLS `md5` sends Content-MD5 with the payload unsigned; `signed_payload` signs
+    // the payload (radosgw recomputes its SHA-256) and sends no header. The store's
+    // certificate is trusted through SSL_CERT_FILE, as an operator would for a private CA.
+    for checksum in ["md5", "signed_payload"] {
+        let (bucket, owner, publisher) = tls_bucket("rgwtls");
+        let oc = owner.client();
+        assert!(publisher.endpoint.starts_with("https://"));
+        let files = vec![
+            ("tls/big.bin".to_owned(), data(13 * 1024 * 1024 + 5, 44)),
+            ("tls/small.csv".to_owned(), data(70_000, 45)),
+            ("tls/empty.csv".to_owned(), Vec::new()),
+        ];
+        let ca = env("OUTPOST_TEST_RGW_CA");
+        publish(
+            &publisher,
+            &owner,
+            &bucket,
+            &format!(
+                "    checksum: {checksum}\n    multipart: {{ threshold: 8MiB, part_size: 5MiB, concurrency: 3 }}\n"
+            ),
+            &files,
+            &[("SSL_CERT_FILE", &ca)],
+        );
+        rt().block_on(async {
+            assert_eq!(open_uploads(&oc, &bucket).await, 0, "{checksum}");
+        });
+    }
 }
 
 #[test]

@@ -127,6 +127,7 @@ impl Display for Checksum {
             Checksum::Crc32c => "checksum: crc32c",
             Checksum::Crc64Nvme => "checksum: crc64nvme",
             Checksum::Md5 => "checksum: md5",
+            Checksum::SignedPayload => "checksum: signed_payload",
         })
     }
 }

@@ -184,6 +184,7 @@ keyword!(
         Crc32c = "crc32c",
         Crc64nvme = "crc64nvme",
         Md5 = "md5",
+        SignedPayload = "signed_payload",
     }
 );
 

@@ -141,6 +141,7 @@ pub(crate) fn resolve(name: &str, s: RawServer) -> Result<Server, Invalid> {
             RawChecksum::Crc32c => Checksum::Crc32c,
             RawChecksum::Crc64nvme => Checksum::Crc64Nvme,
             RawChecksum::Md5 => Checksum::Md5,
+            RawChecksum::SignedPayload => Checksum::SignedPayload,
         },
         credentials,
         expected_bucket_owner: s.expected_bucket_owner,

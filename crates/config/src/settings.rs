@@ -64,6 +64,10 @@ pub enum Checksum {
     Crc64Nvme,
     /// `Content-MD5` (stores that verify only that, such as Ceph radosgw).
     Md5,
+    /// No checksum header: the SigV4 signed payload (`x-amz-content-sha256`, the SHA-256
+    /// of every byte) is the check, for stores that recompute it (Ceph radosgw does).
+    /// outpost's addition to SPEC §2's list.
+    SignedPayload,
 }
 
 /// Credentials mode (SPEC §2).

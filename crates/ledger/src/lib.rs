@@ -221,6 +221,9 @@ impl Ledger {
     /// Stops taking rows, lets the writer commit what is queued and waits for it
     /// (blocking: call from a blocking context at the daemon's stop).
     pub fn close(mut self) {
+        // The kept reader first: an open connection would keep the writer's close from
+        // checkpointing the WAL into the file and removing it.
+        drop(self.reader.lock().unwrap_or_else(|e| e.into_inner()).take());
         self.queue = None;
         if let Some(w) = self.writer.take()
             && w.join().is_err()

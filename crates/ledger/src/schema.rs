@@ -212,18 +212,34 @@ pub(crate) fn open_reader(path: &Path) -> Result<Option<Connection>, LedgerError
             path: path.to_owned(),
         });
     }
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX
-        | OpenFlags::SQLITE_OPEN_URI;
-    let conn = match Connection::open_with_flags(path, flags).and_then(ready) {
+    let conn = match Connection::open_with_flags(path, READER).and_then(ready) {
         Ok(c) => c,
         Err(e) if !wal_file(path).exists() && cannot_open(&e) => {
-            Connection::open_with_flags(immutable_uri(path), flags)
+            Connection::open_with_flags(immutable_uri(path), READER)
                 .and_then(ready)
                 .map_err(|e| LedgerError::query(path, e))?
         }
         Err(e) => return Err(LedgerError::query(path, e)),
     };
+    with_schema(path, conn)
+}
+
+/// A reader's flags.
+const READER: OpenFlags = OpenFlags::SQLITE_OPEN_READ_ONLY
+    .union(OpenFlags::SQLITE_OPEN_NO_MUTEX)
+    .union(OpenFlags::SQLITE_OPEN_URI);
+
+/// [`open_reader`] for the running daemon's own reads, kept between them: never the
+/// immutable fallback (a connection that would not see new rows for good).
+pub(crate) fn open_live_reader(path: &Path) -> Result<Option<Connection>, LedgerError> {
+    let conn = Connection::open_with_flags(path, READER)
+        .and_then(ready)
+        .map_err(|e| LedgerError::query(path, e))?;
+    with_schema(path, conn)
+}
+
+/// `conn` if its schema is one this build reads; `None` when it has none yet.
+fn with_schema(path: &Path, conn: Connection) -> Result<Option<Connection>, LedgerError> {
     let found = user_version(&conn).map_err(|e| LedgerError::query(path, e))?;
     if found > VERSION {
         return Err(LedgerError::NewerSchema {

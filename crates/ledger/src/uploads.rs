@@ -79,7 +79,7 @@ impl Ledger {
         let mut reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
         let conn = match reader.take() {
             Some(c) => c,
-            None => match crate::schema::open_reader(&self.path)? {
+            None => match crate::schema::open_live_reader(&self.path)? {
                 Some(c) => c,
                 None => return Ok(Vec::new()), // no schema yet: nothing recorded
             },
@@ -154,6 +154,30 @@ pub(crate) fn write(conn: &mut Connection, marks: &[UploadMark]) -> rusqlite::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kept_reader_sees_new_rows_and_a_clean_close_leaves_no_wal() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("ledger.sqlite");
+        let l = Ledger::open(&path).expect("open");
+        l.upload_begun("a", "b", "k1", "u1");
+        l.sync().wait().expect("sync");
+        assert_eq!(l.open_uploads("a", "b").expect("read").len(), 1);
+        l.upload_begun("a", "b", "k2", "u2");
+        l.sync().wait().expect("sync");
+        assert_eq!(
+            l.open_uploads("a", "b").expect("read").len(),
+            2,
+            "kept reader"
+        );
+        l.close();
+        let mut wal = path.clone().into_os_string();
+        wal.push("-wal");
+        assert!(
+            !std::path::Path::new(&wal).exists(),
+            "the WAL was not checkpointed at close"
+        );
+    }
 
     #[test]
     fn open_uploads_are_those_begun_for_the_server_and_bucket_and_not_ended() {

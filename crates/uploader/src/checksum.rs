@@ -26,12 +26,13 @@ impl PartChecksum {
         d.finish()
     }
 
-    /// Builds the checksum of `kind` from finished digests.
+    /// Builds the checksum of `kind` from finished digests. `signed_payload` has no
+    /// header of its own: where one is needed (a streamed body) it is Content-MD5.
     pub fn from_digest(kind: Checksum, crc32c: u32, crc64: u64, md5: &[u8]) -> PartChecksum {
         match kind {
             Checksum::Crc32c => PartChecksum::Crc32c(B64.encode(crc32c.to_be_bytes())),
             Checksum::Crc64Nvme => PartChecksum::Crc64Nvme(B64.encode(crc64.to_be_bytes())),
-            Checksum::Md5 => PartChecksum::Md5(B64.encode(md5)),
+            Checksum::Md5 | Checksum::SignedPayload => PartChecksum::Md5(B64.encode(md5)),
         }
     }
 }
@@ -57,7 +58,7 @@ impl FileDigest {
                 kind,
                 Box::new(crc_fast::Digest::new(CrcAlgorithm::Crc64Nvme)),
             ),
-            Checksum::Md5 => FileDigest::Md5(md5::Md5::new()),
+            Checksum::Md5 | Checksum::SignedPayload => FileDigest::Md5(md5::Md5::new()),
         }
     }
 

@@ -174,7 +174,7 @@ fn whole_checksum(kind: Checksum, sums: &BTreeMap<i32, Sums>) -> Option<PartChec
                 &[],
             ))
         }
-        Checksum::Md5 => None,
+        Checksum::Md5 | Checksum::SignedPayload => None,
     }
 }
 

@@ -165,7 +165,7 @@ pub(crate) fn create_multipart(
     let req = match header {
         Some(Checksum::Crc32c) => req.checksum_algorithm(ChecksumAlgorithm::Crc32C),
         Some(Checksum::Crc64Nvme) => req.checksum_algorithm(ChecksumAlgorithm::Crc64Nvme),
-        Some(Checksum::Md5) | None => req,
+        Some(Checksum::Md5 | Checksum::SignedPayload) | None => req,
     };
     req.object_settings(s).file_token(s, token)
 }

@@ -85,7 +85,7 @@ impl Destination {
         mode: UploadMode,
     ) -> Result<Uploaded, UploadError> {
         // A stream is never hashed into the signature: it carries a checksum header.
-        let kind = Some(self.integrity.streamed_header(self.server.checksum));
+        let kind = Some(self.integrity.streamed_header());
         let (size, measure) = (f.id.0, f.opts.measure);
         let file = f.file.clone();
         let sums = tokio::task::spawn_blocking(move || digest_range(&file, 0, size, kind, measure))
@@ -150,7 +150,9 @@ impl Destination {
             etag: None,
             version_id: None,
             crc64nvme: sums.crc64,
-            checksum: sums.sum,
+            // The header's whole-object value, none for `signed_payload` (a streamed
+            // body's Content-MD5 is not recorded: one algorithm per server).
+            checksum: sums.sum.filter(|_| self.integrity.header.is_some()),
             store_checksum: None,
             measured: sums.measured,
         };

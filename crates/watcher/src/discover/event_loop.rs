@@ -50,8 +50,8 @@ pub(super) struct State {
     /// Server folders the last full scan found empty, with their settled stamps: the
     /// next one skips them while the stamp is the same.
     pub(super) empty_seen: HashMap<String, crate::spool::DirStamp>,
-    /// The spool folder's settled stamp at the last full scan.
-    pub(super) root_seen: Option<crate::spool::DirStamp>,
+    /// Full scans so far (every tenth ignores `empty_seen`).
+    pub(super) scans: u64,
 }
 
 /// What the messages of one turn asked for.
@@ -89,7 +89,7 @@ impl State {
             queued: Arc::default(),
             overflowed: Arc::default(),
             empty_seen: HashMap::new(),
-            root_seen: None,
+            scans: 0,
         }
     }
 

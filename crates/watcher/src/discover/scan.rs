@@ -24,13 +24,13 @@ impl State {
     /// reported (once) and left alone.
     pub(super) fn full_scan(&mut self) {
         let root = self.d.spool.root().to_owned();
-        // The spool folder unchanged since the last full scan (settled stamp): no server
-        // folder was made, removed or replaced, and no unknown one appeared — its
-        // listing and every server folder's re-check are skipped.
-        let root_stamp = self.d.spool.root_stamp();
-        let root_same = root_stamp.is_some() && root_stamp == self.root_seen;
-        self.root_seen = root_stamp.filter(settled);
-        if !root_same && let Ok(entries) = self.d.spool.root_entries() {
+        // Every tenth scan looks at every folder whatever its stamp: that bounds what a
+        // file system with coarse timestamps and a wall clock stepped back could hide.
+        self.scans = self.scans.wrapping_add(1);
+        if self.scans.is_multiple_of(FULL_EVERY) {
+            self.empty_seen.clear();
+        }
+        if let Ok(entries) = self.d.spool.root_entries() {
             for name in entries {
                 let n = name.to_string_lossy().into_owned();
                 if n.starts_with('.') || self.rules.contains_key(&n) {
@@ -46,19 +46,20 @@ impl State {
         }
         let names: Vec<String> = self.d.servers.iter().map(|s| s.name.clone()).collect();
         for s in names {
-            if !root_same {
-                self.refresh(&s);
+            if self.refresh(&s) {
+                self.empty_seen.remove(&s);
             }
             // A folder a listing found empty, and unchanged since (the same inode,
             // modification and change times), is not opened again: 10,000 idle servers
-            // cost a stat each per rescan, not an open, a listing and an inotify event.
+            // cost two stats each per rescan, not an open, a listing and an inotify event.
+            let now = wall_ns();
             let stamp = self.d.spool.server_stamp(&s);
             if stamp.is_some() && self.empty_seen.get(&s) == stamp.as_ref() {
                 continue;
             }
             let empty = self.scan_tree(&s, PathBuf::new(), true);
             match stamp {
-                Some(st) if empty && settled(&st) => {
+                Some(st) if empty && settled(&st, now) => {
                     self.empty_seen.insert(s, st);
                 }
                 _ => {
@@ -305,12 +306,20 @@ impl State {
     }
 }
 
-/// Whether a folder's `stamp` is at least a second old by the wall clock: a change
-/// right after a listing within the same timestamp tick would leave an older stamp
-/// unchanged, so only a settled stamp may vouch for an unchanged folder.
-fn settled(stamp: &crate::spool::DirStamp) -> bool {
-    let now = SystemTime::now()
+/// Scans between two that list every folder whatever its stamp.
+const FULL_EVERY: u64 = 10;
+
+/// The wall clock, ns since the epoch.
+fn wall_ns() -> i128 {
+    SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i128);
-    stamp.mtime_ns.max(stamp.ctime_ns) <= now - 1_000_000_000
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+/// Whether a folder's `stamp` was at least two seconds old at `now` (read before the
+/// stamp): a change right after the listing within the same timestamp tick (up to 2 s
+/// on the coarsest file systems) would leave a younger stamp unchanged, so only a
+/// settled stamp may vouch for an unchanged folder.
+fn settled(stamp: &crate::spool::DirStamp, now: i128) -> bool {
+    stamp.mtime_ns.max(stamp.ctime_ns) <= now - 2_000_000_000
 }

@@ -256,12 +256,6 @@ impl Spool {
         DirStamp::of(&*self.src_dir(server).ok()?)
     }
 
-    /// The stamp of the spool folder itself: it changes whenever a folder in it is
-    /// made, removed or renamed.
-    pub fn root_stamp(&self) -> Option<DirStamp> {
-        DirStamp::of(&self.root_fd)
-    }
-
     /// The configured servers, in no particular order.
     fn server_names(&self) -> Vec<String> {
         let map = self.servers.read().unwrap_or_else(|e| e.into_inner());
