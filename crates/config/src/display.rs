@@ -120,7 +120,7 @@ impl Display for Overwrite {
     }
 }
 
-/// `checksum: crc32c`, `checksum: crc64nvme` or `checksum: md5`.
+/// `checksum: crc32c`, `crc64nvme`, `md5` or `signed_payload`.
 impl Display for Checksum {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

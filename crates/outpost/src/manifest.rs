@@ -21,9 +21,11 @@ pub struct FileFacts {
     /// CRC64NVME of the whole file, base64 (as S3 reports full-object checksums), so a
     /// customer can check every object alike whatever the configured checksum.
     pub crc64nvme: String,
-    /// The configured checksum's algorithm as S3 names it (`CRC32C`, `CRC64NVME`, `MD5`).
+    /// The whole-object checksum's algorithm as S3 names it (`CRC32C`, `CRC64NVME`,
+    /// `MD5`): the configured header's where one is computed, else CRC-64/NVME (always
+    /// computed while reading; `signed_payload`, multipart `md5`).
     pub checksum_algorithm: String,
-    /// Its value (base64), as sent with the upload.
+    /// Its value (base64).
     pub checksum: String,
     /// The ETag the store answered.
     pub etag: String,

@@ -22,8 +22,9 @@ use crate::{ErrorClass, Integrity, UploadError};
 pub struct Destination {
     /// The merged settings of the server.
     pub server: Arc<Server>,
-    /// The S3 client (connection pool shared by every upload to this server).
-    pub client: aws_sdk_s3::Client,
+    /// The S3 client, shared with every server of the same identity and connection
+    /// settings ([`ClientKey`]).
+    pub client: Arc<aws_sdk_s3::Client>,
     /// Set once the destination refused multipart while accepting a single PUT: files
     /// up to 5 GiB then go as one streamed PutObject.
     pub multipart_refused: Arc<std::sync::atomic::AtomicBool>,
@@ -32,9 +33,6 @@ pub struct Destination {
     pub integrity: Integrity,
     /// What the static secret file held when the client was built.
     secret: Option<SecretStamp>,
-    /// Keeps `client` in the table of shared clients ([`shared_client`]) while this
-    /// destination uses it.
-    _shared: Arc<()>,
 }
 
 /// A fingerprint of a static secret (never the secret; `Debug` shows nothing of it):
@@ -61,14 +59,13 @@ impl Destination {
     /// Builds the client of `server`. Reading the static secret happens here: a secret
     /// file readable by group or others is refused.
     pub async fn new(server: Arc<Server>) -> Result<Destination, UploadError> {
-        let (client, secret, _shared) = shared_client(&server).await?;
+        let (client, secret) = shared_client(&server).await?;
         Ok(Destination {
             integrity: Integrity::of(&server),
             server,
             client,
             multipart_refused: Arc::default(),
             secret,
-            _shared,
         })
     }
 
@@ -252,11 +249,10 @@ impl ClientKey {
     }
 }
 
-/// The clients in use, each with a token every destination using it holds: a client no
-/// destination holds any more (its servers removed or changed) is not handed out again,
-/// and is dropped at a later insertion.
-type SharedClients =
-    std::collections::HashMap<ClientKey, (std::sync::Weak<()>, aws_sdk_s3::Client)>;
+/// The clients in use, held weakly: a client lives as long as a destination holds it
+/// (its servers removed or changed, it is freed with the last one); the table's dead
+/// entries (a key and a pointer) go whenever it has doubled.
+type SharedClients = std::collections::HashMap<ClientKey, std::sync::Weak<aws_sdk_s3::Client>>;
 
 fn shared_clients() -> std::sync::MutexGuard<'static, SharedClients> {
     static CLIENTS: std::sync::OnceLock<std::sync::Mutex<SharedClients>> =
@@ -267,16 +263,10 @@ fn shared_clients() -> std::sync::MutexGuard<'static, SharedClients> {
         .unwrap_or_else(|e| e.into_inner())
 }
 
-/// The client of `key` if a destination still uses it, with a token to hold.
-fn in_use(clients: &SharedClients, key: &ClientKey) -> Option<(aws_sdk_s3::Client, Arc<()>)> {
-    let (token, client) = clients.get(key)?;
-    Some((client.clone(), token.upgrade()?))
-}
-
 /// `server`'s client: the one a server with the same [`ClientKey`] uses, else a new one.
 async fn shared_client(
     server: &Server,
-) -> Result<(aws_sdk_s3::Client, Option<SecretStamp>, Arc<()>), UploadError> {
+) -> Result<(Arc<aws_sdk_s3::Client>, Option<SecretStamp>), UploadError> {
     let stamp = match &server.credentials {
         Credentials::Static {
             secret_access_key_file,
@@ -285,24 +275,26 @@ async fn shared_client(
         _ => None,
     };
     let key = ClientKey::of(server, stamp);
-    if let Some((client, token)) = in_use(&shared_clients(), &key) {
-        return Ok((client, stamp, token));
+    if let Some(client) = shared_clients()
+        .get(&key)
+        .and_then(std::sync::Weak::upgrade)
+    {
+        return Ok((client, stamp));
     }
     // Keyed by the secret the client was built with (the file may change in between).
     let (client, stamp) = build_client(server).await?;
     let key = ClientKey::of(server, stamp);
     let mut clients = shared_clients();
-    // Clients no destination holds any more are dropped whenever the table has doubled
-    // (amortized: 10,000 distinct identities at start-up are not 10,000 full passes).
+    if let Some(client) = clients.get(&key).and_then(std::sync::Weak::upgrade) {
+        return Ok((client, stamp));
+    }
+    // Amortized: 10,000 distinct identities at start-up are not 10,000 full passes.
     if clients.len().is_power_of_two() {
-        clients.retain(|_, (token, _)| token.strong_count() > 0);
+        clients.retain(|_, c| c.strong_count() > 0);
     }
-    if let Some((client, token)) = in_use(&clients, &key) {
-        return Ok((client, stamp, token));
-    }
-    let token = Arc::new(());
-    clients.insert(key, (Arc::downgrade(&token), client.clone()));
-    Ok((client, stamp, token))
+    let client = Arc::new(client);
+    clients.insert(key, Arc::downgrade(&client));
+    Ok((client, stamp))
 }
 
 async fn build_client(

@@ -23,17 +23,19 @@ async fn servers_with_one_identity_and_endpoint_share_a_client_and_others_do_not
     let (a, b, c, dd) = (d("a").await, d("b").await, d("c").await, d("d").await);
     let (a, b, c, dd) = (a.expect("a"), b.expect("b"), c.expect("c"), dd.expect("d"));
     assert!(
-        Arc::ptr_eq(&a._shared, &b._shared),
+        Arc::ptr_eq(&a.client, &b.client),
         "same settings, one client"
     );
-    assert!(!Arc::ptr_eq(&a._shared, &c._shared), "another region");
-    assert!(!Arc::ptr_eq(&a._shared, &dd._shared), "other timeouts");
-    // Once no destination holds it, the next one builds afresh.
-    let weak = Arc::downgrade(&a._shared);
+    assert!(!Arc::ptr_eq(&a.client, &c.client), "another region");
+    assert!(!Arc::ptr_eq(&a.client, &dd.client), "other timeouts");
+    // Once no destination holds it, it is freed; the next one builds afresh.
+    let weak = Arc::downgrade(&a.client);
     drop((a, b));
-    assert_eq!(weak.strong_count(), 0);
+    assert_eq!(weak.strong_count(), 0, "freed with its last destination");
     let again = d("a").await.expect("a again");
-    assert!(!std::ptr::eq(Arc::as_ptr(&again._shared), weak.as_ptr()));
+    assert!(weak.upgrade().is_none());
+    let again_b = d("b").await.expect("b again");
+    assert!(Arc::ptr_eq(&again.client, &again_b.client), "shared again");
 }
 
 #[tokio::test]
@@ -51,7 +53,7 @@ async fn a_changed_static_secret_gets_its_own_client() {
     std::fs::write(&secret, "second-secret").expect("write");
     let b = Destination::new(s["b"].clone()).await.expect("b");
     assert!(
-        !Arc::ptr_eq(&a._shared, &b._shared),
+        !Arc::ptr_eq(&a.client, &b.client),
         "b signs with the new secret"
     );
     assert!(a.secret_changed() && !b.secret_changed());

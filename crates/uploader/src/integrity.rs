@@ -48,6 +48,18 @@ impl Integrity {
         Integrity::choose(server.checksum, tls)
     }
 
+    /// The name of the parts' checksum header, as a multipart journal records it: an
+    /// upload created for other part headers (CreateMultipartUpload names the algorithm)
+    /// is not resumed with these.
+    pub fn parts_check(self) -> &'static str {
+        match self.header {
+            Some(Checksum::Crc32c) => "crc32c",
+            Some(Checksum::Crc64Nvme) => "crc64nvme",
+            Some(Checksum::Md5) => "md5",
+            Some(Checksum::SignedPayload) | None => "none",
+        }
+    }
+
     /// The header a body streamed from disk carries: the SDK cannot hash a stream into
     /// the signature before sending it (it goes `UNSIGNED-PAYLOAD` whatever the
     /// transport), so a streamed PutObject always carries a header — the configured one,

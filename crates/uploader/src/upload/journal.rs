@@ -43,6 +43,11 @@ pub struct MpuRecord {
     /// other daemons), whose recorded uploads and intents are never taken for ours.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub token: String,
+    /// The checksum header its parts are sent with (`crc32c`, `crc64nvme`, `md5`,
+    /// `none`): an upload is resumed only with the same (empty: a journal of an earlier
+    /// version, resumed as it was).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub parts_check: String,
 }
 
 /// Seconds of difference allowed between our clock and the store's `Initiated` times.
@@ -183,6 +188,8 @@ pub(crate) struct Entry {
     pub mtime_ns: i128,
     /// Part size used, likewise.
     pub part_size: u64,
+    /// See [`MpuRecord::parts_check`].
+    pub parts_check: String,
     /// See [`MpuRecord::token`].
     pub token: String,
     /// What the journal remembers.
@@ -202,6 +209,7 @@ impl From<MpuRecord> for Entry {
             size: r.size,
             mtime_ns: r.mtime_ns,
             part_size: r.part_size,
+            parts_check: r.parts_check,
             token: r.token,
         }
     }
@@ -220,6 +228,7 @@ impl From<&Entry> for MpuRecord {
             suspect_since_unix: suspect.map(|s| s.since),
             suspect_last_unix: suspect.and_then(|s| s.last),
             token: e.token.clone(),
+            parts_check: e.parts_check.clone(),
         }
     }
 }
@@ -297,6 +306,7 @@ pub(crate) mod tests {
             size: 1,
             mtime_ns: 2,
             part_size: 3,
+            parts_check: String::new(),
             token: token.into(),
             state: State::of(upload_id.into(), suspect),
         }

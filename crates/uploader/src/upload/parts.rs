@@ -98,7 +98,7 @@ impl Destination {
         let mut sums = BTreeMap::new();
         let limit = self.server.multipart.concurrency.max(1);
         let job = PartJob {
-            client: self.client.clone(),
+            client: (*self.client).clone(),
             server: self.server.clone(),
             key: plan.key.to_owned(),
             upload_id: upload_id.to_owned(),

@@ -35,17 +35,21 @@ pub(super) enum Recorded<'a> {
     None,
     /// Created for this very file: resume it.
     Resume(&'a str),
-    /// Created for another size, mtime or part size: abort it, create one.
+    /// Created for another size, mtime, part size or parts' checksum header: abort it,
+    /// create one.
     Changed(&'a str),
 }
 
-/// The decision for `entry`'s recorded upload.
-pub(super) fn recorded<'a>(entry: &'a Entry, plan: &Plan) -> Recorded<'a> {
+/// The decision for `entry`'s recorded upload, for parts sent with the checksum header
+/// `check` ([`crate::Integrity::parts_check`]).
+pub(super) fn recorded<'a>(entry: &'a Entry, plan: &Plan, check: &str) -> Recorded<'a> {
+    let same_check = entry.parts_check.is_empty() || entry.parts_check == check;
     match entry.state.upload_id() {
         None => Recorded::None,
         Some(id)
-            if (entry.size, entry.mtime_ns, entry.part_size)
-                == (plan.id.0, plan.id.1, plan.part_size) =>
+            if same_check
+                && (entry.size, entry.mtime_ns, entry.part_size)
+                    == (plan.id.0, plan.id.1, plan.part_size) =>
         {
             Recorded::Resume(id)
         }
@@ -101,6 +105,7 @@ impl Destination {
             size: plan.id.0,
             mtime_ns: plan.id.1,
             part_size: plan.part_size,
+            parts_check: self.integrity.parts_check().to_owned(),
             token: new_token(),
             state: State::None,
         };
@@ -163,7 +168,7 @@ impl Destination {
         journal: &dyn Journal,
     ) -> Result<Option<Started>, UploadError> {
         let (bucket, key) = (&self.server.bucket, plan.key);
-        let gone = match recorded(cur, plan) {
+        let gone = match recorded(cur, plan, self.integrity.parts_check()) {
             Recorded::None => return Ok(None),
             Recorded::Changed(id) => {
                 tracing::info!(%bucket, key, "file changed since its multipart upload began; aborting it");
@@ -223,6 +228,7 @@ impl Destination {
             size: plan.id.0,
             mtime_ns: plan.id.1,
             part_size: plan.part_size,
+            parts_check: self.integrity.parts_check().to_owned(),
             ..cur
         };
         let mut cur = before.clone();
@@ -300,7 +306,16 @@ mod tests {
         let plan = Plan::new("k", (12 * MIB, 7), 5 * MIB);
         let mut e = entry("k", "up", None, "t");
         (e.size, e.mtime_ns, e.part_size) = (12 * MIB, 7, 5 * MIB);
-        assert_eq!(recorded(&e, &plan), Recorded::Resume("up"));
+        e.parts_check = "crc32c".into();
+        assert_eq!(recorded(&e, &plan, "crc32c"), Recorded::Resume("up"));
+        // A journal of an earlier version does not say: resumed as before.
+        let mut old = e.clone();
+        old.parts_check.clear();
+        assert_eq!(recorded(&old, &plan, "crc32c"), Recorded::Resume("up"));
+        // `checksum` changed across a restart: the upload was created for other part
+        // headers (CreateMultipartUpload's algorithm), so it cannot be completed with
+        // these; aborted and made afresh rather than refused until `.failed/`.
+        assert_eq!(recorded(&e, &plan, "none"), Recorded::Changed("up"));
         for change in [
             |e: &mut Entry| e.size += 1,
             |e: &mut Entry| e.mtime_ns += 1,
@@ -308,7 +323,7 @@ mod tests {
         ] {
             let mut other = e.clone();
             change(&mut other);
-            assert_eq!(recorded(&other, &plan), Recorded::Changed("up"));
+            assert_eq!(recorded(&other, &plan, "crc32c"), Recorded::Changed("up"));
         }
         // Only requests whose upload may be unrecorded, or nothing: a new upload.
         e.state = State::Recorded {
@@ -316,9 +331,9 @@ mod tests {
             suspect: None,
         }
         .forget_upload();
-        assert_eq!(recorded(&e, &plan), Recorded::None);
+        assert_eq!(recorded(&e, &plan, "crc32c"), Recorded::None);
         let suspect = entry("k", "", Some((1, 2)), "t");
-        assert_eq!(recorded(&suspect, &plan), Recorded::None);
+        assert_eq!(recorded(&suspect, &plan, "crc32c"), Recorded::None);
     }
 
     #[test]
