@@ -72,6 +72,12 @@ osd_memory_target = 1073741824
 rgw_frontends = beast endpoint=127.0.0.1:$port ssl_endpoint=127.0.0.1:$tlsport ssl_certificate=$DIR/tls/cert.pem ssl_private_key=$DIR/tls/key.pem
 rgw_data = $DIR/rgw
 rgw_enable_usage_log = false
+# Deleted objects' data is reclaimed within seconds, not after RGW's default 2 h: a
+# bench writes tens of GiB through this 20 GiB OSD, deleting as it goes, and a full
+# OSD makes every write hang.
+rgw_gc_obj_min_wait = 0
+rgw_gc_processor_period = 5
+rgw_gc_processor_max_time = 5
 C
 export CEPH_CONF="$CONF"
 ceph-authtool --create-keyring "$DIR/mon.keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
