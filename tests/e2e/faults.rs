@@ -187,14 +187,7 @@ fn a_flipped_bit_is_refused_by_the_store_retried_and_counted() {
             "{checksum}: log:\n{}",
             d.log_text()
         );
-        let flipped: u64 = proxy
-            .counts
-            .lock()
-            .expect("lock")
-            .iter()
-            .filter(|((_, what), _)| what == "Flipped")
-            .map(|(_, n)| *n)
-            .sum();
+        let flipped = proxy.total(|_, what| what == "Flipped");
         assert_eq!(
             flipped,
             2,
@@ -257,14 +250,7 @@ fn the_environments_proxy_carries_every_request() {
     for (i, f) in files.iter().enumerate() {
         assert_delivered(&c, &bucket, &format!("pre/f{i}.bin"), f);
     }
-    let puts: u64 = proxy
-        .counts
-        .lock()
-        .expect("lock")
-        .iter()
-        .filter(|((op, _), _)| op == "PutObject")
-        .map(|(_, n)| *n)
-        .sum();
+    let puts = proxy.total(|op, _| op == "PutObject");
     assert!(puts >= 3, "PutObject through the proxy: {puts}");
     assert_eq!(d.stop(), Some(0));
 }

@@ -169,6 +169,16 @@ impl FaultProxy {
         }
     }
 
+    /// Requests counted under an (operation, outcome) that `which` accepts.
+    pub fn total(&self, which: impl Fn(&str, &str) -> bool) -> u64 {
+        let counts = self.counts.lock().expect("lock");
+        counts
+            .iter()
+            .filter(|((op, what), _)| which(op, what))
+            .map(|(_, n)| *n)
+            .sum()
+    }
+
     /// Faults injected per operation (excluding clean forwards).
     pub fn faults(&self) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();
